@@ -1,0 +1,5 @@
+import sys
+
+from layercut.cli import main
+
+sys.exit(main())

@@ -1,0 +1,115 @@
+"""Cut blocks out of a model in memory, or load only the blocks you keep."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from layercut.blocks import (
+    find_blocks,
+    layer_index_changes_arithmetic,
+    renumber_layer_indices,
+    set_config_depth,
+)
+from layercut.errors import LayercutError
+from layercut.selection import LayerSelection
+from layercut.sources import hub_unreachable_error, load_config, resolve_source
+
+
+def cut_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
+    """Keep only the blocks at `keep` (0-based, any order given, model order kept), in place.
+
+    Follows all four steps of hf-layer-cutting.md: new block list, renumbered `layer_idx`,
+    config depth, sliced per-layer config lists. Returns the same model for chaining.
+    """
+    block_list = find_blocks(model)
+    old_depth = len(block_list.blocks)
+    kept = LayerSelection("keep", spec=",".join(map(str, keep))).indices(old_depth)
+    if kept != list(range(kept[0], kept[0] + len(kept))) or kept[0] != 0:
+        if layer_index_changes_arithmetic(model.config):
+            warnings.warn(
+                "this GPT-2 config scales attention by the inverse layer index: after renumbering, the kept "
+                "blocks compute with their new indices, so the cut model differs from the same blocks in place",
+                stacklevel=2,
+            )
+    blocks = [block_list.blocks[i] for i in kept]
+    for new_index, block in enumerate(blocks):
+        renumber_layer_indices(block, new_index)
+    block_list.replace(blocks)
+    set_config_depth(model.config, kept, old_depth)
+    return model
+
+
+@dataclass
+class LoadedModel:
+    """A (possibly cut) model with the facts every later step records."""
+
+    model: nn.Module
+    tokenizer: object
+    spec: str
+    source_depth: int
+    kept: list[int]
+    source_parameters: int
+    extras: dict = field(default_factory=dict)
+
+
+def load_model(
+    spec: str,
+    layers: str | LayerSelection = "all",
+    *,
+    head: str = "lm",
+    num_labels: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> LoadedModel:
+    """Load `spec` keeping only the selected blocks.
+
+    Keep-first-k (and `all`) builds only the kept blocks at load time, so the dropped blocks are
+    never allocated; any other selection loads the whole model and cuts it.
+    `head` is "lm" (causal LM) or "cls" (sequence classification, `num_labels` classes).
+    """
+    from layercut.accounting import count_config_parameters
+    from layercut.sources import load_tokenizer
+
+    selection = layers if isinstance(layers, LayerSelection) else LayerSelection.parse(layers)
+    source = resolve_source(spec)
+    config = load_config(spec)
+    source_depth = config.num_hidden_layers
+    kept = selection.indices(source_depth)
+    source_parameters = count_config_parameters(config)
+    tokenizer = load_tokenizer(spec)
+
+    load_time_cut = kept == list(range(len(kept)))
+    if load_time_cut:
+        set_config_depth(config, kept, source_depth)
+    if head == "cls":
+        if not num_labels or num_labels < 2:
+            raise LayercutError("a classification head needs num_labels >= 2: give the task's number of classes")
+        config.num_labels = num_labels
+        config.pad_token_id = tokenizer.pad_token_id
+    model_class = _auto_class(head)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dropped blocks are reported as unexpected weights: that is the point
+        try:
+            model = model_class.from_pretrained(source.location, config=config, dtype=dtype)
+        except OSError as error:
+            if source.kind == "hub":
+                raise hub_unreachable_error(spec, error) from None
+            raise LayercutError(f"cannot load the weights of '{spec}': {error}") from None
+    if not load_time_cut:
+        cut_layers(model, kept)
+    model.eval()
+    return LoadedModel(model, tokenizer, spec, source_depth, kept, source_parameters)
+
+
+def _auto_class(head: str):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    if head == "lm":
+        return AutoModelForCausalLM
+    if head == "cls":
+        return AutoModelForSequenceClassification
+    raise LayercutError(f"unknown head '{head}': use 'lm' (label words through the LM head) or 'cls'")

@@ -1,0 +1,121 @@
+"""`layercut cut` and `layercut info`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from layercut.errors import LayercutError
+from layercut.selection import LayerSelection
+
+
+def add_commands(subparsers) -> None:
+    cut = subparsers.add_parser("cut", help="keep some blocks of a model and save a plain Hugging Face checkpoint")
+    cut.add_argument("model", help="Hub id, local folder, .gguf file, or built-in alias (smollm2-135m)")
+    add_selection_arguments(cut, required=True)
+    cut.add_argument("-o", "--out", required=True, help="output folder")
+    cut.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    cut.set_defaults(func=run_cut)
+
+    info = subparsers.add_parser("info", help="depth, parameters and size of a model, whole and cut")
+    info.add_argument("model", help="Hub id, local folder, .gguf file, alias, or a config.json")
+    info.add_argument("--keep-first", type=int, nargs="+", metavar="K", help="depths to account for (default: a spread)")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.set_defaults(func=run_info)
+
+
+def add_selection_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--keep-first", type=int, metavar="K", help="keep blocks 0..K-1 (the paper)")
+    group.add_argument("--keep-last", type=int, metavar="K", help="keep the last K blocks")
+    group.add_argument("--keep", metavar="SPEC", help="keep these blocks, e.g. 0-3,28,29 (0-based)")
+    group.add_argument("--drop", metavar="SPEC", help="drop these blocks, keep the rest")
+
+
+def selection_from_args(args: argparse.Namespace) -> LayerSelection:
+    if args.keep_first is not None:
+        return LayerSelection("first", count=args.keep_first)
+    if args.keep_last is not None:
+        return LayerSelection("last", count=args.keep_last)
+    if args.keep is not None:
+        return LayerSelection("keep", spec=args.keep)
+    if args.drop is not None:
+        return LayerSelection("drop", spec=args.drop)
+    return LayerSelection("all")
+
+
+def run_cut(args: argparse.Namespace) -> int:
+    from layercut.checkpoint import check_output_folder, save_cut_model
+    from layercut.cutting import load_model
+
+    check_output_folder(args.out, args.overwrite)
+    selection = selection_from_args(args)
+    loaded = load_model(args.model, selection)
+    record = save_cut_model(loaded, args.out, overwrite=args.overwrite, extra_record={"selection": selection.describe()})
+    print(
+        f"kept layers {record['kept_layers']} of {record['source_depth']}: "
+        f"{record['parameters_after'] / 1e6:.1f}M parameters (from {record['parameters_before'] / 1e6:.1f}M), saved to {args.out}"
+    )
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from layercut.accounting import config_size_reports
+
+    config, note = _config_for(args.model)
+    depth = config.num_hidden_layers
+    depths = sorted(set(args.keep_first or _default_depths(depth)))
+    reports = config_size_reports(config, depths)
+    if args.json:
+        print(json.dumps({"model": args.model, "source_depth": depth, "cuts": [r.to_dict() for r in reports]}, indent=2))
+        return 0
+    if note:
+        print(note)
+    print(format_size_table(args.model, depth, reports))
+    return 0
+
+
+def format_size_table(model: str, depth: int, reports) -> str:
+    header = f"{model} ({depth} layers)\n"
+    columns = ("layers", "hidden", "vocab", "params", "non-emb", "% full", "fp32", "bf16")
+    rows = [columns] + [
+        (
+            str(r.depth), str(r.hidden_size), str(r.vocab_size), f"{r.parameters / 1e6:.1f}M",
+            f"{r.non_embedding_parameters / 1e6:.1f}M", f"{r.percent_of_full:.1f}",
+            _human_bytes(r.fp32_bytes), _human_bytes(r.bf16_bytes),
+        )
+        for r in reports
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    return header + "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
+
+
+def _config_for(model: str):
+    """The config of `model`; a config.json is read directly, a paper model offline from a stored copy."""
+    from layercut.accounting import config_from_file, known_config
+    from layercut.sources import load_config
+
+    if model.endswith(".json"):
+        if not Path(model).is_file():
+            raise LayercutError(f"config file '{model}' does not exist: check the path")
+        return config_from_file(model), None
+    try:
+        return load_config(model), None
+    except LayercutError:
+        stored = known_config(model)
+        if stored is None:
+            raise
+        return stored, f"(Hub unreachable: using layercut's stored copy of {model}'s config)"
+
+
+def _default_depths(depth: int) -> list[int]:
+    return [d for d in (1, 2, depth // 4, depth // 2, depth) if d >= 1]
+
+
+def _human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1000
+    return f"{n}"

@@ -1,0 +1,24 @@
+import os
+
+# The Hub is unreachable here: fail at once instead of retrying for half a minute.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+from tests.tiny_models import tiny_model_folder  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_folder(tmp_path_factory):
+    """A local model folder (tiny random Llama + word-level tokenizer) usable by any layercut command."""
+    return tiny_model_folder("llama", tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real packaged SmolLM2-135M, converted once into the layercut cache."""
+    from layercut.sources import resolve_source
+
+    return resolve_source("smollm2-135m").location
