@@ -15,6 +15,9 @@ from layercut.errors import LayercutError
 # Modules that define `add_commands(subparsers)`, in the order their commands are listed.
 COMMAND_MODULES = (
     "layercut.model_commands",
+    "layercut.tasks.commands",
+    "layercut.run_commands",
+    "layercut.importance.commands",
 )
 
 

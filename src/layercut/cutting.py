@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -91,8 +92,9 @@ def load_model(
         config.num_labels = num_labels
         config.pad_token_id = tokenizer.pad_token_id
     model_class = _auto_class(head)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # dropped blocks are reported as unexpected weights: that is the point
+    # Dropped blocks are reported as unexpected weights (and a new head as missing): that is the point.
+    with warnings.catch_warnings(), _transformers_quiet():
+        warnings.simplefilter("ignore")
         try:
             model = model_class.from_pretrained(source.location, config=config, dtype=dtype)
         except OSError as error:
@@ -103,6 +105,18 @@ def load_model(
         cut_layers(model, kept)
     model.eval()
     return LoadedModel(model, tokenizer, spec, source_depth, kept, source_parameters)
+
+
+@contextlib.contextmanager
+def _transformers_quiet():
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def _auto_class(head: str):

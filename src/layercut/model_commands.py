@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 
 from layercut.errors import LayercutError
-from layercut.selection import LayerSelection
+from layercut.importance.commands import add_strategy_arguments, load_by_strategy_args
+from layercut.selection import LayerSelection, format_index_spec
 
 
 def add_commands(subparsers) -> None:
     cut = subparsers.add_parser("cut", help="keep some blocks of a model and save a plain Hugging Face checkpoint")
     cut.add_argument("model", help="Hub id, local folder, .gguf file, or built-in alias (smollm2-135m)")
-    add_selection_arguments(cut, required=True)
+    add_strategy_arguments(cut, add_selection_arguments(cut, required=True))
     cut.add_argument("-o", "--out", required=True, help="output folder")
     cut.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     cut.set_defaults(func=run_cut)
@@ -25,12 +26,14 @@ def add_commands(subparsers) -> None:
     info.set_defaults(func=run_info)
 
 
-def add_selection_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+def add_selection_arguments(parser: argparse.ArgumentParser, required: bool):
+    """Add the --keep-first/--keep-last/--keep/--drop group and return it (other ways to choose layers join it)."""
     group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--keep-first", type=int, metavar="K", help="keep blocks 0..K-1 (the paper)")
     group.add_argument("--keep-last", type=int, metavar="K", help="keep the last K blocks")
     group.add_argument("--keep", metavar="SPEC", help="keep these blocks, e.g. 0-3,28,29 (0-based)")
     group.add_argument("--drop", metavar="SPEC", help="drop these blocks, keep the rest")
+    return group
 
 
 def selection_from_args(args: argparse.Namespace) -> LayerSelection:
@@ -50,9 +53,14 @@ def run_cut(args: argparse.Namespace) -> int:
     from layercut.cutting import load_model
 
     check_output_folder(args.out, args.overwrite)
-    selection = selection_from_args(args)
-    loaded = load_model(args.model, selection)
-    record = save_cut_model(loaded, args.out, overwrite=args.overwrite, extra_record={"selection": selection.describe()})
+    loaded = load_by_strategy_args(args)
+    if loaded is None:
+        selection = selection_from_args(args)
+        loaded = load_model(args.model, selection)
+        extra_record = {"selection": selection.describe()}
+    else:
+        extra_record = {"selection": format_index_spec(loaded.kept), **loaded.extras}
+    record = save_cut_model(loaded, args.out, overwrite=args.overwrite, extra_record=extra_record)
     print(
         f"kept layers {record['kept_layers']} of {record['source_depth']}: "
         f"{record['parameters_after'] / 1e6:.1f}M parameters (from {record['parameters_before'] / 1e6:.1f}M), saved to {args.out}"

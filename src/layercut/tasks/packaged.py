@@ -51,7 +51,7 @@ def _read_trec() -> list[tuple[str, str, str]]:
     rows = []
     for number, line in enumerate(lines, start=first):
         label, _, text = line.partition(" ")
-        rows.append((text.strip(), label.split(":")[0], f"question_labels.txt:{number}"))
+        rows.append((" ".join(text.split()), label.split(":")[0], f"question_labels.txt:{number}"))
     return rows
 
 
@@ -61,7 +61,7 @@ def _read_mr() -> list[tuple[str, str, str]]:
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines()[1:]:
         review_id, rating, text = line.split("\t", 2)
         if float(rating) != 0:  # a mean rating of exactly 0 has no sentiment sign
-            rows.append((text.strip(), "positive" if float(rating) > 0 else "negative", f"rt:{review_id}"))
+            rows.append((" ".join(text.split()), "positive" if float(rating) > 0 else "negative", f"rt:{review_id}"))
     return rows
 
 

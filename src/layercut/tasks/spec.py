@@ -76,10 +76,6 @@ class TaskSpec:
     def num_classes(self) -> int:
         return len(self.label_names)
 
-    @property
-    def has_test_split(self) -> bool:
-        return self.source == "hub" or (self.source == "file" and self.test_path is not None)
-
     def test_rule(self) -> str:
         """How the test pool is made, in words (shown by `layercut tasks`, recorded with runs)."""
         if self.source == "hub":

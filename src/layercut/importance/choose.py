@@ -1,0 +1,96 @@
+"""Choose the layers to keep by strategy, for a model in memory or for a model to be loaded and cut."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from layercut.blocks import find_blocks
+from layercut.errors import LayercutError
+from layercut.importance.ranking import LayerRanking, rank_layers
+from layercut.importance.strategies import MEASURES, check_count, check_strategy, kept_layers
+from layercut.selection import LayerSelection, format_index_spec
+
+
+def choose_layers(
+    model,
+    tokenizer,
+    strategy: str,
+    count: int,
+    calibration_texts: list[str] | None = None,
+    *,
+    ranking: LayerRanking | None = None,
+    samples: int = 64,
+    max_length: int = 128,
+    packed: bool = True,
+    progress: bool = True,
+) -> list[int]:
+    """The sorted indices of the `count` layers `strategy` keeps.
+
+    first/last/spaced need neither text nor ranking; the others use `ranking` when given (e.g. one
+    ranking shared by a whole sweep), else compute just the measure they need on `calibration_texts`.
+    """
+    check_strategy(strategy)
+    depth = len(find_blocks(model).blocks)
+    check_count(count, depth)
+    if ranking is not None and ranking.depth != depth:
+        raise LayercutError(f"the ranking is of a {ranking.depth}-layer model, this model has {depth}: rank this model")
+    if ranking is None and strategy in MEASURES:
+        if not calibration_texts:
+            raise LayercutError(f"strategy '{strategy}' needs calibration text: give a task, a text file or a saved ranking")
+        ranking = rank_layers(
+            model, tokenizer, calibration_texts, samples=samples, max_length=max_length,
+            measures=(strategy,), packed=packed, progress=progress,
+        )
+    return kept_layers(strategy, count, depth, ranking)
+
+
+def load_model_by_strategy(
+    spec: str,
+    strategy: str,
+    count: int,
+    *,
+    calibration: str | None = None,
+    ranking: str | Path | None = None,
+    samples: int = 64,
+    max_length: int = 128,
+    progress: bool = True,
+):
+    """`load_model` keeping the layers `strategy` chooses; `extras["layer_strategy"]` records the choice.
+
+    Reference strategies and saved rankings load only the kept blocks; ranking on `calibration`
+    (a task, or a text or .jsonl file) loads the whole model once and cuts it in place.
+    """
+    from layercut.cutting import cut_layers, load_model
+    from layercut.importance.calibration import read_calibration_texts
+    from layercut.sources import load_config
+
+    check_strategy(strategy)
+    if calibration is not None and ranking is not None:
+        raise LayercutError("give either a calibration source or a saved ranking, not both")
+    if strategy in MEASURES and calibration is None and ranking is None:
+        raise LayercutError(f"strategy '{strategy}' needs --calibration TASK_OR_FILE or --ranking FILE")
+    depth = load_config(spec).num_hidden_layers
+    check_count(count, depth)
+    record = {"strategy": strategy, "count": count}
+    if strategy in MEASURES and calibration is not None:
+        texts = read_calibration_texts(calibration)  # before the slow load, so a bad source fails at once
+        loaded = load_model(spec, "all")
+        computed = rank_layers(
+            loaded.model, loaded.tokenizer, texts, samples=samples, max_length=max_length,
+            measures=(strategy,), model_spec=spec, source=calibration, progress=progress,
+        )
+        kept = computed.keep(strategy, count)
+        cut_layers(loaded.model, kept)
+        loaded.kept = kept
+        record["calibration"] = computed.calibration
+    else:
+        saved = LayerRanking.load(ranking) if ranking is not None and strategy in MEASURES else None
+        if saved is not None and saved.depth != depth:
+            raise LayercutError(f"the ranking '{ranking}' is of a {saved.depth}-layer model, '{spec}' has {depth}: rank this model")
+        kept = kept_layers(strategy, count, depth, saved)
+        loaded = load_model(spec, LayerSelection("keep", spec=format_index_spec(kept)))
+        if saved is not None:
+            record.update(ranking=str(ranking), calibration=saved.calibration)
+    record["kept_layers"] = kept
+    loaded.extras["layer_strategy"] = record
+    return loaded

@@ -1,0 +1,28 @@
+"""Classification metrics computed locally (evaluate.load would download metric code)."""
+
+from __future__ import annotations
+
+
+def classification_metrics(labels: list[int], predictions: list[int], label_names: list[str]) -> dict:
+    """Accuracy, macro-F1, per-class accuracy (recall) and the confusion matrix [true][predicted]."""
+    n = len(label_names)
+    confusion = [[0] * n for _ in range(n)]
+    for truth, guess in zip(labels, predictions):
+        confusion[truth][guess] += 1
+    per_class, f1s = {}, []
+    for c, name in enumerate(label_names):
+        true_positive = confusion[c][c]
+        support = sum(confusion[c])
+        predicted = sum(row[c] for row in confusion)
+        recall = true_positive / support if support else 0.0
+        precision = true_positive / predicted if predicted else 0.0
+        per_class[name] = recall
+        f1s.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+    total = len(labels)
+    return {
+        "accuracy": sum(confusion[c][c] for c in range(n)) / total if total else 0.0,
+        "macro_f1": sum(f1s) / n,
+        "per_class_accuracy": per_class,
+        "confusion_matrix": confusion,
+        "num_examples": total,
+    }

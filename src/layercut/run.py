@@ -1,0 +1,148 @@
+"""One run = one pure function: `run(config) -> RunResult`; artefacts go to the run's folder.
+
+Load the (cut) model, build few-shot splits and prompts, adapt (full fine-tuning, LoRA, or
+nothing), evaluate on the test split, and record everything needed to trust and repeat it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from layercut.atomic import write_json_atomic
+from layercut.errors import LayercutError
+from layercut.evaluation import score_prompts
+from layercut.memory import PeakMemory
+from layercut.metrics import classification_metrics
+from layercut.provenance import package_versions
+from layercut.runconfig import RunConfig
+from layercut.selection import format_index_spec
+from layercut.training import train
+
+RESULT_NAME = "result.json"
+
+
+@dataclass
+class RunResult:
+    """What result.json holds; `accuracy` and friends are shortcuts into it."""
+
+    record: dict
+
+    @property
+    def accuracy(self) -> float:
+        return self.record["metrics"]["accuracy"]
+
+    @property
+    def key(self) -> str:
+        return self.record["key"]
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "RunResult":
+        return cls(json.loads((Path(folder) / RESULT_NAME).read_text()))
+
+
+def check_run_folder(out: Path, config: RunConfig, overwrite: bool) -> None:
+    existing = out / RESULT_NAME
+    if existing.exists() and not overwrite:
+        raise LayercutError(f"'{out}' already holds a run's result ({RESULT_NAME}): choose another --out or pass --overwrite")
+
+
+def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = False,
+        save_model: bool = False, show_progress: bool = True) -> RunResult:
+    from layercut.adaptation import prepare_adaptation
+
+    out = Path(out) if out is not None else None
+    if out is not None:
+        check_run_folder(out, config, overwrite)
+    device = resolve_device(config.device)
+    autocast_dtype = resolve_autocast(config.dtype, device)
+    _seed_everything(config.seed)
+
+    with PeakMemory(device) as memory:
+        setup = prepare_adaptation(config, device)
+        dev_prompts = setup.encode_all(setup.splits.dev)
+        test_prompts = setup.encode_all(setup.splits.test)
+        pad_id = setup.tokenizer.pad_token_id
+
+        def dev_accuracy() -> float:
+            scores = score_prompts(setup.scorer, dev_prompts, pad_id, config.eval_batch_size, device, autocast_dtype)
+            labels = [e.label for e in setup.splits.dev]
+            return sum(p == y for p, y in zip(scores.predictions, labels)) / max(1, len(labels))
+
+        outcome = None
+        if config.trains:
+            outcome = train(
+                setup.scorer, setup.training_batches, setup.steps_per_epoch, dev_accuracy,
+                epochs=config.epochs, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+                gradient_accumulation=config.gradient_accumulation, patience=config.patience,
+                autocast_dtype=autocast_dtype, show_progress=show_progress,
+            )
+        scores = score_prompts(setup.scorer, test_prompts, pad_id, config.eval_batch_size, device, autocast_dtype)
+
+    labels = [e.label for e in setup.splits.test]
+    record = {
+        "status": "diverged" if outcome and outcome.diverged else "complete",
+        "key": config.key(),
+        "config": config.to_dict(),
+        "seed": config.seed,
+        "task": setup.task_record(),
+        "layers": {"kept": setup.loaded.kept, "spec": format_index_spec(setup.loaded.kept),
+                   "source_depth": setup.loaded.source_depth, "strategy": config.keep_strategy},
+        "metrics": classification_metrics(labels, scores.predictions, list(setup.spec.label_names)),
+        "predictions": {"uids": [e.uid for e in setup.splits.test], "predicted": scores.predictions},
+        "dev": dataclasses.asdict(outcome) if outcome else None,
+        "parameters": setup.parameter_record(),
+        "timing": {
+            "train_seconds": outcome.seconds if outcome else 0.0,
+            "train_step_seconds": outcome.seconds / outcome.steps if outcome and outcome.steps else None,
+            "eval_seconds": scores.seconds,
+            "eval_examples_per_second": scores.examples_per_second,
+        },
+        "memory": {"peak_bytes": memory.peak_bytes, "kind": memory.kind},
+        "device": str(device),
+        "splits": {"hashes": setup.splits.hashes,
+                   "sizes": {name: len(getattr(setup.splits, name)) for name in ("train", "dev", "test")}},
+        "label_words": setup.label_word_record(),
+        "demonstrations": setup.demo_record(),
+        "versions": package_versions(),
+    }
+    result = RunResult(record)
+    if out is not None:
+        if save_model:
+            setup.save_model(out / "model", record)
+        write_json_atomic(out / RESULT_NAME, record)
+    if outcome and outcome.diverged:
+        where = f"; partial result in {out / RESULT_NAME}" if out is not None else ""
+        raise LayercutError(f"training stopped: {outcome.diverged}; the last good weights were kept and evaluated{where}; lower --lr")
+    return result
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LayercutError("--device cuda but no CUDA GPU is available here: use --device cpu (or auto)")
+    return torch.device(name)
+
+
+def resolve_autocast(name: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA when supported; fp32 on CPU, where bf16 matmul is several times slower."""
+    if name == "float32" or (name == "auto" and device.type == "cpu"):
+        return None
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        if name == "bfloat16":
+            raise LayercutError("this GPU does not support bfloat16: use --dtype float32")
+        return None
+    return torch.bfloat16
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)

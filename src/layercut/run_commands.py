@@ -1,0 +1,115 @@
+"""`layercut run` (one adapted, evaluated model) and `layercut predict` (use a saved one)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from layercut.runconfig import RunConfig
+
+
+def add_commands(subparsers) -> None:
+    run = subparsers.add_parser("run", help="cut a model, adapt it to a task, evaluate it; writes OUT/result.json")
+    defaults = RunConfig()
+    run.add_argument("--model", default=defaults.model, help="Hub id, local folder, .gguf file, or alias")
+    run.add_argument("--layers", default=defaults.layers, help="first:K, last:K, all, drop:SPEC, or a SPEC like 0-3,28")
+    run.add_argument("--keep-strategy", help="choose --keep-count layers by importance: first|last|spaced|bi|angular|loss|greedy")
+    run.add_argument("--keep-count", type=int, metavar="K")
+    run.add_argument("--task", default=defaults.task, help="a built-in task (`layercut tasks`) or a task YAML file")
+    _add_task_file_arguments(run)
+    run.add_argument("--shots", type=int, default=defaults.shots, metavar="K", help="training examples per class")
+    run.add_argument("--seed", type=int, default=defaults.seed)
+    run.add_argument("--head", choices=("lm", "cls"), default=defaults.head,
+                     help="lm: label words through the LM head (the paper); cls: a new linear head")
+    run.add_argument("--method", choices=("full", "lora", "icl"), default=defaults.method,
+                     help="full fine-tuning, LoRA, or in-context learning only (no training)")
+    run.add_argument("--demos", choices=("fixed", "resample", "similar", "none"), default=defaults.demos,
+                     help="demonstrations in each prompt (one per class)")
+    run.add_argument("--label-word-policy", choices=("first", "full"), default=defaults.label_word_policy,
+                     help="score a multi-token label word by its first token (paper) or whole-word log-probability")
+    run.add_argument("--lr", type=float, default=defaults.learning_rate, dest="learning_rate")
+    run.add_argument("--epochs", type=int, default=defaults.epochs)
+    run.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    run.add_argument("--gradient-accumulation", type=int, default=defaults.gradient_accumulation)
+    run.add_argument("--patience", type=int, default=defaults.patience, help="epochs without dev gain before stopping (0: never)")
+    run.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
+    run.add_argument("--dev-shots", type=int, help="dev examples per class (default: --shots)")
+    run.add_argument("--dev-size", type=int, help="dev examples in all, instead of per class")
+    run.add_argument("--test-size", type=int, help="evaluate on a fixed subset of this many test examples")
+    run.add_argument("--max-length", type=int, default=defaults.max_length, help="prompt token limit")
+    run.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
+    run.add_argument("--lora-rank", type=int, default=defaults.lora_rank)
+    run.add_argument("--lora-alpha", type=int, default=defaults.lora_alpha)
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
+    run.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default=defaults.dtype,
+                     help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    run.add_argument("--out", required=True, help="the run's folder (result.json, and model/ with --save-model)")
+    run.add_argument("--save-model", action="store_true", help="also save the adapted model for `layercut predict`")
+    run.add_argument("--overwrite", action="store_true", help="replace an earlier result in --out")
+    run.set_defaults(func=run_run)
+
+    predict = subparsers.add_parser("predict", help="classify texts with a model saved by `layercut run --save-model`")
+    predict.add_argument("model_dir")
+    predict.add_argument("texts", nargs="*", help="texts to classify")
+    predict.add_argument("--file", help="a file with one text per line")
+    predict.add_argument("--json", action="store_true", help="print JSON lines")
+    predict.set_defaults(func=run_predict)
+
+
+def _add_task_file_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("task from a data file (instead of --task)")
+    group.add_argument("--data", metavar="FILE", help="a CSV, TSV, JSONL or Parquet file of labelled texts")
+    group.add_argument("--test-data", metavar="FILE", help="its test set (default: a fixed stratified hold-out)")
+    group.add_argument("--text-column", default="text", metavar="C")
+    group.add_argument("--text-b-column", metavar="C", help="second text, for pair tasks")
+    group.add_argument("--label-column", default="label", metavar="C")
+    group.add_argument("--label-names", metavar="N1,N2,...", help="class names in order (default: from the data)")
+    group.add_argument("--template", metavar="T", help=r"prompt template with {text}, e.g. 'Review: {text}\nSentiment:'")
+    group.add_argument("--label-words", metavar="W1,W2,...", help="one label word per class, in class order")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    from layercut.adaptation import TASK_OPTION_DEFAULTS
+
+    task_options = {k: getattr(args, k) for k, default in TASK_OPTION_DEFAULTS.items() if getattr(args, k) != default}
+    return RunConfig(
+        model=args.model, layers=args.layers, task=args.task, task_options=task_options, shots=args.shots,
+        seed=args.seed, head=args.head, method=args.method, demos=args.demos,
+        label_word_policy=args.label_word_policy, learning_rate=args.learning_rate, epochs=args.epochs,
+        batch_size=args.batch_size, gradient_accumulation=args.gradient_accumulation, patience=args.patience,
+        weight_decay=args.weight_decay, dev_shots=args.dev_shots, dev_size=args.dev_size, test_size=args.test_size,
+        max_length=args.max_length, eval_batch_size=args.eval_batch_size, lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha, keep_strategy=args.keep_strategy, keep_count=args.keep_count,
+        device=args.device, dtype=args.dtype,
+    )
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from layercut.run import check_run_folder, run
+
+    config = config_from_args(args)
+    check_run_folder(Path(args.out), config, args.overwrite)
+    result = run(config, args.out, overwrite=args.overwrite, save_model=args.save_model).record
+    metrics, layers, params = result["metrics"], result["layers"], result["parameters"]
+    print(
+        f"{result['task']['name']}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
+        f"on {metrics['num_examples']} test examples | layers {layers['spec']} of {layers['source_depth']}, "
+        f"{params['total'] / 1e6:.1f}M parameters ({params['percent_of_source']:.1f}%) | "
+        f"{result['timing']['eval_examples_per_second']:.1f} examples/s | {Path(args.out) / 'result.json'}"
+    )
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from layercut.predict import load_predictor, read_texts
+
+    texts = read_texts(args.texts, args.file)
+    predictor = load_predictor(args.model_dir)
+    for text, (label, probabilities) in zip(texts, predictor.predict(texts)):
+        if args.json:
+            print(json.dumps({"text": text, "label": label, "probabilities": probabilities}))
+        else:
+            print(f"{label}\t{probabilities[label]:.3f}\t{text}")
+    return 0

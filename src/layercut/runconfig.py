@@ -1,0 +1,95 @@
+"""The full configuration of one run: what `run()` takes, what result.json records, what a sweep varies."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from layercut.errors import LayercutError
+
+HEADS = ("lm", "cls")
+METHODS = ("full", "lora", "icl")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One experiment cell. Defaults follow the paper (AdamW, lr 5e-5 constant, batch size 1 in the
+    paper, early stopping on dev accuracy) scaled to few-shot CPU runs where the paper is silent."""
+
+    model: str = "smollm2-135m"
+    layers: str = "all"  # first:K, last:K, all, drop:SPEC, or an index SPEC
+    task: str = "trec"  # a task name or a task YAML file
+    task_options: dict = field(default_factory=dict)  # --data/--text-column/... for a data-file task
+    shots: int = 16  # training examples per class
+    seed: int = 0
+    head: str = "lm"
+    method: str = "full"
+    demos: str = "fixed"
+    label_word_policy: str = "first"
+    learning_rate: float = 5e-5
+    epochs: int = 10
+    batch_size: int = 4
+    gradient_accumulation: int = 1
+    patience: int = 3
+    weight_decay: float = 0.0
+    dev_shots: int | None = None  # dev examples per class (default: shots, as LM-BFF)
+    dev_size: int | None = None
+    test_size: int | None = None  # None: the whole test pool
+    max_length: int = 512
+    eval_batch_size: int = 16
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    keep_strategy: str | None = None  # choose layers by importance (see `layercut rank`)
+    keep_count: int | None = None
+    calibration_samples: int = 64
+    device: str = "auto"
+    dtype: str = "auto"
+
+    def __post_init__(self) -> None:
+        _one_of("head", self.head, HEADS)
+        _one_of("method", self.method, METHODS)
+        _one_of("device", self.device, DEVICES)
+        _one_of("dtype", self.dtype, DTYPES)
+        if self.head == "cls" and self.method == "icl":
+            raise LayercutError(
+                "--head cls with --method icl evaluates an untrained classification head, which means nothing: "
+                "use --head lm for in-context learning, or train the head (--method full or lora)"
+            )
+        if not self.learning_rate > 0:
+            raise LayercutError(f"learning rate must be > 0, got {self.learning_rate}: e.g. --lr 5e-5")
+        for name in ("epochs", "batch_size", "gradient_accumulation", "shots", "eval_batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise LayercutError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.patience < 0:
+            raise LayercutError(f"patience must be >= 0, got {self.patience}")
+        if (self.keep_strategy is None) != (self.keep_count is None):
+            raise LayercutError("--keep-strategy and --keep-count go together: give both (or use --layers)")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise LayercutError(f"unknown run setting(s) {unknown}; allowed: {', '.join(sorted(names))}")
+        return cls(**data)
+
+    def key(self) -> str:
+        """A stable hash of the full configuration: the run's identity in a sweep."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def trains(self) -> bool:
+        return self.method != "icl"
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise LayercutError(f"unknown {name} '{value}': use one of {', '.join(allowed)}")

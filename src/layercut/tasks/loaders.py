@@ -1,0 +1,47 @@
+"""`load_examples`: a task's train and test pools, whatever its source."""
+
+from __future__ import annotations
+
+import random
+
+from layercut.tasks.hub import read_hub
+from layercut.tasks.packaged import read_packaged
+from layercut.tasks.spec import Example, TaskData, TaskSpec
+from layercut.tasks.splits import stratified_sample
+from layercut.tasks.tables import read_data_file, to_examples
+
+
+def load_examples(spec: TaskSpec) -> TaskData:
+    """The pools before few-shot sampling. Sources without a test split get a fixed stratified
+    hold-out (`spec.holdout_size`, default min(1000, 20%)) drawn with `spec.holdout_seed`."""
+    test: list[Example] | None = None
+    if spec.source == "hub":
+        train, test = read_hub(spec)
+    elif spec.source == "file":
+        train = _file_examples(spec, spec.path, "train")
+        if spec.test_path is not None:
+            test = _file_examples(spec, spec.test_path, "test")
+    else:
+        train = _drop_repeats(read_packaged(spec))
+    if test is None:
+        size = spec.holdout_size if spec.holdout_size is not None else min(1000, len(train) // 5)
+        test, train = stratified_sample(train, size, random.Random(f"{spec.name}|holdout|{spec.holdout_seed}"))
+    return TaskData(spec, train, test)
+
+
+def _file_examples(spec: TaskSpec, path: str, part: str) -> list[Example]:
+    return to_examples(read_data_file(path), text_column=spec.text_column, label_column=spec.label_column,
+                       text_b_column=spec.text_b_column, label_names=spec.label_names,
+                       uid_prefix=part, where=f"task '{spec.name}' ({path})")
+
+
+def _drop_repeats(examples: list[Example]) -> list[Example]:
+    """Keep the first of identical texts (TREC repeats 71 questions, BBC 120 articles), so that no
+    text is both held out for testing and drawn for training."""
+    seen: set[str] = set()
+    kept = []
+    for example in examples:
+        if example.text not in seen:
+            seen.add(example.text)
+            kept.append(example)
+    return kept

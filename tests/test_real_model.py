@@ -1,0 +1,66 @@
+"""The real packaged SmolLM2-135M, end to end: proof the weights are real, and a real cut."""
+
+import json
+import random
+import time
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from layercut.cli import main
+
+pytestmark = pytest.mark.slow
+
+SENTENCE = "The weather was cold, so she wore a warm coat and walked quickly to the station to catch the early train."
+
+
+def perplexity(model, tokenizer, text):
+    ids = tokenizer(text, return_tensors="pt").input_ids
+    with torch.no_grad():
+        return torch.exp(model(ids, labels=ids).loss).item()
+
+
+def test_converted_weights_are_real(smollm2):
+    model = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    words = SENTENCE.split()
+    random.Random(0).shuffle(words)
+    fluent, shuffled = perplexity(model, tokenizer, SENTENCE), perplexity(model, tokenizer, " ".join(words))
+    assert fluent < 60
+    assert shuffled > 10 * fluent
+
+
+def test_cache_serves_later_loads_quickly(smollm2):
+    from layercut.sources import resolve_source
+
+    start = time.perf_counter()
+    assert resolve_source("smollm2-135m").location == smollm2
+    assert time.perf_counter() - start < 1.0
+
+
+def test_cut_smollm2_to_two_layers(smollm2, tmp_path):
+    out = tmp_path / "out"
+    assert main(["cut", "smollm2-135m", "--keep-first", "2", "-o", str(out)]) == 0
+    model, info = AutoModelForCausalLM.from_pretrained(out, output_loading_info=True)
+    assert model.config.num_hidden_layers == 2
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert round(model.num_parameters() / 1e6, 1) == 35.4
+    assert json.loads((out / "layercut.json").read_text())["kept_layers"] == [0, 1]
+
+
+def test_interrupted_conversion_leaves_no_cache(monkeypatch, tmp_path):
+    from layercut import sources
+
+    monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path))
+
+    def dies_half_way(gguf_path, folder):
+        (folder / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sources, "_dequantize_to_folder", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        sources.resolve_source("smollm2-135m")
+    models = tmp_path / "models"
+    assert [p for p in models.iterdir() if not p.name.startswith(".")] == []
+    assert list(models.iterdir()) == []  # the temporary folder is removed too

@@ -1,0 +1,174 @@
+"""`run()` end to end on a tiny random model: heads, methods, padding, determinism, bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from layercut.errors import LayercutError
+from layercut.heads import LabelWordHead, last_token_hidden
+from layercut.run import RunResult, run
+from layercut.runconfig import RunConfig
+from tests.tiny_models import FAMILIES, tiny_model
+
+POSITIVE = ["good movie", "great film", "fun story", "fine actor", "great plot", "good fun", "fun film", "great story"]
+NEGATIVE = ["bad movie", "awful film", "boring story", "bad actor", "awful plot", "boring film", "bad plot", "awful story"]
+
+
+@pytest.fixture(scope="module")
+def review_file(tmp_path_factory):
+    """A small two-class data file in the tiny tokenizer's vocabulary."""
+    path = tmp_path_factory.mktemp("data") / "reviews.jsonl"
+    rows = [{"text": f"{t} {extra}", "label": label}
+            for label, texts in (("negative", NEGATIVE), ("positive", POSITIVE))
+            for t in texts for extra in ("!", ".", "the a", "is", "of the")]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def tiny_config(model_folder, data, **overrides):
+    settings = dict(
+        model=str(model_folder), layers="first:2", task="", shots=4, seed=0, epochs=2, batch_size=4,
+        learning_rate=1e-3, patience=0, max_length=64, eval_batch_size=8,
+        task_options={"data": str(data), "template": "Review: {text} Sentiment:", "label_words": "Negative,Positive"},
+    )
+    settings.update(overrides)
+    return RunConfig(**settings)
+
+
+@pytest.mark.parametrize("head, method", [("lm", "full"), ("lm", "lora"), ("lm", "icl"), ("cls", "full"), ("cls", "lora")])
+def test_run_writes_a_complete_result(tiny_llama_folder, review_file, tmp_path, head, method):
+    config = tiny_config(tiny_llama_folder, review_file, head=head, method=method)
+    result = run(config, tmp_path, show_progress=False).record
+    on_disk = json.loads((tmp_path / "result.json").read_text())
+    assert on_disk == json.loads(json.dumps(result))
+    metrics = result["metrics"]
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and set(metrics["per_class_accuracy"]) == {"negative", "positive"}
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["num_examples"] == result["splits"]["sizes"]["test"]
+    assert result["splits"]["sizes"]["train"] == 8 and len(result["splits"]["hashes"]["train"]) > 8
+    assert result["layers"]["kept"] == [0, 1] and result["config"]["method"] == method
+    assert result["versions"]["torch"] and result["seed"] == 0
+    assert result["label_words"]["token_ids"] and result["memory"]["peak_bytes"] > 0
+    params = result["parameters"]
+    if method == "icl":
+        assert params["trainable"] == 0 and result["dev"] is None
+    else:
+        assert len(result["dev"]["curve"]) == 2 and result["timing"]["train_seconds"] > 0
+    if method == "lora":
+        assert 0 < params["trainable"] < params["total"] / 2
+    if method == "full":
+        assert params["trainable"] == params["total"]
+
+
+def test_training_learns_the_tiny_task(tiny_llama_folder, review_file):
+    config = tiny_config(tiny_llama_folder, review_file, epochs=8, shots=8, batch_size=1, learning_rate=3e-3)
+    result = run(config, show_progress=False).record
+    curve = result["dev"]["curve"]
+    assert curve[-1]["train_loss"] < 0.5 * curve[0]["train_loss"]
+    assert result["metrics"]["accuracy"] >= 0.75
+
+
+def test_same_seed_same_result_other_seed_other_splits(tiny_llama_folder, review_file):
+    first = run(tiny_config(tiny_llama_folder, review_file), show_progress=False).record
+    again = run(tiny_config(tiny_llama_folder, review_file), show_progress=False).record
+    other = run(tiny_config(tiny_llama_folder, review_file, seed=1), show_progress=False).record
+    assert first["metrics"] == again["metrics"] and first["dev"]["curve"] == again["dev"]["curve"]
+    assert first["predictions"] == again["predictions"]
+    assert first["splits"]["hashes"]["train"] != other["splits"]["hashes"]["train"]
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_restricted_label_logits_equal_full_vocabulary_columns(family):
+    model = tiny_model(family)
+    label_ids = [7, 40, 99]
+    ids = torch.tensor([[0, 0, 5, 9, 11], [4, 6, 8, 10, 12]])
+    mask = (ids != 0).long()
+    mask[1, 0] = 1
+    with torch.no_grad():
+        restricted = LabelWordHead(model, label_ids)(ids, mask)
+        for row in range(2):
+            real = ids[row][mask[row].bool()].unsqueeze(0)
+            full = model(real).logits[0, -1, label_ids]
+            assert torch.allclose(restricted[row], full, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_left_and_right_padding_agree(family):
+    model = tiny_model(family)
+    prompts = [[5, 9, 11], [4, 6, 8, 10, 12, 14]]
+    width = 6
+    left = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    right = torch.tensor([p + [0] * (width - len(p)) for p in prompts])
+    with torch.no_grad():
+        from_left = last_token_hidden(model, left, (left != 0).long())
+        from_right = last_token_hidden(model, right, (right != 0).long())
+    assert torch.allclose(from_left, from_right, atol=1e-5)
+
+
+def test_predict_returns_the_labels_the_evaluation_saw(tiny_llama_folder, review_file, tmp_path):
+    from layercut.predict import load_predictor
+    from layercut.tasks import load_examples, make_splits
+    from layercut.adaptation import resolve_task
+
+    config = tiny_config(tiny_llama_folder, review_file, epochs=3)
+    result = run(config, tmp_path, save_model=True, show_progress=False).record
+    test = make_splits(load_examples(resolve_task(config)), config.shots, config.seed).test
+    predicted = [label for label, _ in load_predictor(tmp_path / "model").predict([e.text for e in test])]
+    names = result["task"]["label_names"]
+    assert predicted == [names[i] for i in result["predictions"]["predicted"]]
+
+
+def test_nan_loss_stops_keeps_last_good_weights_and_the_result(tiny_llama_folder, review_file, tmp_path, monkeypatch):
+    real_forward = LabelWordHead.forward
+    training_calls = []
+
+    def diverges_in_epoch_two(self, input_ids, attention_mask):
+        logits = real_forward(self, input_ids, attention_mask)
+        if self.training:
+            training_calls.append(1)
+            if len(training_calls) > 2:  # an epoch is 2 steps here
+                return logits * float("nan")
+        return logits
+
+    monkeypatch.setattr(LabelWordHead, "forward", diverges_in_epoch_two)
+    config = tiny_config(tiny_llama_folder, review_file, epochs=3)
+    with pytest.raises(LayercutError, match="epoch 2, step 1.*last good weights"):
+        run(config, tmp_path, show_progress=False)
+    saved = RunResult.load(tmp_path).record
+    assert saved["status"] == "diverged" and saved["metrics"]["num_examples"] > 0
+    assert saved["dev"]["best_epoch"] == 1 and len(saved["dev"]["curve"]) == 1
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--lr", "0"], "learning rate must be > 0"),
+        (["--epochs", "0"], "epochs must be at least 1"),
+        (["--batch-size", "0"], "batch-size must be at least 1"),
+        (["--device", "cuda"], "no CUDA GPU"),
+        (["--head", "cls", "--method", "icl"], "untrained classification head"),
+        (["--max-length", "6"], "raise --max-length"),
+    ],
+)
+def test_bad_run_input_fails_in_one_line(tiny_llama_folder, review_file, tmp_path, flags, message):
+    if flags[0] == "--device" and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    command = [sys.executable, "-m", "layercut", "run", "--model", str(tiny_llama_folder), "--layers", "first:1",
+               "--data", str(review_file), "--template", "Review: {text} Sentiment:", "--label-words",
+               "Negative,Positive", "--shots", "2", "--epochs", "1", "--out", str(tmp_path / "run"), *flags]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_existing_result_needs_overwrite(tiny_llama_folder, review_file, tmp_path):
+    config = tiny_config(tiny_llama_folder, review_file, method="icl")
+    run(config, tmp_path, show_progress=False)
+    before = (tmp_path / "result.json").read_text()
+    with pytest.raises(LayercutError, match="--overwrite"):
+        run(config, tmp_path, show_progress=False)
+    assert (tmp_path / "result.json").read_text() == before
+    run(config, tmp_path, overwrite=True, show_progress=False)
