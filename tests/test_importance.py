@@ -267,3 +267,30 @@ def test_packed_batches_are_full_and_per_text_batches_right_padded():
         assert per_text.attention_mask[row, :length].all() and not per_text.attention_mask[row, length:].any()
     again = calibration_batches(tokenizer, TEXTS * 3, samples=5, max_length=8, batch_size=2)
     assert all(torch.equal(a.input_ids, b.input_ids) for a, b in zip(packed, again))
+
+
+@pytest.mark.slow
+def test_real_smollm2_ranking(smollm2):
+    """On real weights: the embedding-facing first layer matters most, and replay equals a real cut."""
+    from layercut.cutting import load_model
+
+    loaded = load_model(smollm2)
+    texts = [
+        "The weather was cold, so she wore a warm coat and walked quickly to the station to catch the early train.",
+        "What is the capital of France? The capital of France is Paris, a city on the river Seine.",
+        "The company reported higher profits this year as sales of its new phone rose in every market.",
+        "The film was slow and boring, but the lead actor gave a fine performance in the final scene.",
+    ] * 2
+    options = dict(samples=4, max_length=48, batch_size=4, progress=False)
+    ranking = rank_layers(loaded.model, loaded.tokenizer, texts, measures=("bi", "angular", "loss"), **options)
+    assert ranking.depth == 30
+    assert max(range(30), key=ranking.block_influence.__getitem__) == 0
+    assert all(0 <= bi <= 2 for bi in ranking.block_influence)  # 1 - cos lies in [0, 2]
+    assert max(range(30), key=ranking.removal_loss.__getitem__) == 0
+    assert ranking.full_loss < min(ranking.removal_loss[1:]) + 0.5  # a middle layer costs little
+
+    cut = load_model(smollm2, "drop:15").model
+    batches = calibration_batches(loaded.tokenizer, texts, samples=4, max_length=48, batch_size=4)
+    with torch.no_grad():
+        nll = sum(_nll(cut(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False).logits, b) for b in batches)
+    assert ranking.removal_loss[15] == pytest.approx(nll / sum(b.loss_tokens for b in batches), abs=1e-4)

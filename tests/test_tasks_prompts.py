@@ -70,16 +70,16 @@ def test_paper_label_words_have_distinct_first_tokens(request, tokenizer_name, m
 
 
 def test_known_token_ids(smollm2_tokenizer, gpt2_tokenizer):
-    trec = get_task("trec").label_words
+    trec = get_task("trec-hub").label_words
     assert resolve_label_words(smollm2_tokenizer, trec).token_ids[0] == [2485, 41125, 2809]
     assert resolve_label_words(gpt2_tokenizer, trec).token_ids[0] == [2275, 4679, 47625]
     assert resolve_label_words(gpt2_tokenizer, ["Negative", "Positive"]).first_ids == [36183, 33733]
 
 
-def test_builtin_offline_label_words_are_single_tokens_in_smollm2_except_abbreviation(smollm2_tokenizer):
+def test_builtin_offline_label_words_are_single_tokens_in_smollm2_and_gpt2(smollm2_tokenizer, gpt2_tokenizer):
     for name in ("mr", "bbc", "trec"):
-        words = resolve_label_words(smollm2_tokenizer, get_task(name).label_words)
-        assert words.multi_token == (["Abbreviation"] if name == "trec" else [])
+        for tokenizer in (smollm2_tokenizer, gpt2_tokenizer):
+            assert resolve_label_words(tokenizer, get_task(name).label_words).multi_token == []
 
 
 def test_label_word_errors_and_policy(tokenizer):
@@ -89,7 +89,7 @@ def test_label_word_errors_and_policy(tokenizer):
         resolve_label_words(tokenizer, ["Sad", "Happy", "Sad"])
     with pytest.raises(LayercutError, match="unknown label-word policy 'last'"):
         resolve_label_words(tokenizer, ["Sad", "Happy"], policy="last")
-    full = resolve_label_words(tokenizer, get_task("trec").label_words, policy="full")
+    full = resolve_label_words(tokenizer, get_task("trec-hub").label_words, policy="full")
     assert full.policy == "full" and full.max_length == 3
     assert "[3 tokens, scored by whole word]" in full.describe(tokenizer)
 
@@ -177,7 +177,7 @@ def test_prompt_that_cannot_fit_is_an_error(smollm2_tokenizer):
     demos = [ex(f"question {c}", c) for c in range(6)]
     with pytest.raises(LayercutError, match="more than max_length 40; raise --max-length"):
         builder.encode(ex("what is it ?", 0), demos)
-    assert len(builder.encode(ex("what is it ? " * 50, 0), [])) + 3 <= 40
+    assert len(builder.encode(ex("what is it ? " * 50, 0), [])) + 1 <= 40  # every trec label word is one token
 
 
 def test_bbc_one_demonstration_per_class_fits_2048_tokens(smollm2_tokenizer, gpt2_tokenizer):
@@ -312,7 +312,7 @@ def test_show_prompt_prints_prompt_token_count_and_label_word_ids(show_prompt):
     out = show_prompt("trec", "--shots", "4", "--seed", "1")
     assert "tokens (max_length 2048)" in out
     assert out.count("Answer Type:") == 7  # one demonstration per class, then the query
-    assert "[2485, 41125, 2809]" in out and "[3 tokens, scored by first token]" in out
+    assert "Expression       [22370]" in out and "Number           [10617]" in out
     assert out != show_prompt("trec", "--shots", "4", "--seed", "2")
     no_demos = show_prompt("mr", "--demos", "none", "--max-length", "64")
     assert no_demos.count("Review:") == 1 and "max_length 64" in no_demos

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "layercut.tasks.commands",
     "layercut.run_commands",
     "layercut.importance.commands",
+    "layercut.sweep.commands",
 )
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from layercut.runconfig import RunConfig
+from layercut.tasks.args import add_task_file_arguments
 
 
 def add_commands(subparsers) -> None:
@@ -16,7 +17,7 @@ def add_commands(subparsers) -> None:
     run.add_argument("--keep-strategy", help="choose --keep-count layers by importance: first|last|spaced|bi|angular|loss|greedy")
     run.add_argument("--keep-count", type=int, metavar="K")
     run.add_argument("--task", default=defaults.task, help="a built-in task (`layercut tasks`) or a task YAML file")
-    _add_task_file_arguments(run)
+    add_task_file_arguments(run)
     run.add_argument("--shots", type=int, default=defaults.shots, metavar="K", help="training examples per class")
     run.add_argument("--seed", type=int, default=defaults.seed)
     run.add_argument("--head", choices=("lm", "cls"), default=defaults.head,
@@ -54,18 +55,6 @@ def add_commands(subparsers) -> None:
     predict.add_argument("--file", help="a file with one text per line")
     predict.add_argument("--json", action="store_true", help="print JSON lines")
     predict.set_defaults(func=run_predict)
-
-
-def _add_task_file_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("task from a data file (instead of --task)")
-    group.add_argument("--data", metavar="FILE", help="a CSV, TSV, JSONL or Parquet file of labelled texts")
-    group.add_argument("--test-data", metavar="FILE", help="its test set (default: a fixed stratified hold-out)")
-    group.add_argument("--text-column", default="text", metavar="C")
-    group.add_argument("--text-b-column", metavar="C", help="second text, for pair tasks")
-    group.add_argument("--label-column", default="label", metavar="C")
-    group.add_argument("--label-names", metavar="N1,N2,...", help="class names in order (default: from the data)")
-    group.add_argument("--template", metavar="T", help=r"prompt template with {text}, e.g. 'Review: {text}\nSentiment:'")
-    group.add_argument("--label-words", metavar="W1,W2,...", help="one label word per class, in class order")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

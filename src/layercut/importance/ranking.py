@@ -143,7 +143,7 @@ def rank_layers(
 
     unknown = [m for m in measures if m not in MEASURES]
     if unknown or not measures:
-        raise LayercutError(f"unknown or no measure {unknown}: choose from {', '.join(MEASURES)}")
+        raise LayercutError(f"unknown measure(s) {unknown or 'none given'}: choose from {', '.join(MEASURES)}")
     depth = len(find_blocks(model).blocks)
     sizes = range(1, depth) if block_sizes is None else sorted({check_block_size(n, depth) for n in block_sizes})
     wants_loss = "loss" in measures or "greedy" in measures

@@ -25,7 +25,7 @@ def check_strategy(strategy: str) -> str:
 
 
 def check_count(count: int, depth: int) -> int:
-    if not isinstance(count, int) or not 1 <= count <= depth:
+    if not 1 <= count <= depth:
         raise LayercutError(f"cannot keep {count} layers of a {depth}-layer model: choose a count from 1 to {depth}")
     return count
 

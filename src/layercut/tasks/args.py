@@ -12,7 +12,12 @@ from layercut.tasks.spec import TaskSpec
 
 def add_task_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", nargs="?", help="a built-in task (`layercut tasks`) or a task YAML file")
-    group = parser.add_argument_group("task from a data file (instead of TASK)")
+    add_task_file_arguments(parser)
+
+
+def add_task_file_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that describe a task by its data file, and override any task's template and words."""
+    group = parser.add_argument_group("task from a data file (instead of a task name)")
     group.add_argument("--data", metavar="FILE", help="a CSV, TSV, JSONL or Parquet file of labelled texts")
     group.add_argument("--test-data", metavar="FILE", help="its test set (default: a fixed stratified hold-out)")
     group.add_argument("--text-column", default="text", metavar="C", help="column with the text (default: text)")

@@ -1,0 +1,275 @@
+"""An experiment file: a list per dimension, expanded into one `RunConfig` per combination.
+
+    description: what the sweep asks
+    models: [smollm2-135m]          # or {name: gpt2-xl, layers: [1, 2, 12, 24, 48]}: its own depths
+    layers: [1, 2, all]             # a number K means first:K (the paper's top-layer removal)
+    strategies: [bi, greedy]        # optional: choose keep_counts layers by importance instead
+    keep_counts: [2, 4]
+    tasks: [trec, mr]               # or {name: reviews, data: reviews.jsonl, template: ..., label_words: ...}
+    heads: [lm, cls]
+    methods: [full, icl]
+    demos: [fixed]
+    shots: [16]
+    seeds: [0, 42, 421]
+    settings:                       # any other RunConfig field, shared by every run
+      epochs: 3
+      learning_rate: [5.0e-5, 1.0e-4]   # a list is tried in full; the report picks per cell on dev accuracy
+
+A missing dimension takes RunConfig's default. Relative paths (models, task files, data files) are
+relative to the experiment file. A value wrong on its own (an unknown head, a task typo, `first:0`)
+is an error. A combination that cannot run (head cls with method icl, first:48 of a 24-layer model)
+is skipped with a warning, so one file can span models and methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from layercut.errors import LayercutError
+from layercut.runconfig import RunConfig
+from layercut.selection import LayerSelection, parse_index_spec
+
+DIMENSIONS = {  # experiment key -> RunConfig field
+    "models": "model", "layers": "layers", "strategies": "keep_strategy", "keep_counts": "keep_count",
+    "tasks": "task", "heads": "head", "methods": "method", "demos": "demos", "shots": "shots", "seeds": "seed",
+}
+KEYS = ("description", *DIMENSIONS, "settings")
+SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in {*DIMENSIONS.values(), "task_options"})
+# Settings a method ignores keep their first value there, so that sweeping them does not repeat identical runs.
+_TRAINING = ("learning_rate", "epochs", "batch_size", "gradient_accumulation", "patience", "weight_decay")
+_LORA = ("lora_rank", "lora_alpha")
+_TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}  # "float", "int | None", ... (postponed annotations)
+_KINDS = {"float": ("a number", "5.0e-5"), "int": ("a whole number", "3"), "str": ("text", "'text'")}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    runs: tuple[RunConfig, ...]
+    warnings: tuple[str, ...]  # the skipped cells, one line per reason
+    text: str  # the file as written, stored next to its results
+    source: str
+
+    @property
+    def key(self) -> str:
+        """The experiment's identity: its set of runs (comments, order and spelling do not matter)."""
+        return hashlib.sha256("\n".join(sorted(r.key() for r in self.runs)).encode()).hexdigest()[:16]
+
+
+def layer_choice(config: dict) -> str:
+    """How a run chose its layers, as written in the file: `first:2`, `all`, or `bi:4` for a strategy."""
+    return f"{config['keep_strategy']}:{config['keep_count']}" if config["keep_strategy"] else config["layers"]
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise LayercutError(f"cannot read experiment file '{path}' ({error.strerror}): check the path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise LayercutError(f"'{path}' is not valid YAML ({problem}{at}): fix the syntax") from None
+    runs, warnings = expand(data, path.parent.resolve(), str(path))
+    return Experiment(tuple(runs), tuple(warnings), text, str(path))
+
+
+def expand(data, base: Path, where: str) -> tuple[list[RunConfig], list[str]]:
+    """All runs of the grid, without duplicates, and a warning per reason cells were skipped."""
+    if not isinstance(data, dict) or not data:
+        raise LayercutError(f"{where}: expected a mapping of lists (models, layers, tasks, ...): see configs/demo.yaml")
+    unknown = sorted(set(data) - set(KEYS), key=str)
+    if unknown:
+        raise LayercutError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(KEYS)}")
+    settings = _settings_grid(data.get("settings"), where)
+    models = [_model(entry, base, where) for entry in _values(data, "models", where)]
+    default_layers = [] if "strategies" in data and "layers" not in data else _values(data, "layers", where)
+    strategy_choices = _strategy_choices(data, where)
+    tasks = [_task(entry, base, where) for entry in _values(data, "tasks", where)]
+    heads, methods, demos, shots, seeds = (_checked(data, key, where) for key in ("heads", "methods", "demos", "shots", "seeds"))
+
+    skipped: Counter[str] = Counter()
+    runs: dict[str, RunConfig] = {}
+    for model, model_layers in models:
+        for selection in _selections(model, default_layers if model_layers is None else model_layers,
+                                     strategy_choices, where, skipped):
+            for (task, options), head, method, demo, shot, seed, setting in itertools.product(
+                    tasks, heads, methods, demos, shots, seeds, settings):
+                try:
+                    config = RunConfig(model=model, task=task, task_options=options, head=head, method=method,
+                                       demos=demo, shots=shot, seed=seed, **selection, **_relevant(setting, settings[0], method))
+                except LayercutError as error:
+                    skipped[str(error)] += 1
+                    continue
+                runs.setdefault(config.key(), config)
+    warnings = [f"skipped {n} grid cell(s): {reason}" for reason, n in skipped.items()]
+    if not runs:
+        reason = f": {warnings[0]}" if warnings else ""
+        raise LayercutError(f"{where}: the grid is empty{reason}; list values every run can use")
+    return list(runs.values()), warnings
+
+
+def _values(data: dict, key: str, where: str) -> list:
+    """A dimension's values: a list, a single value, or (when absent) RunConfig's default."""
+    if key not in data:
+        return [getattr(RunConfig(), DIMENSIONS[key])]
+    values = data[key] if isinstance(data[key], list) else [data[key]]
+    if not values:
+        raise LayercutError(f"{where}: '{key}' is empty: list at least one value, or leave it out for the default")
+    return values
+
+
+def _checked(data: dict, key: str, where: str) -> list:
+    """Values of a plain dimension, each checked alone, so that a typo is an error rather than a skipped cell."""
+    field = DIMENSIONS[key]
+    values = [_coerce(field, value, f"{where}: {key}") for value in _values(data, key, where)]
+    for value in values:
+        RunConfig(**{field: value})
+        if field == "demos":
+            from layercut.tasks.demos import POLICIES
+
+            if value not in POLICIES:
+                raise LayercutError(f"{where}: unknown demonstration policy '{value}'; use one of {', '.join(POLICIES)}")
+    return values
+
+
+def _strategy_choices(data: dict, where: str) -> list[dict]:
+    """strategies x keep_counts: layers chosen by importance (see `layercut rank`)."""
+    if ("strategies" in data) != ("keep_counts" in data):
+        raise LayercutError(f"{where}: 'strategies' and 'keep_counts' go together: give both (or use 'layers')")
+    if "strategies" not in data:
+        return []
+    from layercut.importance.strategies import check_strategy
+
+    strategies = [check_strategy(str(s)) for s in _values(data, "strategies", where)]
+    counts = [_coerce("keep_count", c, f"{where}: keep_counts") for c in _values(data, "keep_counts", where)]
+    return [{"keep_strategy": s, "keep_count": k} for s in strategies for k in counts]
+
+
+def _selections(model: str, layers: list, strategy_choices: list[dict], where: str, skipped: Counter) -> list[dict]:
+    """The layer choices for one model: its `layers` entries, then the strategy choices; those the
+    model's depth cannot hold are skipped (its depth is read from its config, without weights)."""
+    from layercut.sweep.plan import model_facts
+
+    choices = []
+    for entry in layers:
+        is_count = isinstance(entry, int) and not isinstance(entry, bool)
+        text = f"first:{entry}" if is_count else _coerce("layers", entry, f"{where}: layers")
+        _check_layers(text, where)
+        choices.append({"layers": text})
+    choices += strategy_choices
+    facts = model_facts(model)
+    if facts is None:  # not readable here (an unknown Hub id offline): the run itself will say
+        return choices
+    kept = []
+    for choice in choices:
+        try:
+            facts.kept_count(RunConfig(**choice))
+            kept.append(choice)
+        except LayercutError as error:
+            skipped[f"{model}: {error}"] += 1
+    return kept
+
+
+def _check_layers(text: str, where: str) -> None:
+    """A layer choice no model can hold (malformed, or keeping no layer) is an error, not a skipped cell."""
+    selection = LayerSelection.parse(text)
+    if selection.mode in ("first", "last") and selection.count < 1:
+        raise LayercutError(f"{where}: layers '{text}' keeps no layer: write {selection.mode}:K with K >= 1")
+    if selection.mode in ("keep", "drop"):
+        parse_index_spec(selection.spec)
+
+
+def _model(entry, base: Path, where: str) -> tuple[str, list | None]:
+    if isinstance(entry, dict):
+        unknown = sorted(set(entry) - {"name", "layers"})
+        if "name" not in entry or unknown:
+            raise LayercutError(f"{where}: a model entry takes 'name' and optionally 'layers', got {sorted(entry)}")
+        layers = entry.get("layers")
+        layers = layers if isinstance(layers, list) or layers is None else [layers]
+        if layers == []:
+            raise LayercutError(f"{where}: model '{entry['name']}' has an empty 'layers' list: list at least one")
+        return _local_path(str(entry["name"]), base), layers
+    return _local_path(_coerce("model", entry, f"{where}: models"), base), None
+
+
+def _task(entry, base: Path, where: str) -> tuple[str, dict]:
+    """A task name or YAML file, or a data-file task: {name, data, template, label_words, ...}."""
+    from layercut.adaptation import TASK_OPTION_DEFAULTS, resolve_task
+
+    if isinstance(entry, dict):
+        options = {k: v for k, v in entry.items() if k != "name"}
+        unknown = sorted(set(options) - set(TASK_OPTION_DEFAULTS))
+        if "name" not in entry or unknown:
+            raise LayercutError(f"{where}: a task entry takes 'name' and task options ({', '.join(TASK_OPTION_DEFAULTS)}), "
+                                f"got {sorted(entry)}")
+        for key in ("data", "test_data"):
+            if options.get(key):
+                options[key] = str((base / Path(options[key]).expanduser()).resolve())
+        name = str(entry["name"])
+    else:
+        name, options = _coerce("task", entry, f"{where}: tasks"), {}
+        if name.endswith((".yaml", ".yml")):
+            name = str((base / Path(name).expanduser()).resolve())
+    resolve_task(RunConfig(task=name, task_options=options))  # an unknown task or unreadable data file: an error now
+    return name, options
+
+
+def _local_path(spec: str, base: Path) -> str:
+    """A model given as a path relative to the experiment file; anything else (alias, Hub id) as is."""
+    candidate = base / Path(spec).expanduser()
+    return str(candidate.resolve()) if spec.startswith((".", "/", "~")) or candidate.exists() else spec
+
+
+def _settings_grid(settings, where: str) -> list[dict]:
+    """Every combination of the settings given as lists (the others are shared by all)."""
+    if settings is None:
+        return [{}]
+    if not isinstance(settings, dict):
+        raise LayercutError(f"{where}: 'settings' must be a mapping of RunConfig fields, e.g. {{epochs: 3}}")
+    unknown = sorted(set(settings) - set(SETTINGS), key=str)
+    if unknown:
+        raise LayercutError(f"{where}: unknown setting(s) {', '.join(map(str, unknown))}; allowed: {', '.join(SETTINGS)}")
+    lists = {}
+    for name, value in settings.items():
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise LayercutError(f"{where}: setting '{name}' is an empty list: give a value or a list of values to try")
+        lists[name] = [_coerce(name, v, f"{where}: settings") for v in values]
+    grid = [dict(zip(lists, combination)) for combination in itertools.product(*lists.values())]
+    RunConfig(**grid[0])  # e.g. a negative learning rate: an error for the whole file
+    return grid
+
+
+def _relevant(setting: dict, first: dict, method: str) -> dict:
+    ignored = (_TRAINING + _LORA) if method == "icl" else _LORA if method != "lora" else ()
+    return {name: first[name] if name in ignored else value for name, value in setting.items()}
+
+
+def _coerce(field: str, value, where: str):
+    """A YAML value as the RunConfig field's type (YAML 1.1 reads 5e-5, without a dot, as a string)."""
+    kind = _TYPES[field]
+    if value is None and kind.endswith("None"):
+        return None
+    if not isinstance(value, bool):
+        if kind.startswith("float") and isinstance(value, (int, float, str)):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        elif kind.startswith("int") and isinstance(value, int):
+            return value
+        elif kind.startswith("str") and isinstance(value, (str, int, float)):
+            return str(value)
+    what, example = _KINDS[kind.split(" ")[0]]
+    raise LayercutError(f"{where}: {field} {value!r} is not {what}: write e.g. {example}")

@@ -1,0 +1,123 @@
+"""What a sweep will cost, from configurations alone: `layercut sweep --dry-run`.
+
+No weights are loaded. Depths and parameter counts come from the model's config: the stored copy
+for the paper's models (so the paper grid plans offline), else `load_config`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+
+from layercut.errors import LayercutError
+from layercut.runconfig import RunConfig
+from layercut.selection import LayerSelection
+
+# A rendered example (template + text). Real tasks range from ~15 tokens (TREC) to ~60 (AGNews).
+TOKENS_PER_EXAMPLE = 40
+# Sustained throughputs to turn FLOPs into hours: a few CPU cores, and one large GPU.
+THROUGHPUTS = (("a few CPU cores", 1e11), ("one large GPU", 1e14))
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    spec: str
+    config: object  # a transformers PretrainedConfig
+
+    @property
+    def depth(self) -> int:
+        return self.config.num_hidden_layers
+
+    def kept_count(self, config: RunConfig) -> int:
+        """How many blocks the run keeps; a LayercutError if this model cannot hold its choice."""
+        if config.keep_strategy is None:
+            return len(LayerSelection.parse(config.layers).indices(self.depth))
+        from layercut.importance.strategies import check_count
+
+        return check_count(config.keep_count, self.depth)
+
+    def non_embedding_parameters(self, kept: int) -> int:
+        return _non_embedding(self.spec, kept)
+
+
+@functools.lru_cache(maxsize=None)
+def model_facts(spec: str) -> ModelFacts | None:
+    """None when the config cannot be read here (an unknown Hub id offline): the plan then says so."""
+    from layercut.accounting import known_config
+    from layercut.sources import load_config
+
+    config = known_config(spec)  # first: an offline Hub lookup takes half a minute to fail
+    if config is None:
+        try:
+            config = load_config(spec)
+        except LayercutError:
+            return None
+    return ModelFacts(spec, config)
+
+
+@functools.lru_cache(maxsize=None)
+def _non_embedding(spec: str, kept: int) -> int:
+    from layercut.accounting import config_size_reports
+
+    return config_size_reports(model_facts(spec).config, [kept])[0].non_embedding_parameters
+
+
+def run_flops(config: RunConfig) -> float | None:
+    """Forward-backward FLOPs of training plus forward FLOPs of evaluation, as an upper bound:
+    6·N per trained token and 2·N per evaluated token (N: non-embedding parameters kept; the heads
+    read one position), every epoch run (early stopping only shortens it), dev scored each epoch."""
+    facts = model_facts(config.model)
+    if facts is None:
+        return None
+    spec = _task_spec(config.task, json.dumps(config.task_options, sort_keys=True))
+    classes = spec.num_classes
+    prompt = min(config.max_length, TOKENS_PER_EXAMPLE * (1 + (0 if config.demos == "none" else classes)))
+    train = config.shots * classes
+    dev = config.dev_size or (config.dev_shots or config.shots) * classes
+    test = config.test_size or spec.test_pool_size or 0
+    n = facts.non_embedding_parameters(facts.kept_count(config))
+    trained = config.epochs * train if config.trains else 0
+    evaluated = (config.epochs * dev if config.trains else 0) + test
+    return n * prompt * (6 * trained + 2 * evaluated)
+
+
+@functools.lru_cache(maxsize=None)
+def _task_spec(task: str, options: str):
+    from layercut.adaptation import resolve_task
+
+    return resolve_task(RunConfig(task=task, task_options=json.loads(options)))
+
+
+def describe_plan(runs: list[RunConfig], done: set[str] = frozenset()) -> str:
+    """One line per run (the swept settings shown when they vary), then the count and cost; `done`: the
+    keys of runs already complete."""
+    from layercut.sweep.experiment import SETTINGS, layer_choice
+
+    varying = [name for name in SETTINGS if len({getattr(r, name) for r in runs}) > 1]
+    header = ["#", "key", "model", "layers", "task", "head", "method", "demos", "shots", "seed", *varying, "FLOP", ""]
+    rows, total, unknown = [], 0.0, 0
+    for index, run in enumerate(runs, 1):
+        flops = run_flops(run)
+        total += flops or 0.0
+        unknown += flops is None
+        rows.append([str(index), run.key(), run.model, layer_choice(run.to_dict()), run.task, run.head, run.method,
+                     run.demos, str(run.shots), str(run.seed), *(str(getattr(run, name)) for name in varying),
+                     "?" if flops is None else f"{flops:.1e}", "done" if run.key() in done else ""])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.append(f"{len(runs)} runs" + (f", {len(done)} already complete" if done else ""))
+    lines.append(
+        f"estimated compute: {total:.2e} FLOP"
+        + (f" (+ {unknown} run(s) of models whose config is not readable here)" if unknown else "")
+        + "; " + ", ".join(f"~{_duration(total / speed)} on {where} ({speed / 1e12:g} TFLOP/s)" for where, speed in THROUGHPUTS)
+    )
+    lines.append(f"assumes 6·N FLOPs per trained token and 2·N per evaluated one (N = non-embedding parameters kept), "
+                 f"~{TOKENS_PER_EXAMPLE} tokens per example and demonstration, and every epoch run: early stopping only shortens it")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

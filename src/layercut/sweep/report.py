@@ -1,0 +1,281 @@
+"""`layercut report DIR`: paper-style tables (report.md), every run (runs.csv), and plots (plots/).
+
+One table per model x head x method (x layer strategy, and demonstrations / shots where these
+vary). Rows: the layers kept, with their parameters and share of the full model. Columns: tasks
+and their average. Cells: mean ± std of test accuracy over seeds. Where training settings were
+swept, each cell shows the setting with the best mean dev accuracy (LM-BFF's protocol), and the
+picks are listed under the table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from layercut.atomic import write_text_atomic
+from layercut.errors import LayercutError
+from layercut.runconfig import HEADS, METHODS, RunConfig
+from layercut.sweep.experiment import layer_choice
+from layercut.sweep.store import FINISHED, ResultStore, read_json
+
+TABLE_FIELDS = ("model", "head", "method", "keep_strategy", "demos", "shots")
+_NOT_SETTINGS = {*TABLE_FIELDS, "layers", "keep_count", "task", "task_options", "seed"}
+HEAD_NAMES = {"lm": "LM head", "cls": "classification head"}
+METHOD_NAMES = {"full": "full fine-tuning", "lora": "LoRA", "icl": "in-context learning (no training)"}
+
+
+@dataclass
+class Cell:
+    """One task at one depth: the runs (one per seed) of the setting picked on dev accuracy."""
+
+    accuracies: list[float]
+    setting: dict  # the picked values of the settings this cell tried several of ({} if one)
+    dev: float | None
+    others: list[tuple[dict, float | None]] = field(default_factory=list)  # the settings not picked
+
+    @property
+    def mean(self) -> float:
+        return 100 * statistics.fmean(self.accuracies)
+
+    def text(self, seeds: int) -> str:
+        value = f"{self.mean:.1f}"
+        if len(self.accuracies) > 1:
+            value += f" ± {100 * statistics.stdev(self.accuracies):.1f}"
+        return value + (f" (n={len(self.accuracies)})" if len(self.accuracies) < seeds else "")
+
+
+@dataclass
+class Row:
+    label: str  # layers kept, with the rule when it is not the paper's (e.g. `2 (last:2)`)
+    kept: int
+    parameters: int
+    non_embedding: int
+    percent: float
+    source_depth: int
+    eval_speed: float  # test examples per second, mean over the row's runs
+    cells: dict[str, Cell]
+
+    def average(self, tasks: list[str]) -> float | None:
+        """The mean over tasks of the cell means, when every task has one."""
+        return statistics.fmean(self.cells[t].mean for t in tasks) if all(t in self.cells for t in tasks) else None
+
+
+@dataclass
+class Table:
+    fields: dict  # TABLE_FIELDS -> value
+    tasks: list[str]
+    rows: list[Row]
+    seeds: int  # the most seeds any cell has
+
+    def label(self, shown: tuple[str, ...]) -> str:
+        """e.g. `LM head, full fine-tuning, layers chosen by bi`; `shown`: varying fields to name too."""
+        parts = [HEAD_NAMES[self.fields["head"]], METHOD_NAMES[self.fields["method"]]]
+        if self.fields["keep_strategy"]:
+            parts.append(f"layers chosen by {self.fields['keep_strategy']}")
+        if "demos" in shown:
+            parts.append(f"demos {self.fields['demos']}")
+        if "shots" in shown:
+            parts.append(f"{self.fields['shots']} shots")
+        return ", ".join(parts)
+
+
+@dataclass
+class ReportFiles:
+    report: Path
+    runs_csv: Path
+    plots: list[Path]
+
+
+def write_report(folder: str | Path) -> ReportFiles:
+    from layercut.sweep.plots import write_plots
+
+    folder = Path(folder)
+    records = ResultStore(folder).records()
+    finished = [r for r in records if r["status"] in FINISHED]
+    if not finished:
+        raise LayercutError(f"no finished runs in '{folder}': run `layercut sweep EXPERIMENT --out {folder}` first")
+    tables = build_tables(finished, _listed_order(folder))
+    shown = tuple(name for name in ("demos", "shots") if len({t.fields[name] for t in tables}) > 1)
+    plots = write_plots(tables, shown, folder / "plots")
+    files = ReportFiles(folder / "report.md", folder / "runs.csv", plots)
+    write_text_atomic(files.runs_csv, runs_csv(records))
+    write_text_atomic(files.report, markdown(tables, shown, records, folder, plots))
+    return files
+
+
+def build_tables(records: list[dict], order: dict[str, list[str]] | None = None) -> list[Table]:
+    """`order`: models and tasks as the experiment file lists them; others follow alphabetically."""
+    order = order or {}
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for record in records:
+        groups[tuple(record["config"][name] for name in TABLE_FIELDS)].append(record)
+    tables = []
+    for key in sorted(groups, key=lambda key: _table_order(key, order.get("models", []))):
+        members = groups[key]
+        tasks = sorted({r["config"]["task"] for r in members}, key=lambda task: _ranked(task, order.get("tasks", [])))
+        by_choice: dict[str, list[dict]] = defaultdict(list)
+        for record in members:
+            by_choice[layer_choice(record["config"])].append(record)
+        rows = sorted((_row(choice, runs) for choice, runs in by_choice.items()), key=lambda row: (row.kept, row.label))
+        seeds = max(len(cell.accuracies) for row in rows for cell in row.cells.values())
+        tables.append(Table(dict(zip(TABLE_FIELDS, key)), tasks, rows, seeds))
+    return tables
+
+
+def _table_order(key: tuple, models: list[str]) -> tuple:
+    fields = dict(zip(TABLE_FIELDS, key))
+    return (_ranked(fields["model"], models), HEADS.index(fields["head"]), METHODS.index(fields["method"]),
+            fields["keep_strategy"] or "", fields["demos"], fields["shots"])
+
+
+def _ranked(value: str, listed: list[str]) -> tuple:
+    return (listed.index(value) if value in listed else len(listed), value)
+
+
+def _listed_order(folder: Path) -> dict[str, list[str]]:
+    """The models and tasks named in DIR/experiment.yaml, in its order (the paper's column order, say)."""
+    try:
+        data = yaml.safe_load((folder / "experiment.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {key: [str(entry.get("name") if isinstance(entry, dict) else entry) for entry in data.get(key) or []]
+            for key in ("models", "tasks") if isinstance(data.get(key), list)}
+
+
+def _row(choice: str, runs: list[dict]) -> Row:
+    by_task: dict[str, list[dict]] = defaultdict(list)
+    for record in runs:
+        by_task[record["config"]["task"]].append(record)
+    first = runs[0]
+    kept = len(first["layers"]["kept"])
+    paper_rule = first["config"]["keep_strategy"] or choice == "all" or choice.startswith("first:")
+    return Row(
+        label=str(kept) if paper_rule else f"{kept} ({choice})", kept=kept, parameters=first["parameters"]["total"],
+        non_embedding=first["parameters"]["non_embedding"], percent=first["parameters"]["percent_of_source"],
+        source_depth=first["layers"]["source_depth"],
+        eval_speed=statistics.fmean(r["timing"]["eval_examples_per_second"] for r in runs),
+        cells={task: _pick(task_runs) for task, task_runs in by_task.items()},
+    )
+
+
+def _pick(runs: list[dict]) -> Cell:
+    """The setting with the best mean dev accuracy; ties, and cells without dev accuracy (ICL), keep the first."""
+    by_setting: dict[str, list[dict]] = defaultdict(list)
+    for record in runs:
+        setting = {k: v for k, v in record["config"].items() if k not in _NOT_SETTINGS}
+        by_setting[json.dumps(setting, sort_keys=True)].append(record)
+    texts = sorted(by_setting)
+    settings = [json.loads(text) for text in texts]
+    swept = [name for name in settings[0] if len({json.dumps(s[name]) for s in settings}) > 1]
+    shown = [{name: s[name] for name in swept} for s in settings]
+    devs = [_mean_dev(by_setting[text]) for text in texts]
+    best = max(range(len(texts)), key=lambda i: (devs[i] is not None, devs[i] or 0.0))
+    chosen = sorted(by_setting[texts[best]], key=lambda r: r["config"]["seed"])
+    return Cell([r["metrics"]["accuracy"] for r in chosen], shown[best], devs[best],
+                [(shown[i], devs[i]) for i in range(len(texts)) if i != best])
+
+
+def _mean_dev(runs: list[dict]) -> float | None:
+    values = [r["dev"]["best_dev_accuracy"] for r in runs if r.get("dev") and r["dev"]["best_dev_accuracy"] is not None]
+    return statistics.fmean(values) if values and len(values) == len(runs) else None
+
+
+def markdown(tables: list[Table], shown: tuple[str, ...], records: list[dict], folder: Path, plots: list[Path]) -> str:
+    finished = [r for r in records if r["status"] in FINISHED]
+    diverged = sum(r["status"] == "diverged" for r in finished)
+    failed = [r for r in records if r["status"] not in FINISHED]
+    owner = read_json(folder / "sweep.json")
+    lines = [
+        "# Sweep report", "",
+        f"{len(finished)} finished runs" + (f" ({diverged} diverged: evaluated with their last good weights)" if diverged else "")
+        + (f", {len(failed)} failed" if failed else "")
+        + (f"; experiment `{owner['source']}` ({owner['experiment']}), copied to `experiment.yaml`" if owner else "") + ".",
+        "",
+        "Cells: test accuracy (%), mean ± std over seeds (sample std; one seed shows its value alone; "
+        "(n=k): fewer seeds than the table's other cells). Average: the mean of the task means. "
+        "Parameters count a tied LM head once; % is of the full model; non-embedding parameters are those of the "
+        "kept blocks and final norm.",
+    ]
+    for table in tables:
+        lines += ["", f"## {table.fields['model']}: {table.label(shown)}", ""]
+        header = ["Layers kept", "Parameters (% of full)", "Non-embedding", *table.tasks, "Average"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+        for row in table.rows:
+            average = row.average(table.tasks)
+            cells = [row.cells[t].text(table.seeds) if t in row.cells else "–" for t in table.tasks]
+            lines.append("| " + " | ".join([row.label, f"{_count(row.parameters)} ({row.percent:.1f}%)",
+                                             _count(row.non_embedding), *cells,
+                                             "–" if average is None else f"{average:.1f}"]) + " |")
+        lines += _pick_notes(table)
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p.stem.replace('_', ' ')}](plots/{p.name})" for p in plots]
+    if failed:
+        lines += ["", "## Failed runs (a new sweep tries them again)", ""]
+        lines += [f"- `{r['key']}` ({layer_choice(r['config'])}, {r['config']['task']}, seed {r['config']['seed']}): "
+                  f"{r['error'].splitlines()[0]} (`runs/{r['key']}/failure.json`)" for r in failed]
+    return "\n".join(lines) + "\n"
+
+
+def _pick_notes(table: Table) -> list[str]:
+    notes = []
+    for row in table.rows:
+        for task in table.tasks:
+            cell = row.cells.get(task)
+            if cell is None or not cell.others:
+                continue
+            if cell.dev is None:
+                notes.append(f"- layers {row.label}, {task}: no dev accuracy to choose by (no training): "
+                             f"shows {_setting(cell.setting)}")
+                continue
+            tried = "; ".join(f"{_setting(s)}: {'–' if d is None else f'{100 * d:.1f}'}" for s, d in cell.others)
+            notes.append(f"- layers {row.label}, {task}: {_setting(cell.setting)} (dev {100 * cell.dev:.1f}; also tried {tried})")
+    return ["", "Settings picked per cell by the best mean dev accuracy (LM-BFF's protocol):", "", *notes] if notes else []
+
+
+def _count(n: int) -> str:
+    """Parameters as the paper writes them: 112.8M, 1.56B."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.{2 if unit == 'B' else 1}f}{unit}"
+    return str(n)
+
+
+def _setting(values: dict) -> str:
+    return ", ".join(f"{name}={value}" for name, value in values.items())
+
+
+def runs_csv(records: list[dict]) -> str:
+    """Every run, finished or failed, one row each: its full configuration and main measurements."""
+    config_fields = list(RunConfig().to_dict())
+    measures = ["layers_kept", "kept_indices", "accuracy", "macro_f1", "test_examples", "best_dev_accuracy", "best_epoch",
+                "parameters", "non_embedding_parameters", "percent_of_source", "train_seconds",
+                "eval_examples_per_second", "peak_memory_bytes", "error"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, ["key", "status", *config_fields, *measures], lineterminator="\n")
+    writer.writeheader()
+    grid_order = ("model", "task", "head", "method", "seed")
+    for record in sorted(records, key=lambda r: json.dumps([r["config"][k] for k in grid_order]) + r["key"]):
+        row = {"key": record["key"], "status": record["status"], **record["config"],
+               "task_options": json.dumps(record["config"]["task_options"], sort_keys=True)}
+        if record["status"] in FINISHED:
+            metrics, dev, params = record["metrics"], record["dev"] or {}, record["parameters"]
+            row.update(layers_kept=len(record["layers"]["kept"]), kept_indices=record["layers"]["spec"],
+                       accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], test_examples=metrics["num_examples"],
+                       best_dev_accuracy=dev.get("best_dev_accuracy"), best_epoch=dev.get("best_epoch"),
+                       parameters=params["total"], non_embedding_parameters=params["non_embedding"],
+                       percent_of_source=params["percent_of_source"], train_seconds=record["timing"]["train_seconds"],
+                       eval_examples_per_second=record["timing"]["eval_examples_per_second"],
+                       peak_memory_bytes=record["memory"]["peak_bytes"])
+        else:
+            row["error"] = record.get("error", "")
+        writer.writerow(row)
+    return buffer.getvalue()

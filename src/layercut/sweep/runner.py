@@ -1,0 +1,47 @@
+"""`run_sweep`: run every unfinished run of an experiment into a result folder, then report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from layercut.sweep.backends import make_backend
+from layercut.sweep.experiment import Experiment, layer_choice
+from layercut.sweep.report import write_report
+from layercut.sweep.store import FINISHED, ResultStore
+
+
+@dataclass
+class SweepSummary:
+    runs: int
+    already_done: int
+    finished: int = 0
+    failed: list[str] = field(default_factory=list)  # keys
+    report: Path | None = None
+
+
+def run_sweep(experiment: Experiment, out: str | Path, *, backend: str = "local", address: str | None = None,
+              allow_different: bool = False, echo: Callable[[str], None] = print) -> SweepSummary:
+    executor = make_backend(backend, address)  # a missing Ray fails here, before DIR is touched
+    store = ResultStore(out)
+    with store.claim(experiment, allow_different):
+        pending = [config for config in experiment.runs if not store.is_done(config.key())]
+        summary = SweepSummary(len(experiment.runs), len(experiment.runs) - len(pending))
+        echo(f"{summary.runs} runs: {summary.already_done} already complete in {out}, "
+             f"{len(pending)} to run on the {executor.name} backend")
+        for index, record in enumerate(executor.execute(pending), 1):
+            store.save(record)
+            config = record["config"]
+            what = (f"{record['key']} {config['model']} {layer_choice(config)} {config['task']} {config['head']} "
+                    f"{config['method']} seed {config['seed']}")
+            if record["status"] in FINISHED:
+                summary.finished += 1
+                note = "" if record["status"] == "complete" else f" ({record['status']})"
+                echo(f"[{index}/{len(pending)}] {what}: accuracy {record['metrics']['accuracy']:.4f}{note}")
+            else:
+                summary.failed.append(record["key"])
+                echo(f"[{index}/{len(pending)}] {what}: FAILED: {record['error']}")
+        if summary.finished or summary.already_done:
+            summary.report = write_report(out).report
+    return summary

@@ -1,0 +1,101 @@
+"""Where a sweep's results live: one folder per run, named by the run's key.
+
+    DIR/experiment.yaml           the experiment file as given
+    DIR/sweep.json                its identity (the hash of its runs' keys), to refuse another experiment's DIR
+    DIR/runs/<key>/result.json    a finished run, written atomically: it exists whole or not at all
+    DIR/runs/<key>/failure.json   a run that raised; it is tried again by the next sweep
+
+A run is done iff its result.json exists, so a sweep killed at any moment (SIGKILL included) and
+started again redoes only the unfinished runs, and no run is ever stored twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+from pathlib import Path
+from typing import Iterator
+
+from layercut.atomic import write_json_atomic, write_text_atomic
+from layercut.errors import LayercutError
+from layercut.run import RESULT_NAME
+
+FAILURE_NAME = "failure.json"
+# `diverged` is final too: run() stops on a non-finite loss and evaluates the last good weights;
+# the same configuration would diverge again.
+FINISHED = ("complete", "diverged")
+
+
+class ResultStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def folder(self, key: str) -> Path:
+        return self.root / "runs" / key
+
+    def is_done(self, key: str) -> bool:
+        record = read_json(self.folder(key) / RESULT_NAME)
+        return record is not None and record.get("status") in FINISHED
+
+    def save(self, record: dict) -> None:
+        folder = self.folder(record["key"])
+        if record["status"] in FINISHED:
+            write_json_atomic(folder / RESULT_NAME, record)
+            (folder / FAILURE_NAME).unlink(missing_ok=True)
+        else:
+            write_json_atomic(folder / FAILURE_NAME, record)
+
+    def records(self) -> list[dict]:
+        """Each run once: its result if it finished, else its last failure."""
+        runs = self.root / "runs"
+        records = []
+        for folder in sorted(runs.iterdir() if runs.is_dir() else []):
+            record = read_json(folder / RESULT_NAME) or read_json(folder / FAILURE_NAME)
+            if record is not None:
+                records.append(record)
+        return records
+
+    @contextlib.contextmanager
+    def claim(self, experiment, allow_different: bool = False) -> Iterator[None]:
+        """Hold DIR for one sweep: refuse a DIR of another experiment (unless allowed) and a DIR
+        another sweep is writing to; record this experiment as DIR's own."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            lock = open(self.root / ".lock", "w")
+        except OSError as error:
+            raise LayercutError(
+                f"cannot write to '{self.root}' ({error.strerror}): choose another --out or fix its permissions") from None
+        with lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel even after SIGKILL
+            except BlockingIOError:
+                raise LayercutError(
+                    f"another sweep is writing to '{self.root}': wait for it to finish, or choose another --out") from None
+            self._check_owner(experiment, allow_different)
+            write_text_atomic(self.root / "experiment.yaml", experiment.text)
+            write_json_atomic(self.root / "sweep.json", {"experiment": experiment.key, "source": experiment.source,
+                                                         "runs": len(experiment.runs)})
+            yield
+
+    def _check_owner(self, experiment, allow_different: bool) -> None:
+        if allow_different:
+            return
+        owner = read_json(self.root / "sweep.json")
+        if owner is None:
+            others = [p.name for p in self.root.iterdir() if p.name != ".lock"]
+            if others:
+                raise LayercutError(f"'{self.root}' is not empty and holds no sweep ({others[0]}, ...): "
+                                    "choose another --out, or pass --allow-different to write into it")
+        elif owner.get("experiment") != experiment.key:
+            raise LayercutError(
+                f"'{self.root}' holds the results of another experiment ({owner.get('source')}, {owner.get('runs')} runs): "
+                "choose another --out, or pass --allow-different to add this experiment's runs to it"
+            )
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,214 @@
+"""Experiment files, the result store, sweeps and reports, end to end on a tiny random model."""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from layercut.cli import main
+from layercut.errors import LayercutError
+from layercut.sweep import ResultStore, load_experiment, run_sweep, write_report
+from layercut.sweep.report import build_tables
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+POSITIVE = ["good movie", "great film", "fun story", "fine actor", "great plot", "good fun", "fun film", "great story"]
+NEGATIVE = ["bad movie", "awful film", "boring story", "bad actor", "awful plot", "boring film", "bad plot", "awful story"]
+TINY_SETTINGS = {"epochs": 2, "batch_size": 4, "learning_rate": 1.0e-3, "patience": 0, "max_length": 64, "eval_batch_size": 8}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny matrices gain nothing from threads, and on a shared CPU waiting threads cost a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def review_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "reviews.jsonl"
+    rows = [{"text": f"{t} {extra}", "label": label}
+            for label, texts in (("negative", NEGATIVE), ("positive", POSITIVE))
+            for t in texts for extra in ("!", ".", "the a", "is", "of the")]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def write_experiment(path, model, data, **grid):
+    """A tiny experiment file: the review task, 4 shots, two epochs; `grid` adds or replaces keys."""
+    settings = {**TINY_SETTINGS, **grid.pop("settings", {})}
+    experiment = {
+        "models": [str(model)], "layers": [1], "heads": ["lm"], "methods": ["full"], "shots": [4], "seeds": [0],
+        "tasks": [{"name": "reviews", "data": str(data), "template": "Review: {text} Sentiment:", "label_words": "Negative,Positive"}],
+        "settings": settings, **grid,
+    }
+    path.write_text(yaml.safe_dump(experiment))
+    return path
+
+
+def test_expansion_skips_invalid_cells_and_repeats_no_run(tiny_llama_folder, review_file, tmp_path):
+    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[1, "all", "first:9"],
+                            heads=["lm", "cls"], methods=["full", "icl"], seeds=[0, 1],
+                            settings={"learning_rate": ["5e-5", 1.0e-4]})
+    experiment = load_experiment(path)
+    # 2 usable layer choices x (lm full x 2 lr + cls full x 2 lr + lm icl x 1) x 2 seeds; first:9 > 4 layers; cls+icl
+    assert len(experiment.runs) == 2 * 5 * 2 == len({r.key() for r in experiment.runs})
+    assert {r.layers for r in experiment.runs} == {"first:1", "all"}
+    assert {r.learning_rate for r in experiment.runs if r.method == "full"} == {5e-5, 1e-4}  # "5e-5" is a YAML string
+    assert {r.learning_rate for r in experiment.runs if r.method == "icl"} == {5e-5}  # ICL ignores it: not repeated
+    assert len(experiment.warnings) == 2
+    assert any("first 9 layers of a 4-layer model" in w for w in experiment.warnings)
+    assert any("head cls with --method icl" in w for w in experiment.warnings)
+    assert load_experiment(path).key == experiment.key
+
+
+def test_strategies_and_per_model_layers(tiny_llama_folder, review_file, tmp_path):
+    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, strategies=["first", "bi"], keep_counts=[2, 4],
+                            models=[{"name": str(tiny_llama_folder), "layers": [3]}])
+    runs = load_experiment(path).runs
+    assert sorted((r.layers, r.keep_strategy, r.keep_count) for r in runs) == [
+        ("all", "bi", 2), ("all", "bi", 4), ("all", "first", 2), ("all", "first", 4), ("first:3", None, None)]
+
+
+def test_a_strategy_gets_its_own_table(tiny_llama_folder, review_file, tmp_path):
+    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[2], strategies=["bi"], keep_counts=[2])
+    run_sweep(load_experiment(path), tmp_path / "out", echo=lambda line: None)
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "LM head, full fine-tuning\n" in report and "LM head, full fine-tuning, layers chosen by bi\n" in report
+    rows = {r["keep_strategy"]: r for r in csv.DictReader((tmp_path / "out" / "runs.csv").open())}
+    assert rows["bi"]["layers_kept"] == rows[""]["layers_kept"] == "2"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("models: [a\n", "is not valid YAML"),
+    ("modles: [x]\n", "unknown key(s) modles; allowed: description, models,"),
+    ("heads: []\n", "'heads' is empty"),
+    ("heads: [lm, clss]\n", "unknown head 'clss'"),
+    ("tasks: [trc]\n", "unknown task 'trc'; did you mean trec"),
+    ("settings: {lr: 1}\n", "unknown setting(s) lr; allowed: label_word_policy, learning_rate"),
+    ("settings: {epochs: [1, two]}\n", "epochs 'two' is not a whole number"),
+    ("layers: [first:0]\n", "layers 'first:0' keeps no layer"),
+    ("strategies: [bi]\n", "'strategies' and 'keep_counts' go together"),
+    ("heads: [cls]\nmethods: [icl]\n", "the grid is empty: skipped 1 grid cell(s)"),
+    ("", "expected a mapping of lists"),
+])
+def test_bad_experiment_files_fail_in_one_line(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1 and "Traceback" not in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_sweep_runs_resumes_and_reports(tiny_llama_folder, review_file, tmp_path, capsys):
+    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[1, 2], seeds=[0, 1],
+                            methods=["full", "icl"], settings={"learning_rate": [1.0e-3, 3.0e-3]})
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out)]) == 0
+    assert "12 runs: 0 already complete" in capsys.readouterr().out
+    assert len(list((out / "runs").glob("*/result.json"))) == 12
+    assert main(["sweep", str(path), "--out", str(out)]) == 0  # a second sweep finds everything done
+    assert "12 runs: 12 already complete in" in capsys.readouterr().out
+
+    report = (out / "report.md").read_text()
+    assert "12 finished runs" in report and report.count("| Layers kept |") == 2  # LM head: full, ICL
+    assert "Settings picked per cell by the best mean dev accuracy" in report and "learning_rate=0.00" in report
+    rows = list(csv.DictReader((out / "runs.csv").open()))
+    assert len(rows) == 12 == len({r["key"] for r in rows}) and {r["status"] for r in rows} == {"complete"}
+    for name in ("accuracy_vs_layers_", "accuracy_vs_parameters", "speedup_vs_layers"):
+        [plot] = (out / "plots").glob(f"{name}*.png")
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_failing_run_is_recorded_retried_and_does_not_stop_the_sweep(tiny_llama_folder, review_file, tmp_path, capsys):
+    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, shots=[4, 500])  # 500 per class: too many
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out)]) == 1
+    assert "1 run(s) failed" in capsys.readouterr().err
+    [failure] = (out / "runs").glob("*/failure.json")
+    assert "exceeds the smallest class" in json.loads(failure.read_text())["error"]
+    assert "## Failed runs" in (out / "report.md").read_text()
+    assert main(["sweep", str(path), "--out", str(out)]) == 1
+    assert "2 runs: 1 already complete" in capsys.readouterr().out
+
+
+def test_a_folder_of_another_experiment_is_refused_unless_allowed(tiny_llama_folder, review_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    first = load_experiment(write_experiment(tmp_path / "a.yaml", tiny_llama_folder, review_file))
+    run_sweep(first, out, echo=lambda line: None)
+    second = write_experiment(tmp_path / "b.yaml", tiny_llama_folder, review_file, seeds=[0, 1])
+    assert main(["sweep", str(second), "--out", str(out)]) == 2
+    assert "holds the results of another experiment" in capsys.readouterr().err
+    assert main(["sweep", str(second), "--out", str(out), "--allow-different"]) == 0
+    assert "2 runs: 1 already complete" in capsys.readouterr().out  # seed 0 is the same run: reused
+
+
+def test_unwritable_output_and_missing_ray_fail_cleanly(tiny_llama_folder, review_file, tmp_path, capsys, monkeypatch):
+    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["sweep", str(path), "--out", str(blocker / "out")]) == 2
+    assert "cannot write to" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--backend", "ray"]) == 2
+    assert "pip install 'layercut[ray]'" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is not a sweep folder" in capsys.readouterr().err
+
+
+def fake_record(key, layers, task, seed, accuracy, dev, learning_rate=1e-3, head="lm", method="full"):
+    """A stored result as run() writes it, with only what the report reads."""
+    config = {"model": "m", "layers": f"first:{layers}", "task": task, "task_options": {}, "shots": 4, "seed": seed,
+              "head": head, "method": method, "demos": "fixed", "keep_strategy": None, "keep_count": None,
+              "learning_rate": learning_rate}
+    return {"status": "complete", "key": key, "config": config,
+            "layers": {"kept": list(range(layers)), "spec": f"0-{layers - 1}", "source_depth": 4},
+            "metrics": {"accuracy": accuracy, "macro_f1": accuracy, "num_examples": 10},
+            "dev": {"best_dev_accuracy": dev, "best_epoch": 1} if dev is not None else None,
+            "parameters": {"total": 1_500_000 * layers, "non_embedding": 500_000 * layers, "percent_of_source": 25.0 * layers},
+            "timing": {"train_seconds": 1.0, "eval_examples_per_second": 100.0 / layers}, "memory": {"peak_bytes": 1}}
+
+
+def test_report_from_stored_results_picks_settings_on_dev(tmp_path):
+    store = ResultStore(tmp_path)
+    records = [
+        # 1 layer, task a: lr 1e-3 has the better dev mean (0.8 vs 0.6), so its test accuracies (0.5, 0.7) are shown
+        fake_record("k1", 1, "a", 0, 0.5, 0.8), fake_record("k2", 1, "a", 1, 0.7, 0.8),
+        fake_record("k3", 1, "a", 0, 0.9, 0.6, learning_rate=3e-3), fake_record("k4", 1, "a", 1, 0.9, 0.6, learning_rate=3e-3),
+        fake_record("k5", 1, "b", 0, 0.4, 0.5), fake_record("k6", 1, "b", 1, 0.6, 0.5),
+        fake_record("k7", 4, "a", 0, 0.8, 0.9),  # one seed only: (n=1)
+        fake_record("k8", 1, "a", 0, 0.55, None, method="icl"),
+    ]
+    for record in records:
+        store.save(record)
+    store.save({"status": "failed", "key": "k9", "config": {**records[0]["config"], "seed": 9}, "error": "LayercutError: boom"})
+    (tmp_path / "experiment.yaml").write_text("tasks: [b, a]\n")  # columns follow the file
+    files = write_report(tmp_path)
+    report = files.report.read_text()
+    assert "| Layers kept | Parameters (% of full) | Non-embedding | b | a | Average |" in report
+    assert "| 1 | 1.5M (25.0%) | 500.0k | 50.0 ± 14.1 | 60.0 ± 14.1 | 55.0 |" in report
+    assert "| 4 | 6.0M (100.0%) | 2.0M | – | 80.0 (n=1) | – |" in report
+    assert "- layers 1, a: learning_rate=0.001 (dev 80.0; also tried learning_rate=0.003: 60.0)" in report
+    assert "## m: LM head, in-context learning (no training)" in report
+    assert "8 finished runs, 1 failed" in report and "`k9`" in report and "boom" in report
+    assert len(list(csv.DictReader(files.runs_csv.open()))) == 9
+    [full, icl] = build_tables(records)
+    assert [row.kept for row in full.rows] == [1, 4] and icl.fields["method"] == "icl"
+
+
+@pytest.mark.parametrize("name, runs", [("demo", 6), ("paper", 600), ("replication", 162)])
+def test_dry_run_of_shipped_experiments(name, runs, capsys):
+    assert main(["sweep", str(CONFIGS / f"{name}.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"\n{runs} runs\n" in out and "estimated compute:" in out
+
+
+def test_load_experiment_error_names_the_file(tmp_path):
+    with pytest.raises(LayercutError, match="cannot read experiment file"):
+        load_experiment(tmp_path / "missing.yaml")
