@@ -23,8 +23,12 @@ $(VENV)/.layercut-setup: pyproject.toml Makefile
 	touch $@
 
 demo: setup
-	$(BIN)/layercut info smollm2-135m --keep-first 1 2 8 30
-	for k in 1 2 8; do $(BIN)/layercut cut smollm2-135m --keep-first $$k -o runs/demo/smollm2-$$k --overwrite; done
+	$(BIN)/layercut sweep configs/demo.yaml --out runs/demo
+
+bench: setup
+	$(BIN)/python benchmarks/bench_load.py
+	$(BIN)/python benchmarks/bench_heads.py
+	$(BIN)/python benchmarks/bench_rank.py
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -7,7 +7,7 @@ loss and the greedy order (by far the slowest: about 250 full forward passes' wo
 linearly with the sequences) on trec. Stages run cheapest first and the results file is rewritten
 after each, so a long run keeps what it has finished.
 Usage: python benchmarks/bench_rank.py [--tasks trec mr bbc] [--loss-tasks trec] [--greedy-tasks trec]
-       [--samples 64] [--greedy-samples 16] [--max-length 128]
+       [--samples 64] [--greedy-samples 16] [--max-length 128] [--resume]
 A task may also be a text or .jsonl file. Writes benchmarks/results/rank_smollm2.json and rank_smollm2_<task>.png.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import torch
 
 from layercut.atomic import write_json_atomic
 from layercut.cutting import load_model
-from layercut.importance import plot_ranking, rank_layers, read_calibration_texts
+from layercut.importance import LayerRanking, plot_ranking, rank_layers, read_calibration_texts
 from layercut.selection import format_index_spec
 
 RESULTS = Path(__file__).parent / "results"
@@ -84,6 +85,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--greedy-samples", type=int, default=16, help="sequences for the greedy order (its time grows linearly)")
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--resume", action="store_true", help="keep the stages already in the results file")
     args = parser.parse_args()
 
     loaded = load_model("smollm2-135m")
@@ -97,7 +99,13 @@ def main() -> None:
     }
     out = RESULTS / "rank_smollm2.json"
     rankings = {}
+    if args.resume and out.is_file():
+        results = json.loads(out.read_text())
+        rankings = {task: LayerRanking.from_dict(entry["ranking"]) for task, entry in results["tasks"].items()}
+    done = {(s["task"], tuple(s["measures"]), s["sequences"]) for s in results["stages"]}
     for task, measures, samples in plan(args):
+        if (task, measures, samples) in done:
+            continue
         load_before = os.getloadavg()[0]
         ranking = rank_layers(
             loaded.model, loaded.tokenizer, read_calibration_texts(task), samples=samples,

@@ -51,7 +51,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     summary = run_sweep(experiment, args.out, backend=args.backend, address=args.address, allow_different=args.allow_different)
     if summary.report:
-        print(f"report: {summary.report}")
+        print(f"report: {summary.report} (tables), {summary.report.parent / 'runs.csv'}, plots in {summary.report.parent / 'plots'}")
     if summary.failed:
         print(f"layercut: {len(summary.failed)} run(s) failed (errors in {args.out}/runs/<key>/failure.json); "
               "run the sweep again to retry them", file=sys.stderr)
