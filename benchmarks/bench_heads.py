@@ -34,6 +34,8 @@ def prompts_for(tokenizer, count: int) -> tuple[list[list[int]], list[int], list
 
 
 def time_eval(fn, prompts, batch_size, pad_id) -> float:
+    with torch.no_grad():  # one untimed batch: thread pools and allocator warm up
+        fn(*collate_left_padded(prompts[:batch_size], pad_id))
     start = time.perf_counter()
     with torch.no_grad():
         for begin in range(0, len(prompts), batch_size):
