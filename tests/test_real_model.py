@@ -71,10 +71,10 @@ def test_one_layer_smollm2_learns_trec(smollm2, tmp_path):
     from layercut.run import run
     from layercut.runconfig import RunConfig
 
-    config = RunConfig(layers="first:1", task="trec", shots=8, seed=0, learning_rate=1e-3, batch_size=4,
+    config = RunConfig(layers="first:1", task="trec", shots=16, seed=0, learning_rate=1e-3, batch_size=4,
                        epochs=4, patience=0, test_size=30)
     result = run(config, tmp_path, show_progress=False).record
     curve = [epoch["dev_accuracy"] for epoch in result["dev"]["curve"]]
-    assert result["dev"]["best_dev_accuracy"] >= 0.3, curve
+    assert result["dev"]["best_dev_accuracy"] >= 0.35, curve
     assert curve[0] < result["dev"]["best_dev_accuracy"]
     assert result["parameters"]["total"] == 31_904_832 or round(result["parameters"]["total"] / 1e6, 1) == 31.9
