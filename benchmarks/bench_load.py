@@ -7,10 +7,8 @@ Usage: python benchmarks/bench_load.py  (writes benchmarks/results/load_smollm2.
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 DEPTHS = (1, 2, 8, 30)

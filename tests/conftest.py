@@ -7,7 +7,23 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
-from tests.tiny_models import tiny_model_folder  # noqa: E402
+import torch  # noqa: E402
+
+from tests.tiny_models import tiny_model_folder, write_review_file  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny matrices gain nothing from threads, and on a shared CPU waiting threads cost a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def review_file(tmp_path_factory):
+    return write_review_file(tmp_path_factory.mktemp("data") / "reviews.jsonl")
 
 
 @pytest.fixture(scope="session")

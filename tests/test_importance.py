@@ -15,27 +15,13 @@ from layercut.importance import LayerRanking, choose_layers, rank_layers
 from layercut.importance.calibration import calibration_batches, read_calibration_texts
 from layercut.importance.removal import _nll
 from layercut.importance.strategies import STRATEGIES, drop_order, kept_layers, spaced
-from tests.tiny_models import FAMILIES, tiny_model, tiny_tokenizer
+from tests.tiny_models import CALIBRATION_TEXTS, FAMILIES, tiny_model, tiny_tokenizer
 
-TEXTS = [
-    "what is the name of the city on the river ?",
-    "good movie , great plot !",
-    "the company market price is fine .",
-    "who won the game in the year ?",
-    "how many people in the country ?",
-    "boring film , awful actor .",
-]
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TEXTS = CALIBRATION_TEXTS
 IDENTITY = 2  # the layer made an exact identity
 SMALL = dict(samples=4, max_length=16, batch_size=2, progress=False)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices gain nothing from threads, and on a shared CPU waiting threads cost a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_identity(model, layer: int) -> None:

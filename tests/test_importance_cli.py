@@ -8,25 +8,12 @@ from safetensors.torch import load_file
 
 from layercut.cli import main
 from layercut.importance import LayerRanking
+from tests.tiny_models import CALIBRATION_TEXTS
 
-TEXTS = [
-    "what is the name of the city on the river ?",
-    "good movie , great plot !",
-    "the company market price is fine .",
-    "who won the game in the year ?",
-    "how many people in the country ?",
-    "boring film , awful actor .",
-] * 4
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TEXTS = CALIBRATION_TEXTS * 4
 SMALL = ["--samples", "4", "--max-length", "16"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices gain nothing from threads, and on a shared CPU waiting threads cost a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -13,20 +13,6 @@ from layercut.run import RunResult, run
 from layercut.runconfig import RunConfig
 from tests.tiny_models import FAMILIES, tiny_model
 
-POSITIVE = ["good movie", "great film", "fun story", "fine actor", "great plot", "good fun", "fun film", "great story"]
-NEGATIVE = ["bad movie", "awful film", "boring story", "bad actor", "awful plot", "boring film", "bad plot", "awful story"]
-
-
-@pytest.fixture(scope="module")
-def review_file(tmp_path_factory):
-    """A small two-class data file in the tiny tokenizer's vocabulary."""
-    path = tmp_path_factory.mktemp("data") / "reviews.jsonl"
-    rows = [{"text": f"{t} {extra}", "label": label}
-            for label, texts in (("negative", NEGATIVE), ("positive", POSITIVE))
-            for t in texts for extra in ("!", ".", "the a", "is", "of the")]
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return path
-
 
 def tiny_config(model_folder, data, **overrides):
     settings = dict(

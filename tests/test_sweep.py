@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from layercut.cli import main
@@ -14,29 +13,10 @@ from layercut.errors import LayercutError
 from layercut.sweep import ResultStore, load_experiment, run_sweep, write_report
 from layercut.sweep.report import build_tables
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CONFIGS = Path(__file__).parent.parent / "configs"
-POSITIVE = ["good movie", "great film", "fun story", "fine actor", "great plot", "good fun", "fun film", "great story"]
-NEGATIVE = ["bad movie", "awful film", "boring story", "bad actor", "awful plot", "boring film", "bad plot", "awful story"]
 TINY_SETTINGS = {"epochs": 2, "batch_size": 4, "learning_rate": 1.0e-3, "patience": 0, "max_length": 64, "eval_batch_size": 8}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices gain nothing from threads, and on a shared CPU waiting threads cost a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def review_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "reviews.jsonl"
-    rows = [{"text": f"{t} {extra}", "label": label}
-            for label, texts in (("negative", NEGATIVE), ("positive", POSITIVE))
-            for t in texts for extra in ("!", ".", "the a", "is", "of the")]
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return path
 
 
 def write_experiment(path, model, data, **grid):
@@ -202,7 +182,7 @@ def test_report_from_stored_results_picks_settings_on_dev(tmp_path):
     assert [row.kept for row in full.rows] == [1, 4] and icl.fields["method"] == "icl"
 
 
-@pytest.mark.parametrize("name, runs", [("demo", 9), ("trec-k16", 9), ("paper", 600), ("replication", 162)])
+@pytest.mark.parametrize("name, runs", [("demo", 9), ("trec-k16", 9), ("strategies", 15), ("paper", 600), ("replication", 162)])
 def test_dry_run_of_shipped_experiments(name, runs, capsys):
     assert main(["sweep", str(CONFIGS / f"{name}.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out

@@ -10,14 +10,16 @@ import time
 import pytest
 
 from layercut.sweep import ResultStore, load_experiment, run_sweep
-from tests.test_sweep import one_thread, review_file, write_experiment  # noqa: F401 (fixtures)
+from tests.test_sweep import write_experiment
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def results(out):
     return {path.parent.name: path.stat() for path in (out / "runs").glob("*/result.json")}
 
 
-def test_a_killed_sweep_resumes_and_runs_each_run_once(tiny_llama_folder, review_file, tmp_path):  # noqa: F811
+def test_a_killed_sweep_resumes_and_runs_each_run_once(tiny_llama_folder, review_file, tmp_path):
     path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[1, 2, 3], seeds=[0, 1],
                             settings={"epochs": 4})
     out = tmp_path / "out"
@@ -46,7 +48,7 @@ def test_a_killed_sweep_resumes_and_runs_each_run_once(tiny_llama_folder, review
     assert "6 finished runs" in (out / "report.md").read_text()
 
 
-def test_ray_backend_gives_the_local_results(tiny_llama_folder, review_file, tmp_path):  # noqa: F811
+def test_ray_backend_gives_the_local_results(tiny_llama_folder, review_file, tmp_path):
     ray = pytest.importorskip("ray")
     experiment = load_experiment(write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[1, 2]))
     run_sweep(experiment, tmp_path / "local", echo=lambda line: None)

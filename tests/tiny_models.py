@@ -5,6 +5,7 @@ Built from configs in the test, as transformers' own tests do: hidden 32, 4 laye
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -44,6 +45,27 @@ FAMILIES: dict[str, tuple[str, dict]] = {
     "gemma2": ("Gemma2Config", dict(head_dim=8, **_LLAMA_LIKE)),
     "gemma3": ("Gemma3TextConfig", dict(head_dim=8, sliding_window=16, **_LLAMA_LIKE)),
 }
+
+
+POSITIVE = ["good movie", "great film", "fun story", "fine actor", "great plot", "good fun", "fun film", "great story"]
+NEGATIVE = ["bad movie", "awful film", "boring story", "bad actor", "awful plot", "boring film", "bad plot", "awful story"]
+CALIBRATION_TEXTS = [
+    "what is the name of the city on the river ?",
+    "good movie , great plot !",
+    "the company market price is fine .",
+    "who won the game in the year ?",
+    "how many people in the country ?",
+    "boring film , awful actor .",
+]
+
+
+def write_review_file(path: Path) -> Path:
+    """A small two-class JSONL data file in the tiny tokenizer's vocabulary."""
+    rows = [{"text": f"{t} {extra}", "label": label}
+            for label, texts in (("negative", NEGATIVE), ("positive", POSITIVE))
+            for t in texts for extra in ("!", ".", "the a", "is", "of the")]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
 
 
 def tiny_config(family: str):

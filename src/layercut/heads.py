@@ -72,7 +72,7 @@ class WholeWordHead(nn.Module):
         self.pad_id = pad_id
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        rows, masks = [], []
+        rows = []
         for prompt, mask in zip(input_ids, attention_mask):
             real = prompt[mask.bool()].tolist()
             for word in self.words:
