@@ -7,7 +7,7 @@ loss and the greedy order (by far the slowest: about 250 full forward passes' wo
 linearly with the sequences) on trec. Stages run cheapest first and the results file is rewritten
 after each, so a long run keeps what it has finished.
 Usage: python benchmarks/bench_rank.py [--tasks trec mr bbc] [--loss-tasks trec] [--greedy-tasks trec]
-       [--samples 64] [--greedy-samples 16] [--max-length 128] [--resume]
+       [--samples 64] [--greedy-samples 8] [--max-length 128] [--resume]
 A task may also be a text or .jsonl file. Writes benchmarks/results/rank_smollm2.json and rank_smollm2_<task>.png.
 """
 
@@ -83,25 +83,21 @@ def main() -> None:
     parser.add_argument("--loss-tasks", nargs="*", default=["trec"], help="tasks for the removal loss")
     parser.add_argument("--greedy-tasks", nargs="*", default=["trec"], help="tasks for the greedy order")
     parser.add_argument("--samples", type=int, default=64)
-    parser.add_argument("--greedy-samples", type=int, default=16, help="sequences for the greedy order (its time grows linearly)")
+    parser.add_argument("--greedy-samples", type=int, default=8, help="sequences for the greedy order (its time grows linearly)")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--resume", action="store_true", help="keep the stages already in the results file")
     args = parser.parse_args()
 
     loaded = load_model("smollm2-135m")
-    results = {
-        "model": "smollm2-135m",
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
-        "settings": {"samples": args.samples, "greedy_samples": args.greedy_samples, "max_length": args.max_length,
-                     "packed": True, "batch_size": 8},
-        "stages": [],
-        "tasks": {},
-    }
+    results = {"model": "smollm2-135m", "stages": [], "tasks": {}}
     out = RESULTS / "rank_smollm2.json"
     rankings = {}
     if args.resume and out.is_file():
         results = json.loads(out.read_text())
         rankings = {task: LayerRanking.from_dict(entry["ranking"]) for task, entry in results["tasks"].items()}
+    # Each stage records its own sequences, threads and niceness: a resumed run may differ in them.
+    results["machine"] = {"cpus": os.cpu_count(), "torch": torch.__version__}
+    results["settings"] = {"max_length": args.max_length, "packed": True, "batch_size": 8}
     done = {(s["task"], tuple(s["measures"]), s["sequences"]) for s in results["stages"]}
     for task, measures, samples in plan(args):
         if (task, measures, samples) in done:
@@ -113,7 +109,8 @@ def main() -> None:
         )
         load_after = os.getloadavg()[0]
         stage = {"task": task, "measures": list(measures), "sequences": ranking.calibration["sequences"],
-                 "seconds": ranking.seconds, "load_average_before_after": [load_before, load_after]}
+                 "seconds": ranking.seconds, "torch_threads": torch.get_num_threads(), "nice": os.nice(0),
+                 "load_average_before_after": [load_before, load_after]}
         results["stages"].append(stage)
         if "greedy" in measures:
             stage["greedy_ranking"] = ranking.to_dict()
