@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from layercut.errors import LayercutError
+from layercut.tasks.prompts import collate_left_padded
 
 
 def last_token_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -77,12 +78,8 @@ class WholeWordHead(nn.Module):
             real = prompt[mask.bool()].tolist()
             for word in self.words:
                 rows.append(real + word[:-1])
-        width = max(map(len, rows))
-        batch = torch.full((len(rows), width), self.pad_id, dtype=torch.long, device=input_ids.device)
-        batch_mask = torch.zeros_like(batch)
-        for i, row in enumerate(rows):
-            batch[i, width - len(row):] = torch.tensor(row, device=input_ids.device)
-            batch_mask[i, width - len(row):] = 1
+        batch, batch_mask = (t.to(input_ids.device) for t in collate_left_padded(rows, self.pad_id))
+        width = batch.shape[1]
         logits = self.model(**padded_inputs(self.model, batch, batch_mask)).logits
         scores = []
         for i in range(len(rows)):

@@ -46,7 +46,7 @@ class RunResult:
         return cls(json.loads((Path(folder) / RESULT_NAME).read_text()))
 
 
-def check_run_folder(out: Path, config: RunConfig, overwrite: bool) -> None:
+def check_run_folder(out: Path, overwrite: bool) -> None:
     existing = out / RESULT_NAME
     if existing.exists() and not overwrite:
         raise LayercutError(f"'{out}' already holds a run's result ({RESULT_NAME}): choose another --out or pass --overwrite")
@@ -58,7 +58,7 @@ def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = F
 
     out = Path(out) if out is not None else None
     if out is not None:
-        check_run_folder(out, config, overwrite)
+        check_run_folder(out, overwrite)
     device = resolve_device(config.device)
     autocast_dtype = resolve_autocast(config.dtype, device)
     _seed_everything(config.seed)

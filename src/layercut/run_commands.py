@@ -79,7 +79,7 @@ def run_run(args: argparse.Namespace) -> int:
     from layercut.run import check_run_folder, run
 
     config = config_from_args(args)
-    check_run_folder(Path(args.out), config, args.overwrite)
+    check_run_folder(Path(args.out), args.overwrite)
     result = run(config, args.out, overwrite=args.overwrite, save_model=args.save_model).record
     metrics, layers, params = result["metrics"], result["layers"], result["parameters"]
     print(
