@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 import sys
 import types
 
@@ -11,7 +12,8 @@ import torch
 from layercut.blocks import find_blocks
 from layercut.cutting import cut_layers
 from layercut.errors import LayercutError
-from layercut.importance import LayerRanking, choose_layers, rank_layers
+from layercut.importance import LayerRanking, choose_layers, rank_layers, rank_layers_cached
+from layercut.importance import cache as ranking_cache
 from layercut.importance.calibration import calibration_batches, read_calibration_texts
 from layercut.importance.removal import _nll
 from layercut.importance.strategies import STRATEGIES, drop_order, kept_layers, spaced
@@ -280,3 +282,32 @@ def test_real_smollm2_ranking(smollm2):
     with torch.no_grad():
         nll = sum(_nll(cut(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False).logits, b) for b in batches)
     assert ranking.removal_loss[15] == pytest.approx(nll / sum(b.loss_tokens for b in batches), abs=1e-4)
+
+
+def test_rankings_are_cached_by_model_texts_and_measure(tiny_llama_folder, tmp_path, monkeypatch):
+    from layercut.cutting import load_model
+
+    monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path))
+    computed = []
+    real_rank_layers = ranking_cache.rank_layers
+    monkeypatch.setattr(ranking_cache, "rank_layers", lambda *a, **k: computed.append(k["measures"]) or real_rank_layers(*a, **k))
+    loaded = load_model(str(tiny_llama_folder), "all")
+
+    def rank(texts, measure):
+        return rank_layers_cached(loaded.model, loaded.tokenizer, texts, model_spec=str(tiny_llama_folder),
+                                  measures=(measure,), samples=4, max_length=16, progress=False)
+
+    first = rank(TEXTS, "bi")
+    assert rank(TEXTS, "bi").to_dict() == first.to_dict()
+    assert computed == [("bi",)]
+    rank(TEXTS[:-1], "bi")  # other texts
+    rank(TEXTS, "loss")  # another measure
+    config = tiny_llama_folder / "config.json"
+    stat = config.stat()
+    try:
+        os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # the model's files changed
+        rank(TEXTS, "bi")
+    finally:
+        os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert computed == [("bi",), ("bi",), ("loss",), ("bi",)]
+    assert len(list((tmp_path / "rankings").glob("*.json"))) == 4

@@ -55,13 +55,16 @@ def test_strategies_and_per_model_layers(tiny_llama_folder, review_file, tmp_pat
         ("all", "bi", 2), ("all", "bi", 4), ("all", "first", 2), ("all", "first", 4), ("first:3", None, None)]
 
 
-def test_a_strategy_gets_its_own_table(tiny_llama_folder, review_file, tmp_path):
-    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[2], strategies=["bi"], keep_counts=[2])
+def test_a_strategy_gets_its_own_table_and_ranks_once(tiny_llama_folder, review_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / "cache"))
+    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[2], strategies=["bi"], keep_counts=[2, 3])
     run_sweep(load_experiment(path), tmp_path / "out", echo=lambda line: None)
     report = (tmp_path / "out" / "report.md").read_text()
     assert "LM head, full fine-tuning\n" in report and "LM head, full fine-tuning, layers chosen by bi\n" in report
-    rows = {r["keep_strategy"]: r for r in csv.DictReader((tmp_path / "out" / "runs.csv").open())}
-    assert rows["bi"]["layers_kept"] == rows[""]["layers_kept"] == "2"
+    rows = list(csv.DictReader((tmp_path / "out" / "runs.csv").open()))
+    assert sorted((r["keep_strategy"], r["layers_kept"]) for r in rows) == [("", "2"), ("bi", "2"), ("bi", "3")]
+    # Both bi runs rank the same model on the same training texts: the second reads the first's ranking.
+    assert len(list((tmp_path / "cache" / "rankings").glob("*.json"))) == 1
 
 
 @pytest.mark.parametrize("text, message", [
@@ -182,7 +185,7 @@ def test_report_from_stored_results_picks_settings_on_dev(tmp_path):
     assert [row.kept for row in full.rows] == [1, 4] and icl.fields["method"] == "icl"
 
 
-@pytest.mark.parametrize("name, runs", [("demo", 9), ("trec-k16", 9), ("strategies", 15), ("paper", 600), ("replication", 162)])
+@pytest.mark.parametrize("name, runs", [("demo", 9), ("trec-k16", 9), ("strategies", 18), ("paper", 600), ("replication", 162)])
 def test_dry_run_of_shipped_experiments(name, runs, capsys):
     assert main(["sweep", str(CONFIGS / f"{name}.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out

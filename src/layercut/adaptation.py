@@ -150,13 +150,17 @@ def _load_cut_model(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) ->
     num_labels = spec.num_classes if config.head == "cls" else None
     if config.keep_strategy is None:
         return load_model(config.model, config.layers, head=config.head, num_labels=num_labels)
-    # Rank the whole causal LM on the training texts, then keep the chosen blocks.
-    from layercut.importance import choose_layers
+    # Rank the whole causal LM on the training texts (once per model, texts and measure: runs at
+    # other layer counts read the cached ranking), then keep the chosen blocks.
+    from layercut.importance import MEASURES, choose_layers, rank_layers_cached
 
     full = load_model(config.model, "all", head="lm")
-    texts = [e.text for e in splits.train]
-    kept = choose_layers(full.model, full.tokenizer, config.keep_strategy, config.keep_count,
-                         calibration_texts=texts[: config.calibration_samples])
+    ranking = None
+    if config.keep_strategy in MEASURES:
+        texts = [e.text for e in splits.train][: config.calibration_samples]
+        ranking = rank_layers_cached(full.model, full.tokenizer, texts, model_spec=config.model,
+                                     measures=(config.keep_strategy,), samples=config.calibration_samples, max_length=128)
+    kept = choose_layers(full.model, full.tokenizer, config.keep_strategy, config.keep_count, ranking=ranking)
     if config.head == "lm":
         cut_layers(full.model, kept)
         return dataclasses.replace(full, kept=kept)

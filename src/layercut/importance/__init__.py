@@ -16,6 +16,7 @@ from layercut.importance.strategies import MEASURES, STRATEGIES
 _LAZY = {
     "LayerRanking": "ranking",
     "rank_layers": "ranking",
+    "rank_layers_cached": "cache",
     "choose_layers": "choose",
     "load_model_by_strategy": "choose",
     "read_calibration_texts": "calibration",

@@ -1,0 +1,51 @@
+"""Rankings kept on disk, so that runs sharing a model and calibration text rank it once.
+
+A strategy sweep fine-tunes the same model on the same training texts at every layer count, and
+the greedy order alone is hundreds of forward passes. Rankings are deterministic, so a ranking is
+stored under `$LAYERCUT_CACHE/rankings/` by a hash of everything it depends on: the model's files,
+the texts, the calibration settings, the measures, and the layercut and torch versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from layercut.importance.ranking import LayerRanking, rank_layers
+from layercut.provenance import package_versions
+from layercut.sources import cache_root, resolve_source
+
+
+def rank_layers_cached(model, tokenizer, texts: list[str], *, model_spec: str, measures: tuple[str, ...],
+                       samples: int, max_length: int, packed: bool = True, progress: bool = True) -> LayerRanking:
+    """`rank_layers` of `model` (loaded whole from `model_spec`), read from the cache when computed before."""
+    settings = {"samples": samples, "max_length": max_length, "packed": packed, "measures": sorted(measures)}
+    path = cache_root() / "rankings" / f"{ranking_key(model_spec, texts, settings)}.json"
+    if path.is_file():
+        return LayerRanking.load(path)
+    ranking = rank_layers(model, tokenizer, texts, samples=samples, max_length=max_length, measures=measures,
+                          packed=packed, model_spec=model_spec, progress=progress)
+    ranking.save(path)
+    return ranking
+
+
+def ranking_key(model_spec: str, texts: list[str], settings: dict) -> str:
+    versions = package_versions()
+    identity = {
+        "model": model_files_fingerprint(model_spec),
+        "texts": hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest(),
+        "settings": settings,
+        "versions": {name: versions.get(name) for name in ("layercut", "torch", "transformers")},
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()[:24]
+
+
+def model_files_fingerprint(model_spec: str) -> list | str:
+    """Name, size and modification time of every file of a local model; a Hub id stands for itself."""
+    source = resolve_source(model_spec)
+    folder = Path(source.location)
+    if source.kind == "hub" or not folder.is_dir():
+        return source.location
+    return [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns]
+            for p in sorted(folder.rglob("*")) if p.is_file()]
