@@ -1,19 +1,13 @@
 """`layercut cut` and `layercut info` end to end, and every bad input the foundation names."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 from layercut.cli import main
-
-
-def run_cli(*args):
-    """Run the real command in a subprocess: what a user sees, traceback or not."""
-    return subprocess.run([sys.executable, "-m", "layercut", *map(str, args)], capture_output=True, text=True)
+from tests.cli import assert_one_line_error, run_cli
 
 
 def test_cut_writes_a_checkpoint_plain_transformers_reloads(tiny_llama_folder, tmp_path):
@@ -91,10 +85,7 @@ def test_info_reads_a_bare_config_json(tmp_path, capsys):
 )
 def test_bad_selections_fail_in_one_line(tiny_llama_folder, tmp_path, args, message):
     out = tmp_path / "never"
-    result = run_cli("cut", tiny_llama_folder, *args, "-o", out)
-    assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert_one_line_error(run_cli("cut", tiny_llama_folder, *args, "-o", out), message)
     assert not out.exists()
 
 
@@ -112,8 +103,7 @@ def test_bad_model_specs_fail_in_one_line(tmp_path):
     }
     for spec, message in cases.items():
         result = run_cli("cut", spec, "--keep-first", "1", "-o", tmp_path / "out")
-        assert result.returncode == 2, spec
-        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert_one_line_error(result, message)
         assert "smollm2-135m" in result.stderr or message != "Hugging Face Hub"
 
 

@@ -1,8 +1,6 @@
 """`run()` end to end on a tiny random model: heads, methods, padding, determinism, bad input."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,6 +9,7 @@ from layercut.errors import LayercutError
 from layercut.heads import LabelWordHead, last_token_hidden
 from layercut.run import RunResult, run
 from layercut.runconfig import RunConfig
+from tests.cli import assert_one_line_error, run_cli
 from tests.tiny_models import FAMILIES, tiny_model
 
 
@@ -141,13 +140,10 @@ def test_nan_loss_stops_keeps_last_good_weights_and_the_result(tiny_llama_folder
 def test_bad_run_input_fails_in_one_line(tiny_llama_folder, review_file, tmp_path, flags, message):
     if flags[0] == "--device" and torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    command = [sys.executable, "-m", "layercut", "run", "--model", str(tiny_llama_folder), "--layers", "first:1",
-               "--data", str(review_file), "--template", "Review: {text} Sentiment:", "--label-words",
-               "Negative,Positive", "--shots", "2", "--epochs", "1", "--out", str(tmp_path / "run"), *flags]
-    result = subprocess.run(command, capture_output=True, text=True)
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    result = run_cli("run", "--model", tiny_llama_folder, "--layers", "first:1", "--data", review_file,
+                     "--template", "Review: {text} Sentiment:", "--label-words", "Negative,Positive",
+                     "--shots", "2", "--epochs", "1", "--out", tmp_path / "run", *flags)
+    assert_one_line_error(result, message)
 
 
 def test_existing_result_needs_overwrite(tiny_llama_folder, review_file, tmp_path):

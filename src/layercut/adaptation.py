@@ -28,13 +28,13 @@ from layercut.tasks import (
     make_splits,
     mean_pooled_embedder,
     resolve_label_words,
+    task_file_option_defaults,
     task_from_args,
 )
 
 
-# The task flags every command shares (layercut.tasks.add_task_arguments), with their defaults.
-TASK_OPTION_DEFAULTS = dict(data=None, test_data=None, text_column="text", text_b_column=None,
-                            label_column="label", label_names=None, template=None, label_words=None)
+# The task-file flags a run's task_options may override, with their defaults.
+TASK_OPTION_DEFAULTS = task_file_option_defaults()
 
 
 def resolve_task(config: RunConfig) -> TaskSpec:

@@ -8,6 +8,7 @@ at every position (hf-layer-cutting.md).
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import torch
@@ -28,10 +29,15 @@ def last_token_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask:
 def padded_inputs(module: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict:
     """Forward arguments under which padding (left or right) does not change a prompt's states."""
     inputs = dict(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    if "position_ids" in inspect.signature(module.forward).parameters:  # BLOOM has none (ALiBi)
+    if _takes_position_ids(type(module)):  # BLOOM does not (ALiBi)
         # Positions count real tokens only, so a padded prompt sees the same positions as unpadded.
         inputs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     return inputs
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_position_ids(module_class: type) -> bool:
+    return "position_ids" in inspect.signature(module_class.forward).parameters
 
 
 class LabelWordHead(nn.Module):

@@ -3,7 +3,7 @@
 A task is data (`builtin/*.yaml`, or a user's YAML file or data file), found by `get_task`.
 """
 
-from layercut.tasks.args import add_task_arguments, task_from_args
+from layercut.tasks.args import add_task_arguments, task_file_option_defaults, task_from_args
 from layercut.tasks.demos import DemoSelector
 from layercut.tasks.embed import mean_pooled_embedder
 from layercut.tasks.label_words import LabelWords, resolve_label_words
@@ -16,5 +16,5 @@ from layercut.tasks.splits import FewShotSplits, make_splits
 __all__ = [
     "DemoSelector", "Example", "FewShotSplits", "LabelWords", "PromptBuilder", "TaskData", "TaskSpec",
     "add_task_arguments", "collate_left_padded", "get_task", "list_tasks", "load_examples", "load_task_yaml",
-    "make_splits", "mean_pooled_embedder", "resolve_label_words", "task_from_args", "task_from_file",
+    "make_splits", "mean_pooled_embedder", "resolve_label_words", "task_file_option_defaults", "task_from_args", "task_from_file",
 ]

@@ -29,6 +29,13 @@ def add_task_file_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-words", metavar="W1,W2,...", help="one label word per class, in class order")
 
 
+def task_file_option_defaults() -> dict:
+    """Each flag of `add_task_file_arguments` and its default, read from the parser itself."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_task_file_arguments(parser)
+    return vars(parser.parse_args([]))
+
+
 def task_from_args(args: argparse.Namespace) -> TaskSpec:
     """The task named by TASK or described by --data and the column flags, with any overrides applied."""
     template = _unescape(args.template) if args.template else None
