@@ -57,12 +57,19 @@ def test_strategies_and_per_model_layers(tiny_llama_folder, review_file, tmp_pat
 
 def test_a_strategy_gets_its_own_table_and_ranks_once(tiny_llama_folder, review_file, tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / "cache"))
-    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[2], strategies=["bi"], keep_counts=[2, 3])
+    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[2], strategies=["bi", "last"],
+                            keep_counts=[2, 3])
     run_sweep(load_experiment(path), tmp_path / "out", echo=lambda line: None)
     report = (tmp_path / "out" / "report.md").read_text()
     assert "LM head, full fine-tuning\n" in report and "LM head, full fine-tuning, layers chosen by bi\n" in report
     rows = list(csv.DictReader((tmp_path / "out" / "runs.csv").open()))
-    assert sorted((r["keep_strategy"], r["layers_kept"]) for r in rows) == [("", "2"), ("bi", "2"), ("bi", "3")]
+    assert sorted((r["keep_strategy"], r["layers_kept"]) for r in rows) == [
+        ("", "2"), ("bi", "2"), ("bi", "3"), ("last", "2"), ("last", "3")]
+    # The strategies side by side, in the order of STRATEGIES, with each cell's accuracy and kept layers.
+    accuracy = {(r["keep_strategy"], r["layers_kept"]): 100 * float(r["accuracy"]) for r in rows}
+    comparison = report.split("reviews: layer strategies compared\n")[1].splitlines()
+    assert comparison[5] == f"| last | {accuracy['last', '2']:.1f} [2-3] | {accuracy['last', '3']:.1f} [1-3] |"
+    assert comparison[6].startswith(f"| bi | {accuracy['bi', '2']:.1f} [")
     # Both bi runs rank the same model on the same training texts: the second reads the first's ranking.
     assert len(list((tmp_path / "cache" / "rankings").glob("*.json"))) == 1
 

@@ -21,6 +21,7 @@ import yaml
 
 from layercut.atomic import write_text_atomic
 from layercut.errors import LayercutError
+from layercut.importance.strategies import STRATEGIES
 from layercut.runconfig import HEADS, METHODS, RunConfig
 from layercut.sweep.experiment import layer_choice
 from layercut.sweep.store import FINISHED, ResultStore, read_json
@@ -39,6 +40,7 @@ class Cell:
     setting: dict  # the picked values of the settings this cell tried several of ({} if one)
     dev: float | None
     others: list[tuple[dict, float | None]] = field(default_factory=list)  # the settings not picked
+    kept_specs: list[str] = field(default_factory=list)  # the layer indices its runs kept (a strategy may vary by seed)
 
     @property
     def mean(self) -> float:
@@ -181,7 +183,8 @@ def _pick(runs: list[dict]) -> Cell:
     best = max(range(len(texts)), key=lambda i: (devs[i] is not None, devs[i] or 0.0))
     chosen = sorted(by_setting[texts[best]], key=lambda r: r["config"]["seed"])
     return Cell([r["metrics"]["accuracy"] for r in chosen], shown[best], devs[best],
-                [(shown[i], devs[i]) for i in range(len(texts)) if i != best])
+                [(shown[i], devs[i]) for i in range(len(texts)) if i != best],
+                sorted({r["layers"]["spec"] for r in chosen}))
 
 
 def _mean_dev(runs: list[dict]) -> float | None:
@@ -216,6 +219,7 @@ def markdown(tables: list[Table], shown: tuple[str, ...], records: list[dict], f
                                              _count(row.non_embedding), *cells,
                                              "–" if average is None else f"{average:.1f}"]) + " |")
         lines += _pick_notes(table)
+    lines += _strategy_comparison(tables, shown)
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem.replace('_', ' ')}](plots/{p.name})" for p in plots]
     if failed:
@@ -223,6 +227,30 @@ def markdown(tables: list[Table], shown: tuple[str, ...], records: list[dict], f
         lines += [f"- `{r['key']}` ({layer_choice(r['config'])}, {r['config']['task']}, seed {r['config']['seed']}): "
                   f"{r['error'].splitlines()[0]} (`runs/{r['key']}/failure.json`)" for r in failed]
     return "\n".join(lines) + "\n"
+
+
+def _strategy_comparison(tables: list[Table], shown: tuple[str, ...]) -> list[str]:
+    """Where several layer strategies ran, one table per model, head, method and task: strategies side by side."""
+    groups: dict[tuple, list[Table]] = defaultdict(list)
+    for table in tables:
+        if table.fields["keep_strategy"]:
+            groups[tuple(v for k, v in table.fields.items() if k != "keep_strategy")].append(table)
+    lines = []
+    for members in (m for m in groups.values() if len(m) > 1):
+        members.sort(key=lambda table: STRATEGIES.index(table.fields["keep_strategy"]))
+        first = members[0]
+        title = first.label(shown).split(", layers chosen by")[0]
+        counts = sorted({row.kept for table in members for row in table.rows})
+        for task in first.tasks:
+            lines += ["", f"## {first.fields['model']}: {title}, {task}: layer strategies compared", "",
+                      "Test accuracy (%) and, in brackets, the layers kept.", "",
+                      "| Strategy | " + " | ".join(f"{k} layers" for k in counts) + " |", "|---|" + "---:|" * len(counts)]
+            for table in members:
+                cells = {row.kept: row.cells[task] for row in table.rows if task in row.cells}
+                lines.append(f"| {table.fields['keep_strategy']} | " + " | ".join(
+                    f"{cells[k].text(table.seeds)} [{'; '.join(cells[k].kept_specs)}]" if k in cells else "–"
+                    for k in counts) + " |")
+    return lines
 
 
 def _pick_notes(table: Table) -> list[str]:
