@@ -72,6 +72,10 @@ def test_a_strategy_gets_its_own_table_and_ranks_once(tiny_llama_folder, review_
     assert comparison[6].startswith(f"| bi | {accuracy['bi', '2']:.1f} [")
     # Both bi runs rank the same model on the same training texts: the second reads the first's ranking.
     assert len(list((tmp_path / "cache" / "rankings").glob("*.json"))) == 1
+    rankings = {(r["config"]["keep_strategy"], r["config"]["keep_count"]): r["layers"]["ranking"]
+                for r in ResultStore(tmp_path / "out").records()}
+    assert rankings["last", 2] is None and rankings["bi", 2] == rankings["bi", 3]  # one ranking, its timing included
+    assert rankings["bi", 2]["calibration"]["source"] == "reviews training texts" and rankings["bi", 2]["seconds"]["bi_angular"] >= 0
 
 
 @pytest.mark.parametrize("text, message", [

@@ -158,13 +158,17 @@ def _load_cut_model(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) ->
     ranking = None
     if config.keep_strategy in MEASURES:
         texts = [e.text for e in splits.train][: config.calibration_samples]
-        ranking = rank_layers_cached(full.model, full.tokenizer, texts, model_spec=config.model,
+        ranking = rank_layers_cached(full.model, full.tokenizer, texts, model_spec=config.model, source=f"{spec.name} training texts",
                                      measures=(config.keep_strategy,), samples=config.calibration_samples, max_length=128)
     kept = choose_layers(full.model, full.tokenizer, config.keep_strategy, config.keep_count, ranking=ranking)
     if config.head == "lm":
         cut_layers(full.model, kept)
-        return dataclasses.replace(full, kept=kept)
-    return load_model(config.model, LayerSelection("keep", spec=format_index_spec(kept)), head="cls", num_labels=num_labels)
+        loaded = dataclasses.replace(full, kept=kept)
+    else:
+        loaded = load_model(config.model, LayerSelection("keep", spec=format_index_spec(kept)), head="cls", num_labels=num_labels)
+    if ranking is not None:  # how the layers were ranked, for the run's record
+        loaded.extras["ranking"] = {"calibration": ranking.calibration, "seconds": ranking.seconds}
+    return loaded
 
 
 def _apply_method(config: RunConfig, model: nn.Module) -> nn.Module | None:

@@ -18,14 +18,18 @@ from layercut.sources import cache_root, resolve_source
 
 
 def rank_layers_cached(model, tokenizer, texts: list[str], *, model_spec: str, measures: tuple[str, ...],
-                       samples: int, max_length: int, packed: bool = True, progress: bool = True) -> LayerRanking:
-    """`rank_layers` of `model` (loaded whole from `model_spec`), read from the cache when computed before."""
+                       samples: int, max_length: int, packed: bool = True, source: str = "",
+                       progress: bool = True) -> LayerRanking:
+    """`rank_layers` of `model` (loaded whole from `model_spec`), read from the cache when computed before.
+
+    `source` only labels the ranking: the texts themselves are the key.
+    """
     settings = {"samples": samples, "max_length": max_length, "packed": packed, "measures": sorted(measures)}
     path = cache_root() / "rankings" / f"{ranking_key(model_spec, texts, settings)}.json"
     if path.is_file():
         return LayerRanking.load(path)
     ranking = rank_layers(model, tokenizer, texts, samples=samples, max_length=max_length, measures=measures,
-                          packed=packed, model_spec=model_spec, progress=progress)
+                          packed=packed, model_spec=model_spec, source=source, progress=progress)
     ranking.save(path)
     return ranking
 
