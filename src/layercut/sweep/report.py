@@ -76,10 +76,10 @@ class Table:
     rows: list[Row]
     seeds: int  # the most seeds any cell has
 
-    def label(self, shown: tuple[str, ...]) -> str:
+    def label(self, shown: tuple[str, ...], with_strategy: bool = True) -> str:
         """e.g. `LM head, full fine-tuning, layers chosen by bi`; `shown`: varying fields to name too."""
         parts = [HEAD_NAMES[self.fields["head"]], METHOD_NAMES[self.fields["method"]]]
-        if self.fields["keep_strategy"]:
+        if with_strategy and self.fields["keep_strategy"]:
             parts.append(f"layers chosen by {self.fields['keep_strategy']}")
         if "demos" in shown:
             parts.append(f"demos {self.fields['demos']}")
@@ -239,7 +239,7 @@ def _strategy_comparison(tables: list[Table], shown: tuple[str, ...]) -> list[st
     for members in (m for m in groups.values() if len(m) > 1):
         members.sort(key=lambda table: STRATEGIES.index(table.fields["keep_strategy"]))
         first = members[0]
-        title = first.label(shown).split(", layers chosen by")[0]
+        title = first.label(shown, with_strategy=False)
         counts = sorted({row.kept for table in members for row in table.rows})
         for task in first.tasks:
             lines += ["", f"## {first.fields['model']}: {title}, {task}: layer strategies compared", "",
