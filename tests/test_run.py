@@ -154,3 +154,21 @@ def test_existing_result_needs_overwrite(tiny_llama_folder, review_file, tmp_pat
         run(config, tmp_path, show_progress=False)
     assert (tmp_path / "result.json").read_text() == before
     run(config, tmp_path, overwrite=True, show_progress=False)
+
+
+@pytest.mark.parametrize("head", ["lm", "cls"])
+def test_a_run_keeps_the_layers_its_strategy_chooses(tiny_llama_folder, review_file, tmp_path, monkeypatch, head):
+    from layercut.cutting import load_model
+    from layercut.importance import LayerRanking
+
+    monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / "cache"))
+    config = tiny_config(tiny_llama_folder, review_file, layers="all", keep_strategy="bi", keep_count=2, head=head, epochs=1)
+    record = run(config, show_progress=False).record
+    # The run ranked the layers once on its training texts, and kept what that ranking says.
+    [saved] = (tmp_path / "cache" / "rankings").glob("*.json")
+    ranking = LayerRanking.load(saved)
+    assert record["layers"]["kept"] == ranking.keep("bi", 2)
+    assert record["layers"]["ranking"] == {"calibration": ranking.calibration, "seconds": ranking.seconds}
+    assert ranking.calibration["source"] == "reviews training texts"
+    cut = load_model(str(tiny_llama_folder), record["layers"]["spec"], head=head, num_labels=2 if head == "cls" else None)
+    assert record["parameters"]["total"] == cut.model.num_parameters()

@@ -11,11 +11,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from layercut.cutting import LoadedModel, cut_layers, load_model
+from layercut.cutting import LoadedModel, load_model
 from layercut.errors import LayercutError
 from layercut.heads import ClassificationHead, LabelWordHead, WholeWordHead
 from layercut.runconfig import RunConfig
-from layercut.selection import LayerSelection, format_index_spec
 from layercut.tasks import (
     DemoSelector,
     Example,
@@ -150,25 +149,13 @@ def _load_cut_model(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) ->
     num_labels = spec.num_classes if config.head == "cls" else None
     if config.keep_strategy is None:
         return load_model(config.model, config.layers, head=config.head, num_labels=num_labels)
-    # Rank the whole causal LM on the training texts (once per model, texts and measure: runs at
-    # other layer counts read the cached ranking), then keep the chosen blocks.
-    from layercut.importance import MEASURES, choose_layers, rank_layers_cached
+    from layercut.importance import load_model_by_strategy
 
-    full = load_model(config.model, "all", head="lm")
-    ranking = None
-    if config.keep_strategy in MEASURES:
-        texts = [e.text for e in splits.train][: config.calibration_samples]
-        ranking = rank_layers_cached(full.model, full.tokenizer, texts, model_spec=config.model, source=f"{spec.name} training texts",
-                                     measures=(config.keep_strategy,), samples=config.calibration_samples, max_length=128)
-    kept = choose_layers(full.model, full.tokenizer, config.keep_strategy, config.keep_count, ranking=ranking)
-    if config.head == "lm":
-        cut_layers(full.model, kept)
-        loaded = dataclasses.replace(full, kept=kept)
-    else:
-        loaded = load_model(config.model, LayerSelection("keep", spec=format_index_spec(kept)), head="cls", num_labels=num_labels)
-    if ranking is not None:  # how the layers were ranked, for the run's record
-        loaded.extras["ranking"] = {"calibration": ranking.calibration, "seconds": ranking.seconds}
-    return loaded
+    # Measures rank the layers on the run's own training texts.
+    texts = [e.text for e in splits.train][: config.calibration_samples]
+    return load_model_by_strategy(config.model, config.keep_strategy, config.keep_count, calibration_texts=texts,
+                                  texts_source=f"{spec.name} training texts", samples=config.calibration_samples,
+                                  head=config.head, num_labels=num_labels)
 
 
 def _apply_method(config: RunConfig, model: nn.Module) -> nn.Module | None:

@@ -93,7 +93,7 @@ def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = F
         "task": setup.task_record(),
         "layers": {"kept": setup.loaded.kept, "spec": format_index_spec(setup.loaded.kept),
                    "source_depth": setup.loaded.source_depth, "strategy": config.keep_strategy,
-                   "ranking": setup.loaded.extras.get("ranking")},
+                   "ranking": _ranking_record(setup.loaded.extras.get("layer_strategy"))},
         "metrics": classification_metrics(labels, scores.predictions, list(setup.spec.label_names)),
         "predictions": {"uids": [e.uid for e in setup.splits.test], "predicted": scores.predictions},
         "dev": dataclasses.asdict(outcome) if outcome else None,
@@ -140,6 +140,13 @@ def resolve_autocast(name: str, device: torch.device) -> torch.dtype | None:
             raise LayercutError("this GPU does not support bfloat16: use --dtype float32")
         return None
     return torch.bfloat16
+
+
+def _ranking_record(layer_strategy: dict | None) -> dict | None:
+    """How a measure ranked the layers (calibration and seconds); None when nothing was ranked."""
+    if not layer_strategy or "seconds" not in layer_strategy:
+        return None
+    return {"calibration": layer_strategy["calibration"], "seconds": layer_strategy["seconds"]}
 
 
 def _seed_everything(seed: int) -> None:

@@ -50,45 +50,55 @@ def load_model_by_strategy(
     count: int,
     *,
     calibration: str | None = None,
+    calibration_texts: list[str] | None = None,
+    texts_source: str = "",
     ranking: str | Path | None = None,
     samples: int = 64,
     max_length: int = 128,
+    head: str = "lm",
+    num_labels: int | None = None,
     progress: bool = True,
 ):
     """`load_model` keeping the layers `strategy` chooses; `extras["layer_strategy"]` records the choice.
 
-    Reference strategies and saved rankings load only the kept blocks; ranking on `calibration`
-    (a task, or a text or .jsonl file) loads the whole model once and cuts it in place.
+    Reference strategies and saved rankings load only the kept blocks. Ranking on `calibration`
+    (a task, or a text or .jsonl file) or on `calibration_texts` (labelled `texts_source`) loads
+    the whole causal LM once, reusing a cached ranking of the same model and texts, and cuts it in
+    place (a `cls` head loads the kept blocks afresh).
     """
     from layercut.cutting import cut_layers, load_model
+    from layercut.importance.cache import rank_layers_cached
     from layercut.importance.calibration import read_calibration_texts
     from layercut.sources import load_config
 
     check_strategy(strategy)
     if calibration is not None and ranking is not None:
         raise LayercutError("give either a calibration source or a saved ranking, not both")
-    if strategy in MEASURES and calibration is None and ranking is None:
+    if strategy in MEASURES and calibration is None and calibration_texts is None and ranking is None:
         raise LayercutError(f"strategy '{strategy}' needs --calibration TASK_OR_FILE or --ranking FILE")
     depth = load_config(spec).num_hidden_layers
     check_count(count, depth)
     record = {"strategy": strategy, "count": count}
-    if strategy in MEASURES and calibration is not None:
-        texts = read_calibration_texts(calibration)  # before the slow load, so a bad source fails at once
+    if strategy in MEASURES and ranking is None:
+        texts = calibration_texts or read_calibration_texts(calibration)  # before the slow load, so a bad source fails at once
         loaded = load_model(spec, "all")
-        computed = rank_layers(
-            loaded.model, loaded.tokenizer, texts, samples=samples, max_length=max_length,
-            measures=(strategy,), model_spec=spec, source=calibration, progress=progress,
+        computed = rank_layers_cached(
+            loaded.model, loaded.tokenizer, texts, model_spec=spec, source=calibration or texts_source, measures=(strategy,),
+            samples=samples, max_length=max_length, progress=progress,
         )
         kept = computed.keep(strategy, count)
-        cut_layers(loaded.model, kept)
-        loaded.kept = kept
-        record["calibration"] = computed.calibration
+        if head == "lm":
+            cut_layers(loaded.model, kept)
+            loaded.kept = kept
+        else:
+            loaded = load_model(spec, LayerSelection("keep", spec=format_index_spec(kept)), head=head, num_labels=num_labels)
+        record.update(calibration=computed.calibration, seconds=computed.seconds)
     else:
         saved = LayerRanking.load(ranking) if ranking is not None and strategy in MEASURES else None
         if saved is not None and saved.depth != depth:
             raise LayercutError(f"the ranking '{ranking}' is of a {saved.depth}-layer model, '{spec}' has {depth}: rank this model")
         kept = kept_layers(strategy, count, depth, saved)
-        loaded = load_model(spec, LayerSelection("keep", spec=format_index_spec(kept)))
+        loaded = load_model(spec, LayerSelection("keep", spec=format_index_spec(kept)), head=head, num_labels=num_labels)
         if saved is not None:
             record.update(ranking=str(ranking), calibration=saved.calibration)
     record["kept_layers"] = kept

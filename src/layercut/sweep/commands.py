@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from layercut.errors import LayercutError
+from layercut.sweep.backends import BACKENDS
 
 
 def add_commands(subparsers) -> None:
@@ -17,7 +18,7 @@ def add_commands(subparsers) -> None:
     )
     sweep.add_argument("experiment", help="an experiment YAML file, e.g. configs/demo.yaml")
     sweep.add_argument("--out", metavar="DIR", help="the result folder (required unless --dry-run)")
-    sweep.add_argument("--backend", choices=("local", "ray"), default="local",
+    sweep.add_argument("--backend", choices=BACKENDS, default="local",
                        help="local: one run after another in this process; "
                             "ray: one Ray task per run (pip install 'layercut[ray]')")
     sweep.add_argument("--address", help="the Ray cluster to use (default: start a local Ray instance)")
