@@ -68,9 +68,11 @@ def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = F
         dev_prompts = setup.encode_all(setup.splits.dev)
         test_prompts = setup.encode_all(setup.splits.test)
         pad_id = setup.tokenizer.pad_token_id
+        sharing = setup.decide_sharing(test_prompts)
 
         def dev_accuracy() -> float:
-            scores = score_prompts(setup.scorer, dev_prompts, pad_id, config.eval_batch_size, device, autocast_dtype)
+            scores = score_prompts(setup.scorer, dev_prompts, pad_id, config.eval_batch_size, device, autocast_dtype,
+                                   share_prefix=sharing.evaluation)
             labels = [e.label for e in setup.splits.dev]
             return sum(p == y for p, y in zip(scores.predictions, labels)) / max(1, len(labels))
 
@@ -82,7 +84,8 @@ def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = F
                 gradient_accumulation=config.gradient_accumulation, patience=config.patience,
                 autocast_dtype=autocast_dtype, show_progress=show_progress,
             )
-        scores = score_prompts(setup.scorer, test_prompts, pad_id, config.eval_batch_size, device, autocast_dtype)
+        scores = score_prompts(setup.scorer, test_prompts, pad_id, config.eval_batch_size, device, autocast_dtype,
+                               share_prefix=sharing.evaluation)
 
     labels = [e.label for e in setup.splits.test]
     record = {
@@ -104,6 +107,7 @@ def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = F
             "eval_seconds": scores.seconds,
             "eval_examples_per_second": scores.examples_per_second,
         },
+        "prefix_sharing": {**sharing.record(), "test_prefix_tokens": scores.shared_prefix_tokens},
         "memory": {"peak_bytes": memory.peak_bytes, "kind": memory.kind},
         "device": str(device),
         "splits": {"hashes": setup.splits.hashes,

@@ -46,6 +46,7 @@ class RunConfig:
     keep_strategy: str | None = None  # choose layers by importance (see `layercut rank`)
     keep_count: int | None = None
     calibration_samples: int = 64
+    share_prefix: bool = True  # compute the prompts' common prefix (fixed demonstrations) once
     device: str = "auto"
     dtype: str = "auto"
 

@@ -16,7 +16,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # input_ids, attention_mask, labels
+from layercut.optim import RowSparseAdamW, sparse_embedding_gradients
+
+from layercut.batching import PromptBatch
+
+# One optimizer step's examples, in groups that are computed apart (prompts that share a prefix, and the
+# rest), each with its labels.
+Batch = list[tuple[PromptBatch, torch.Tensor]]
 
 
 @dataclass
@@ -28,6 +34,7 @@ class TrainingOutcome:
     seconds: float = 0.0
     stopped_because: str = "completed all epochs"
     diverged: str | None = None  # set when the loss became NaN or infinite
+    optimizer: str = ""
 
 
 def train(
@@ -45,19 +52,24 @@ def train(
     show_progress: bool = True,
 ) -> TrainingOutcome:
     parameters = [p for p in scorer.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
-    outcome = TrainingOutcome()
+    optimizer = RowSparseAdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
+    outcome = TrainingOutcome(optimizer="AdamW, fused")
     best = _snapshot(scorer)  # the untrained weights are the last good ones until an epoch improves
     epochs_without_gain = 0
     start = time.perf_counter()
     bar = tqdm(total=epochs * steps_per_epoch, desc="training", unit="step", disable=not show_progress, leave=False)
+    stack = contextlib.ExitStack()
     try:
+        # Without weight decay, stepping only the embedding rows a batch touched is exact (layercut.optim).
+        if stack.enter_context(sparse_embedding_gradients(scorer.model, enabled=weight_decay == 0)):
+            outcome.optimizer += "; embedding rows stepped once touched (exact without weight decay)"
         for epoch in range(1, epochs + 1):
             scorer.train()
             losses = []
-            for step, (input_ids, attention_mask, labels) in enumerate(_counted(batches_for_epoch(epoch), bar), 1):
-                with _autocast(input_ids.device, autocast_dtype):
-                    logits = scorer(input_ids, attention_mask)
+            for step, groups in enumerate(_counted(batches_for_epoch(epoch), bar), 1):
+                labels = torch.cat([group_labels for _, group_labels in groups])
+                with _autocast(labels.device, autocast_dtype):
+                    logits = torch.cat([scorer(batch) for batch, _ in groups])
                 loss = nn.functional.cross_entropy(logits.float(), labels)
                 if not torch.isfinite(loss):
                     outcome.diverged = f"loss became {loss.item()} at epoch {epoch}, step {step}"
@@ -65,7 +77,7 @@ def train(
                 (loss / gradient_accumulation).backward()
                 if step % gradient_accumulation == 0 or step == steps_per_epoch:
                     optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
+                    optimizer.zero_grad()
                 outcome.steps += 1
                 losses.append(loss.item())
                 bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}", best_dev=_fmt(outcome.best_dev_accuracy))
@@ -85,8 +97,9 @@ def train(
                     break
             bar.set_postfix(epoch=epoch, dev=f"{accuracy:.3f}", best_dev=_fmt(outcome.best_dev_accuracy))
     finally:
+        stack.close()
         bar.close()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
     _restore(scorer, best)
     scorer.eval()
     outcome.seconds = time.perf_counter() - start
