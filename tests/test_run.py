@@ -119,7 +119,7 @@ def test_nan_loss_stops_keeps_last_good_weights_and_the_result(tiny_llama_folder
         return logits
 
     monkeypatch.setattr(LabelWordHead, "forward", diverges_in_epoch_two)
-    config = tiny_config(tiny_llama_folder, review_file, epochs=3)
+    config = tiny_config(tiny_llama_folder, review_file, epochs=3, share_prefix=False)  # one forward per step
     with pytest.raises(LayercutError, match="epoch 2, step 1.*last good weights"):
         run(config, tmp_path, show_progress=False)
     saved = RunResult.load(tmp_path).record

@@ -155,3 +155,29 @@ def test_a_batch_groups_the_prompts_that_start_with_the_run_prefix():
     prompts = [PROMPTS[0], demo_example, PROMPTS[1], PREFIX]  # the last one is all prefix: nothing of its own
     assert group_by_prefix(prompts, PREFIX) == [[0, 2], [1, 3]]
     assert group_by_prefix(PROMPTS, PREFIX) == [[0, 1, 2, 3]]
+
+
+@pytest.mark.parametrize("head", ["lm", "cls"])
+def test_prefix_tuning_trains_only_the_virtual_tokens_and_shares_prefixes(tiny_llama_folder, review_file, head):
+    whole = run(tiny_config(tiny_llama_folder, review_file, head=head, method="prefix", prefix_tokens=5,
+                            share_prefix=False), show_progress=False).record
+    shared = run(tiny_config(tiny_llama_folder, review_file, head=head, method="prefix", prefix_tokens=5),
+                 show_progress=False).record
+    assert shared["prefix_sharing"]["training"] and shared["predictions"]["predicted"] == whole["predictions"]["predicted"]
+    trainable = shared["parameters"]["trainable"]
+    tiny_layers, hidden = 2, 32  # first:2 of the tiny Llama: 5 virtual tokens' keys and values per layer
+    expected = 5 * tiny_layers * 2 * (hidden // 2) + (0 if head == "lm" else hidden * 2)  # 2 of 4 heads are KV heads
+    assert trainable == expected, trainable
+    losses = [point["train_loss"] for point in shared["dev"]["curve"]]
+    assert losses[-1] < losses[0]
+
+
+def test_a_step_budget_evaluates_dev_as_often_as_asked(tiny_llama_folder, review_file):
+    record = run(tiny_config(tiny_llama_folder, review_file, max_steps=5, eval_every=2, patience=0),
+                 show_progress=False).record
+    assert [point["step"] for point in record["dev"]["curve"]] == [2, 4, 5]
+    assert record["dev"]["stopped_because"] == "spent the step budget"
+    assert record["metrics"]["majority_baseline"] == 0.5  # the tiny review test set is balanced
+    calibrated = record["calibrated"]
+    assert len(calibrated["content_free_probabilities"]) == 2 and calibrated["metrics"]["num_examples"] > 0
+    assert record["splits"]["drawn"]["dev"].startswith("balanced")

@@ -15,7 +15,9 @@ from torch import nn
 from layercut.batching import PromptBatch, active_dropout, common_prefix_length, group_by_prefix, make_batch
 from layercut.cutting import LoadedModel, load_model
 from layercut.errors import LayercutError
+from layercut.evaluation import CONTENT_FREE_TEXTS
 from layercut.heads import ClassificationHead, LabelWordHead, WholeWordHead
+from layercut.training import Budget
 from layercut.runconfig import RunConfig
 from layercut.tasks import (
     DemoSelector,
@@ -65,6 +67,25 @@ class Adaptation:
     def steps_per_epoch(self) -> int:
         return -(-len(self.splits.train) // self.config.batch_size)
 
+    def budget(self) -> Budget:
+        config = self.config
+        return Budget(steps=config.max_steps or config.epochs * self.steps_per_epoch,
+                      eval_every=config.eval_every or self.steps_per_epoch, patience=config.patience)
+
+    def content_free_prompts(self) -> list[list[int]]:
+        """Queries without content, prompted as every query is (for contextual calibration)."""
+        queries = [Example(text=text, label=0, uid=f"content-free-{i}") for i, text in enumerate(CONTENT_FREE_TEXTS)]
+        return self.encode_all(queries)
+
+    def split_rule(self) -> dict:
+        """How dev and test were drawn, in words: class-balanced or the natural distribution."""
+        config = self.config
+        dev = (f"natural: {config.dev_size} random training examples outside the training set" if config.dev_size
+               else f"balanced: {config.dev_shots or config.shots} per class, outside the training set")
+        test = (f"natural: a fixed random {config.test_size} of the test pool" if config.test_size
+                else "natural: the whole test pool")
+        return {"train": f"balanced: {config.shots} per class", "dev": dev, "test": test}
+
     def encode_all(self, examples: list[Example]) -> list[list[int]]:
         self.demos.prepare(examples)
         return [self.prompts.encode(e, self.demos.for_query(e)) for e in examples]
@@ -113,7 +134,8 @@ class Adaptation:
 
     def parameter_record(self) -> dict:
         model = self.loaded.model
-        trainable = {p.data_ptr(): p.numel() for p in model.parameters() if p.requires_grad}
+        # The scorer holds what trains: the model's weights, and prefix tuning's virtual tokens.
+        trainable = {p.data_ptr(): p.numel() for p in self.scorer.parameters() if p.requires_grad}
         total = model.num_parameters()
         return {
             "total": total,
@@ -192,6 +214,8 @@ def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:
     demos = DemoSelector(config.demos, splits.train, spec.num_classes, config.seed, embed=embed)
     peft_model = _apply_method(config, model)
     scorer = build_scorer(config.head, model, label_words, tokenizer.pad_token_id).to(device)
+    if config.method == "prefix":  # every prompt follows the learned virtual tokens
+        scorer.use_virtual_tokens(peft_model.prompt_encoder, lambda: peft_model.get_prompt(batch_size=1))
     return Adaptation(config, spec, splits, loaded, tokenizer, label_words, prompts, demos, scorer, device, peft_model)
 
 
@@ -217,16 +241,19 @@ def _load_cut_model(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) ->
 
 
 def _apply_method(config: RunConfig, model: nn.Module) -> nn.Module | None:
-    """Set what trains. LoRA wraps the cut model with peft (cut first, then wrap) and returns the wrapper."""
+    """Set what trains. LoRA and prefix tuning wrap the cut model with peft (cut first, then wrap) and return
+    the wrapper."""
     if config.method == "icl":
         model.requires_grad_(False)
         return None
     if config.method == "full":
         model.requires_grad_(True)
         return None
-    from peft import LoraConfig, TaskType, get_peft_model
+    from peft import LoraConfig, PrefixTuningConfig, TaskType, get_peft_model
 
     task_type = TaskType.SEQ_CLS if config.head == "cls" else TaskType.CAUSAL_LM
+    if config.method == "prefix":
+        return get_peft_model(model, PrefixTuningConfig(task_type=task_type, num_virtual_tokens=config.prefix_tokens))
     lora = LoraConfig(task_type=task_type, r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
                       target_modules=_lora_targets(model))
     # peft injects adapters into `model`'s own modules, so the scorer keeps using `model` itself.

@@ -15,6 +15,7 @@ import copy
 import functools
 import inspect
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -76,30 +77,48 @@ def group_by_prefix(prompts: list[list[int]], prefix: list[int]) -> list[list[in
     return [group for group in (starts, others) if group]
 
 
-def compute_prefix_cache(module: nn.Module, prefix_ids: torch.Tensor):
-    """The prefix's keys/values (batch 1), through `module`'s base model (no LM head on the prefix)."""
+def compute_prefix_cache(module: nn.Module, prefix_ids: torch.Tensor, start=None):
+    """The prefix's keys/values (batch 1), through `module`'s base model (no LM head on the prefix); after
+    the learned virtual tokens of prefix tuning when `start` (their batch-1 cache) is given."""
     module = module.base_model
-    inputs = {"input_ids": prefix_ids, "attention_mask": torch.ones_like(prefix_ids), "use_cache": True}
+    inputs = {"input_ids": prefix_ids, "use_cache": True}
+    if start is not None:
+        inputs[_cache_name(type(module))] = start
+    inputs["attention_mask"] = torch.ones(1, _cached(start) + prefix_ids.shape[1], dtype=torch.long, device=prefix_ids.device)
     if _accepts(type(module), "position_ids"):
         inputs["position_ids"] = torch.arange(prefix_ids.shape[1], device=prefix_ids.device)[None]
     output = module(**inputs)
     return getattr(output, _cache_name(type(module)))
 
 
-def forward_prompts(module: nn.Module, batch: PromptBatch) -> tuple[object, torch.Tensor]:
+def forward_prompts(module: nn.Module, batch: PromptBatch, virtual: Callable[[], object] | None = None
+                    ) -> tuple[object, torch.Tensor]:
     """`module`'s output for every prompt of `batch`, and the attention mask over `module`'s output positions
-    (which are the suffix positions when the prefix is shared)."""
+    (which are the suffix positions when the prefix is shared). `virtual` returns the batch-1 cache of prefix
+    tuning's learned tokens, which every prompt then follows (positions of real tokens still start at 0)."""
+    start = virtual() if virtual is not None else None
     if batch.prefix_ids is None:
-        return module(**_unshared_inputs(module, batch.input_ids, batch.attention_mask)), batch.attention_mask
-    cache = batch.prefix_cache if batch.prefix_cache is not None else compute_prefix_cache(module, batch.prefix_ids)
-    prefix_length = batch.prefix_ids.shape[1]
-    ones = torch.ones(batch.size, prefix_length, dtype=batch.attention_mask.dtype, device=batch.input_ids.device)
+        if start is None:
+            return module(**_unshared_inputs(module, batch.input_ids, batch.attention_mask)), batch.attention_mask
+        positions = (batch.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return _after_cache(module, batch, start, positions), batch.attention_mask
+    cache = batch.prefix_cache if batch.prefix_cache is not None else compute_prefix_cache(module, batch.prefix_ids, start)
+    positions = batch.prefix_ids.shape[1] + torch.arange(batch.input_ids.shape[1], device=batch.input_ids.device)
+    return _after_cache(module, batch, cache, positions[None].expand(batch.size, -1)), batch.attention_mask
+
+
+def _after_cache(module: nn.Module, batch: PromptBatch, cache, positions: torch.Tensor):
+    """`module` on the batch's rows, each after the batch-1 `cache` (broadcast to the batch)."""
+    ones = torch.ones(batch.size, _cached(cache), dtype=batch.attention_mask.dtype, device=batch.input_ids.device)
     inputs = {"input_ids": batch.input_ids, "attention_mask": torch.cat([ones, batch.attention_mask], 1),
               "use_cache": True, _cache_name(type(module)): broadcast_cache(cache, batch.size)}
     if _accepts(type(module), "position_ids"):
-        positions = torch.arange(batch.input_ids.shape[1], device=batch.input_ids.device)
-        inputs["position_ids"] = (prefix_length + positions)[None].expand(batch.size, -1)
-    return module(**inputs), batch.attention_mask
+        inputs["position_ids"] = positions
+    return module(**inputs)
+
+
+def _cached(cache) -> int:
+    return 0 if cache is None else cache.get_seq_length()
 
 
 def broadcast_cache(cache, batch_size: int):

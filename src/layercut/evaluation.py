@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from layercut.batching import common_prefix_length, make_batch
+from layercut.metrics import classification_metrics
 
 
 @dataclass
@@ -21,6 +23,28 @@ class Scores:
     @property
     def examples_per_second(self) -> float:
         return len(self.predictions) / self.seconds if self.seconds > 0 else float("inf")
+
+    def accuracy(self, labels: list[int]) -> float:
+        return sum(p == y for p, y in zip(self.predictions, labels)) / max(1, len(labels))
+
+    def loss(self, labels: list[int]) -> float:
+        """Mean cross-entropy of the true classes."""
+        return -sum(math.log(max(row[y], 1e-12)) for row, y in zip(self.probabilities, labels)) / max(1, len(labels))
+
+
+# Contextual calibration (Zhao et al. 2021): the label-word prior a prompt carries, read from queries
+# without content, divided out of every query's probabilities.
+CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
+
+
+def calibrated_record(scores: Scores, content_free: Scores, labels: list[int], label_names: list[str]) -> dict:
+    """Test metrics after contextual calibration, next to the prior that was divided out."""
+    prior = [sum(column) / len(content_free.probabilities) for column in zip(*content_free.probabilities)]
+    predictions = [max(range(len(row)), key=lambda c: row[c] / max(prior[c], 1e-12)) for row in scores.probabilities]
+    return {"method": "contextual calibration (Zhao et al. 2021): probabilities divided by the mean of "
+                      f"content-free queries {list(CONTENT_FREE_TEXTS)}",
+            "content_free_probabilities": [round(p, 5) for p in prior],
+            "metrics": classification_metrics(labels, predictions, label_names)}
 
 
 @torch.no_grad()

@@ -16,21 +16,28 @@ from layercut.errors import LayercutError
 from layercut.tasks.prompts import collate_padded
 
 
-def last_token_hidden(model: nn.Module, batch: PromptBatch) -> torch.Tensor:
-    """Final-norm hidden state [batch, hidden] at each prompt's last real token."""
-    output, mask = forward_prompts(model.base_model, batch)
+def last_token_hidden(model: nn.Module, batch: PromptBatch, virtual=None) -> torch.Tensor:
+    """Final-norm hidden state [batch, hidden] at each prompt's last real token (after prefix tuning's
+    virtual tokens when `virtual` gives their cache)."""
+    output, mask = forward_prompts(model.base_model, batch, virtual)
     hidden = output.last_hidden_state
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last_real_index(mask)]
 
 
 class Scorer(nn.Module):
-    """Class scores [batch, classes] for a PromptBatch; `model` is the (cut) Hugging Face model."""
+    """Class scores [batch, classes] for a PromptBatch; `model` is the (cut) Hugging Face model. With prefix
+    tuning (`use_virtual_tokens`), every prompt follows the learned virtual tokens."""
 
     model: nn.Module
+    virtual = None  # () -> the virtual tokens' batch-1 cache
+
+    def use_virtual_tokens(self, prompt_encoder: nn.Module, virtual) -> None:
+        self.prompt_encoder = prompt_encoder  # a registered submodule, so that its weights train
+        self.virtual = virtual
 
     def prefix_cache(self, prefix_ids: torch.Tensor):
         """A shared prefix's keys/values, computed once ahead of many batches (evaluation)."""
-        return compute_prefix_cache(self.model.base_model, prefix_ids)
+        return compute_prefix_cache(self.model, prefix_ids, self.virtual() if self.virtual else None)
 
 
 class LabelWordHead(Scorer):
@@ -42,7 +49,7 @@ class LabelWordHead(Scorer):
         self.register_buffer("token_ids", torch.tensor(first_token_ids, dtype=torch.long), persistent=False)
 
     def forward(self, batch: PromptBatch) -> torch.Tensor:
-        return restricted_lm_logits(self.model, last_token_hidden(self.model, batch), self.token_ids)
+        return restricted_lm_logits(self.model, last_token_hidden(self.model, batch, self.virtual), self.token_ids)
 
 
 def restricted_lm_logits(model: nn.Module, hidden: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
@@ -81,7 +88,7 @@ class WholeWordHead(Scorer):
         ids, mask = collate_padded(rows, self.pad_id, left=batch.prefix_ids is None)
         extended = PromptBatch(ids.to(batch.input_ids.device), mask.to(batch.input_ids.device),
                                batch.prefix_ids, batch.prefix_cache)
-        output, mask = forward_prompts(self.model, extended)
+        output, mask = forward_prompts(self.model, extended, self.virtual)
         ends = (last_real_index(mask) + 1).tolist()
         scores = []
         for i, end in enumerate(ends):
@@ -103,4 +110,4 @@ class ClassificationHead(Scorer):
         self.model = model
 
     def forward(self, batch: PromptBatch) -> torch.Tensor:
-        return self.model.score(last_token_hidden(self.model, batch))
+        return self.model.score(last_token_hidden(self.model, batch, self.virtual))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from layercut.errors import LayercutError
 
 HEADS = ("lm", "cls")
-METHODS = ("full", "lora", "icl")
+METHODS = ("full", "lora", "prefix", "icl")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16")
 
@@ -31,10 +31,12 @@ class RunConfig:
     demos: str = "fixed"
     label_word_policy: str = "first"
     learning_rate: float = 5e-5
-    epochs: int = 10
+    epochs: int = 10  # the budget, unless max_steps is given
+    max_steps: int | None = None  # a budget in batches instead of epochs
+    eval_every: int | None = None  # batches between dev evaluations (default: one epoch)
     batch_size: int = 4
     gradient_accumulation: int = 1
-    patience: int = 3
+    patience: int = 3  # dev evaluations without gain before stopping (0: never)
     weight_decay: float = 0.0
     dev_shots: int | None = None  # dev examples per class (default: shots, as LM-BFF)
     dev_size: int | None = None
@@ -43,6 +45,7 @@ class RunConfig:
     eval_batch_size: int = 16
     lora_rank: int = 8
     lora_alpha: int = 16
+    prefix_tokens: int = 20  # virtual tokens of prefix tuning (the paper's scripts: 20)
     keep_strategy: str | None = None  # choose layers by importance (see `layercut rank`)
     keep_count: int | None = None
     calibration_samples: int = 64
@@ -62,8 +65,12 @@ class RunConfig:
             )
         if not self.learning_rate > 0:
             raise LayercutError(f"learning rate must be > 0, got {self.learning_rate}: e.g. --lr 5e-5")
-        for name in ("epochs", "batch_size", "gradient_accumulation", "shots", "eval_batch_size", "max_length"):
+        for name in ("epochs", "batch_size", "gradient_accumulation", "shots", "eval_batch_size", "max_length",
+                     "prefix_tokens"):
             if getattr(self, name) < 1:
+                raise LayercutError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_steps", "eval_every"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise LayercutError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.patience < 0:
             raise LayercutError(f"patience must be >= 0, got {self.patience}")
@@ -82,13 +89,24 @@ class RunConfig:
         return cls(**data)
 
     def key(self) -> str:
-        """A stable hash of the full configuration: the run's identity in a sweep."""
-        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        """The run's identity in a sweep: a hash of the settings that differ from the defaults, so that a
+        new setting whose default keeps the old behaviour leaves stored runs' keys (and a sweep's resume)
+        intact. Changing a default's behaviour must bump KEY_VERSION."""
+        defaults = _defaults()
+        changed = {name: value for name, value in self.to_dict().items() if value != defaults[name]}
+        text = json.dumps({"version": KEY_VERSION, **changed}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def trains(self) -> bool:
         return self.method != "icl"
+
+
+KEY_VERSION = 2
+
+
+def _defaults() -> dict:
+    return RunConfig().to_dict()
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
