@@ -64,8 +64,7 @@ class PromptBuilder:
         return self.spec.separator.join(parts)
 
     def _fill(self, example: Example) -> str:
-        values = {"text": example.text, "text_a": example.text, "text_b": example.text_b or ""}
-        return _FIELD.sub(lambda match: values[match.group(1)], self.spec.template)
+        return fill_template(self.spec.template, example)
 
     def _cut(self, examples: list[Example], excess: int) -> list[Example]:
         """Cut the examples' texts to one common token cap that removes about `excess` tokens in all."""
@@ -83,6 +82,12 @@ class PromptBuilder:
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def fill_template(template: str, example: Example) -> str:
+    """The template with the example's text(s) put in, ending right before the label word."""
+    values = {"text": example.text, "text_a": example.text, "text_b": example.text_b or ""}
+    return _FIELD.sub(lambda match: values[match.group(1)], template)
 
 
 def adds_bos(tokenizer) -> bool:
