@@ -14,6 +14,8 @@
     settings:                       # any other RunConfig field, shared by every run
       epochs: 3
       learning_rate: [5.0e-5, 1.0e-4]   # a list is tried in full; the report picks per cell on dev accuracy
+    evaluations:                    # optional: lm-eval tasks, perplexity... per depth (see layercut.evaluate.sweep)
+      - {lm_eval: [layercut_trec], limit: 100}
 
 A missing dimension takes RunConfig's default. Relative paths (models, task files, data files) are
 relative to the experiment file. A value wrong on its own (an unknown head, a task typo, `first:0`)
@@ -40,7 +42,7 @@ DIMENSIONS = {  # experiment key -> RunConfig field
     "models": "model", "layers": "layers", "strategies": "keep_strategy", "keep_counts": "keep_count",
     "tasks": "task", "heads": "head", "methods": "method", "demos": "demos", "shots": "shots", "seeds": "seed",
 }
-KEYS = ("description", *DIMENSIONS, "settings")
+KEYS = ("description", *DIMENSIONS, "settings", "evaluations")
 SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in {*DIMENSIONS.values(), "task_options"})
 # Settings a method ignores keep their first value there, so that sweeping them does not repeat identical runs.
 _TRAINING = ("learning_rate", "epochs", "max_steps", "eval_every", "batch_size", "gradient_accumulation", "patience",
@@ -56,6 +58,7 @@ class Experiment:
     warnings: tuple[str, ...]  # the skipped cells, one line per reason
     text: str  # the file as written, stored next to its results
     source: str
+    evaluations: tuple = ()  # `EvaluationRequest`s, run per depth after the runs (not part of the key)
 
     @property
     def key(self) -> str:
@@ -82,7 +85,10 @@ def load_experiment(path: str | Path) -> Experiment:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise LayercutError(f"'{path}' is not valid YAML ({problem}{at}): fix the syntax") from None
     runs, warnings = expand(data, path.parent.resolve(), str(path))
-    return Experiment(tuple(runs), tuple(warnings), text, str(path))
+    from layercut.evaluate.sweep import parse_evaluations
+
+    evaluations = parse_evaluations(data.get("evaluations"), path.parent.resolve(), str(path))
+    return Experiment(tuple(runs), tuple(warnings), text, str(path), evaluations)
 
 
 def expand(data, base: Path, where: str) -> tuple[list[RunConfig], list[str]]:

@@ -21,6 +21,7 @@ import yaml
 
 from layercut.atomic import write_text_atomic
 from layercut.errors import LayercutError
+from layercut.evaluate.sweep import EVALUATION_NOTE, EvaluationColumns
 from layercut.importance.strategies import STRATEGIES
 from layercut.runconfig import HEADS, METHODS, RunConfig
 from layercut.sweep.experiment import layer_choice
@@ -225,18 +226,25 @@ def markdown(tables: list[Table], shown: tuple[str, ...], records: list[dict], f
         "non-embedding parameters are those of the kept blocks and final norm.",
         *_protocol_lines(finished),
     ]
+    evaluations = EvaluationColumns(folder)
+    if evaluations.by_depth:
+        lines += ["", EVALUATION_NOTE]
     for table in tables:
         lines += ["", f"## {table.fields['model']}: {table.label(shown)}", ""]
-        header = ["Layers kept", "Parameters (% of full)", "Non-embedding", *table.tasks, "Average", "% of full"]
+        model = table.fields["model"]
+        header = ["Layers kept", "Parameters (% of full)", "Non-embedding", *table.tasks, "Average", "% of full",
+                  *evaluations.header(model)]
         lines += ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
         full = table.full_depth
         for row in table.rows:
             average, retained = row.average(table.tasks), row.retained(full, table.tasks)
             cells = [row.cells[t].text(table.seeds) if t in row.cells else "–" for t in table.tasks]
+            kept_specs = {spec for cell in row.cells.values() for spec in cell.kept_specs}
             lines.append("| " + " | ".join([row.label, f"{_count(row.parameters)} ({row.percent:.1f}%)",
                                              _count(row.non_embedding), *cells,
                                              "–" if average is None else f"{average:.1f}",
-                                             "–" if retained is None else f"{retained:.0f}%"]) + " |")
+                                             "–" if retained is None else f"{retained:.0f}%",
+                                             *evaluations.cells(model, kept_specs)]) + " |")
         lines += _other_measures(table)
         lines += _pick_notes(table)
     lines += _strategy_comparison(tables, shown)

@@ -43,5 +43,9 @@ def run_sweep(experiment: Experiment, out: str | Path, *, backend: str = "local"
                 summary.failed.append(record["key"])
                 echo(f"[{index}/{len(pending)}] {what}: FAILED: {record['error']}")
         if summary.finished or summary.already_done:
+            if experiment.evaluations:
+                from layercut.evaluate.sweep import run_evaluations
+
+                run_evaluations(experiment.evaluations, store.root, [r for r in store.records() if r["status"] in FINISHED], echo)
             summary.report = write_report(out).report
     return summary
