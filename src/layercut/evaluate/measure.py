@@ -140,7 +140,10 @@ def figure_cell(column: str, value: float | None, full: float | None) -> str:
         text = f"{100 * value:.1f}"
     else:  # a perplexity: a cut model's can be in the millions
         text = f"{value:.2f}" if value < 1e4 else f"{value:.3g}"
-    return text + (f" ({100 * value / full:,.0f}%)" if full else "")
+    if not full:
+        return text
+    percent = 100 * value / full
+    return text + (f" ({percent:,.0f}%)" if percent < 1e5 else f" ({percent:.2g}%)")
 
 
 def depth_table(records: list[dict]) -> str:
