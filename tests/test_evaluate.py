@@ -119,6 +119,17 @@ def test_several_depths_give_a_table_relative_to_the_full_model(tiny_llama_folde
     assert "| Layers kept |" in printed and f"({ratio}%)" in printed and "| 4 |" in printed
 
 
+def test_layers_chosen_by_strategy_are_recorded(tiny_llama_folder, tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(CALIBRATION_TEXTS) + "\n")
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(tiny_llama_folder), "--keep-strategy", "last", "--keep-count", "2",
+                 "--perplexity", str(text), "--window", "16", "-o", str(out)]) == 0
+    [record] = json.loads(out.read_text())["evaluations"]
+    assert record["layers"]["kept"] == [2, 3] and record["layers"]["layer_strategy"]["strategy"] == "last"
+    assert record["intrinsic"]["full_perplexity"] is None and record["lm_eval"] is None
+
+
 def test_shipped_offline_tasks_are_the_builtin_data_as_multiple_choice():
     from layercut.evaluate.tasks.data import task_dataset
     from layercut.tasks import get_task, load_examples

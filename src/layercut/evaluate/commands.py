@@ -61,8 +61,8 @@ def run_eval(args: argparse.Namespace) -> int:
     depth = load_config(args.model).num_hidden_layers
     for selection in selections:
         selection.indices(depth)  # a selection the model cannot hold fails before any load
-    full = load_model(args.model, "all") if request.compare_full else None
     by_strategy = load_by_strategy_args(args)
+    full = load_model(args.model, "all") if request.compare_full else None
     records = []
     for loaded in [by_strategy] if by_strategy else (_load(args.model, s, full, depth) for s in selections):
         records.append(evaluate_loaded(loaded, request, full.model if full else None))
