@@ -211,3 +211,17 @@ def test_bad_evaluations_in_an_experiment_fail_in_one_line(tiny_llama_folder, re
     path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, evaluations=[{"perplexty": "trec"}])
     assert main(["sweep", str(path), "--dry-run"]) == 2
     assert "unknown evaluation key(s) perplexty" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_model_perplexity_is_sane_and_cutting_raises_it(smollm2, tmp_path):
+    text = tmp_path / "english.txt"
+    text.write_text("The capital of France is Paris. It is a large city with many museums, parks and old churches.\n"
+                    "Every year millions of people visit the city to see its famous buildings and to eat its food.\n")
+    out = tmp_path / "eval.json"
+    assert main(["eval", "smollm2-135m", "--layers", "first:15", "all", "--perplexity", str(text), "--compare-full",
+                 "-o", str(out)]) == 0
+    cut, full = json.loads(out.read_text())["evaluations"]
+    assert 5 < full["intrinsic"]["perplexity"] < 60  # an ordinary English text (about 22 for one sentence)
+    assert full["intrinsic"]["top1_agreement"] == 1.0 and full["intrinsic"]["kl_divergence"] == 0.0
+    assert cut["intrinsic"]["perplexity"] > 100 * full["intrinsic"]["perplexity"] and cut["intrinsic"]["kl_divergence"] > 1
