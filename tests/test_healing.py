@@ -1,6 +1,7 @@
 """Healing a cut model: the folded least-squares bridge, partial fine-tuning, distillation from a teacher."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from layercut.errors import LayercutError
 from layercut.healing.bridge import fit_bridge, fold_bridge, output_projection
 from layercut.importance.calibration import calibration_batches
 from layercut.run import run
+from tests.cli import assert_one_line_error, run_cli
 from tests.test_run import tiny_config
 from tests.tiny_models import CALIBRATION_TEXTS, tiny_model, tiny_tokenizer
 
@@ -151,3 +153,26 @@ def test_distillation_loss_mixes_cross_entropy_and_kl():
     assert torch.allclose(distillation_loss(0.5, 1.0)(logits, labels, teacher), 0.5 * ce, atol=1e-6)  # KL to itself is 0
     assert torch.allclose(distillation_loss(0.0, 2.0)(logits, labels, teacher.flip(1)), ce)
     assert distillation_loss(1.0, 2.0)(logits, labels, teacher.flip(1)) > 0
+
+
+def test_cut_folds_a_bridge_fitted_on_calibration_text(tiny_llama_folder, tmp_path):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(CALIBRATION_TEXTS * 4))
+    out = tmp_path / "cut"
+    result = run_cli("cut", tiny_llama_folder, "--keep-first", "2", "--bridge", "lstsq", "--calibration", texts, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "bridge:" in result.stdout
+    bridge = json.loads((out / "layercut.json").read_text())["bridge"]
+    assert bridge["relative_error_after"] < bridge["relative_error_before"] and bridge["calibration"]["texts"] == 24
+    reloaded, info = AutoModelForCausalLM.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and reloaded.config.num_hidden_layers == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["cut", "{model}", "--keep-first", "2", "--bridge", "lstsq", "-o", "{out}"], "--bridge lstsq fits on calibration text"),
+    (["run", "--model", "{model}", "--train-layers", "last:x", "--out", "{out}"], "--train-layers 'last:x' is not all or last:N"),
+    (["run", "--model", "{model}", "--teacher", "{model}", "--method", "icl", "--out", "{out}"], "--teacher distills during training"),
+])
+def test_bad_healing_options_get_one_line(tiny_llama_folder, tmp_path, args, message):
+    filled = [a.format(model=tiny_llama_folder, out=tmp_path / "out") for a in args]
+    assert_one_line_error(run_cli(*filled), message)

@@ -226,18 +226,14 @@ def decide_sharing(config: RunConfig, scorer: nn.Module, prompts: list[list[int]
 
 def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:
     spec = resolve_task(config)
-    splits = make_splits(load_examples(spec), config.shots, config.seed, dev_shots=config.dev_shots,
-                         dev_size=config.dev_size, test_size=config.test_size)
+    splits = make_run_splits(config, spec)
     loaded = _load_cut_model(config, spec, splits)
     if config.bridge:
         from layercut.healing.bridge import apply_bridge
 
         apply_bridge(loaded, [e.text for e in splits.train], f"{spec.name} training texts", config.calibration_samples)
     model, tokenizer = loaded.model.to(device), loaded.tokenizer
-    label_words = resolve_label_words(tokenizer, spec.label_words, config.label_word_policy)
-    prompts = PromptBuilder(spec, tokenizer, min(config.max_length, _context_length(model.config)))
-    embed = mean_pooled_embedder(model, tokenizer) if config.demos == "similar" else None
-    demos = DemoSelector(config.demos, splits.train, spec.num_classes, config.seed, embed=embed)
+    label_words, prompts, demos = build_prompting(config, spec, splits, model, tokenizer)
     peft_model = _apply_method(config, model)
     trains = set_trainable(model, config.train_layers, config.freeze_embeddings) if config.method == "full" else None
     scorer = build_scorer(config.head, model, label_words, tokenizer.pad_token_id).to(device)
@@ -245,6 +241,21 @@ def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:
         scorer.use_virtual_tokens(peft_model.prompt_encoder, lambda: peft_model.get_prompt(batch_size=1))
     return Adaptation(config, spec, splits, loaded, tokenizer, label_words, prompts, demos, scorer, device, peft_model,
                       trains=trains)
+
+
+def make_run_splits(config: RunConfig, spec: TaskSpec) -> FewShotSplits:
+    return make_splits(load_examples(spec), config.shots, config.seed, dev_shots=config.dev_shots,
+                       dev_size=config.dev_size, test_size=config.test_size)
+
+
+def build_prompting(config: RunConfig, spec: TaskSpec, splits: FewShotSplits, model: nn.Module,
+                    tokenizer) -> tuple[LabelWords, PromptBuilder, DemoSelector]:
+    """The run's label words, prompt builder and demonstrations (`similar` embeds with `model`)."""
+    label_words = resolve_label_words(tokenizer, spec.label_words, config.label_word_policy)
+    prompts = PromptBuilder(spec, tokenizer, min(config.max_length, _context_length(model.config)))
+    embed = mean_pooled_embedder(model, tokenizer) if config.demos == "similar" else None
+    demos = DemoSelector(config.demos, splits.train, spec.num_classes, config.seed, embed=embed)
+    return label_words, prompts, demos
 
 
 def build_scorer(head: str, model: nn.Module, label_words: LabelWords, pad_id: int) -> nn.Module:
@@ -261,11 +272,14 @@ def _load_cut_model(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) ->
         return load_model(config.model, config.layers, head=config.head, num_labels=num_labels)
     from layercut.importance import load_model_by_strategy
 
-    # Measures rank the layers on the run's own training texts.
+    from layercut.importance.task import TaskCalibration
+
+    # Measures rank the layers on the run's own training texts; `task` on its own dev examples.
     texts = [e.text for e in splits.train][: config.calibration_samples]
+    task = TaskCalibration(config, spec, splits) if config.keep_strategy == "task" else None
     return load_model_by_strategy(config.model, config.keep_strategy, config.keep_count, calibration_texts=texts,
                                   texts_source=f"{spec.name} training texts", samples=config.calibration_samples,
-                                  head=config.head, num_labels=num_labels)
+                                  head=config.head, num_labels=num_labels, task=task)
 
 
 def _apply_method(config: RunConfig, model: nn.Module) -> nn.Module | None:
