@@ -231,7 +231,8 @@ def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:
     if config.bridge:
         from layercut.healing.bridge import apply_bridge
 
-        apply_bridge(loaded, [e.text for e in splits.train], f"{spec.name} training texts", config.calibration_samples)
+        apply_bridge(loaded, [e.text for e in splits.train], f"{spec.name} training texts", config.calibration_samples,
+                     device=device)
     model, tokenizer = loaded.model.to(device), loaded.tokenizer
     label_words, prompts, demos = build_prompting(config, spec, splits, model, tokenizer)
     peft_model = _apply_method(config, model)

@@ -113,13 +113,14 @@ def fold_bridge(cut_model: nn.Module, matrix: torch.Tensor) -> None:
         projection.bias.copy_((projection.bias.double() @ m).to(projection.bias.dtype))
 
 
-def apply_bridge(loaded, texts: list[str], source: str, samples: int, max_length: int = 128) -> dict:
-    """Fit a bridge for `loaded` (a cut `LoadedModel`) on `texts` against its uncut source, fold it in, and
-    record it in `loaded.extras["bridge"]`."""
+def apply_bridge(loaded, texts: list[str], source: str, samples: int, max_length: int = 128,
+                 device: torch.device | None = None) -> dict:
+    """Fit a bridge for `loaded` (a cut `LoadedModel`) on `texts` against its uncut source (run on `device`,
+    by default the cut model's), fold it in, and record it in `loaded.extras["bridge"]`."""
     from layercut.cutting import load_model
     from layercut.importance.calibration import calibration_batches
 
-    full = load_model(loaded.spec, "all").model.to(model_device(loaded.model))
+    full = load_model(loaded.spec, "all").model.to(device or model_device(loaded.model))
     output_projection(full, find_blocks(full).blocks[loaded.kept[-1]])  # an unfoldable family fails before the fit
     batches = calibration_batches(loaded.tokenizer, texts, samples=samples, max_length=max_length)
     fit = fit_bridge(full, loaded.kept, batches)
