@@ -272,7 +272,6 @@ def _load_cut_model(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) ->
     if config.keep_strategy is None:
         return load_model(config.model, config.layers, head=config.head, num_labels=num_labels)
     from layercut.importance import load_model_by_strategy
-
     from layercut.importance.task import TaskCalibration
 
     # Measures rank the layers on the run's own training texts; `task` on its own dev examples.

@@ -95,6 +95,9 @@ def _measure(ranking, strategy: str):
     if ranking is None:
         raise LayercutError(f"strategy '{strategy}' ranks layers on calibration text: give a calibration source or a saved ranking")
     value = ranking.measure(strategy)
+    if value is None and strategy == TASK_STRATEGY:
+        raise LayercutError("this ranking has no task order (it was ranked on calibration text): choose by 'task' in "
+                            "`layercut run`, or `layercut cut --calibration TASK`")
     if value is None:
         raise LayercutError(f"this ranking lacks the '{strategy}' measure: rerun `layercut rank` with --measures including {strategy}")
     return value
