@@ -7,7 +7,7 @@ import dataclasses
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 from torch import nn
@@ -16,8 +16,9 @@ from layercut.batching import PromptBatch, active_dropout, common_prefix_length,
 from layercut.cutting import LoadedModel, load_model
 from layercut.errors import LayercutError
 from layercut.evaluation import CONTENT_FREE_TEXTS
+from layercut.healing.partial import set_trainable
 from layercut.heads import ClassificationHead, LabelWordHead, WholeWordHead
-from layercut.training import Budget
+from layercut.training import Batch, Budget
 from layercut.runconfig import RunConfig
 from layercut.tasks import (
     DemoSelector,
@@ -33,6 +34,9 @@ from layercut.tasks import (
     task_file_option_defaults,
     task_from_args,
 )
+
+if TYPE_CHECKING:
+    from layercut.healing.distill import TeacherTargets
 
 
 # The task-file flags a run's task_options may override, with their defaults.
@@ -62,6 +66,8 @@ class Adaptation:
     device: torch.device
     peft_model: nn.Module | None = None
     sharing: "PrefixSharing | None" = None  # decided by `decide_sharing` once prompts exist
+    trains: dict | None = None  # what full fine-tuning trains (layercut.healing.partial)
+    teacher: "TeacherTargets | None" = None  # set by `distill_from_teacher`
 
     @property
     def steps_per_epoch(self) -> int:
@@ -90,7 +96,7 @@ class Adaptation:
         self.demos.prepare(examples)
         return [self.prompts.encode(e, self.demos.for_query(e)) for e in examples]
 
-    def training_batches(self, epoch: int) -> Iterator[list[tuple[PromptBatch, torch.Tensor]]]:
+    def training_batches(self, epoch: int) -> Iterator[Batch]:
         """The epoch's shuffled batches; `resample` demonstrations are drawn anew for every example.
         With training sharing on, the prompts of a batch that start with the run's shared prefix are
         computed as one group that pays for its common prefix once; the others go whole."""
@@ -107,7 +113,8 @@ class Adaptation:
                 shared = common_prefix_length(members) if prefix and len(members) > 1 else 0
                 shared = shared if shared >= len(prefix or []) else 0
                 labels = torch.tensor([chunk[i].label for i in group], device=self.device)
-                batch.append((make_batch(members, self.tokenizer.pad_token_id, shared, self.device), labels))
+                teacher = self.teacher.for_examples([chunk[i] for i in group], self.device) if self.teacher else None
+                batch.append((make_batch(members, self.tokenizer.pad_token_id, shared, self.device), labels, teacher))
             yield batch
 
     def decide_sharing(self, prompts: list[list[int]]) -> "PrefixSharing":
@@ -116,6 +123,21 @@ class Adaptation:
         scores on a few of them (checked here) or it is not used."""
         self.sharing = decide_sharing(self.config, self.scorer, prompts, self.tokenizer.pad_token_id, self.device)
         return self.sharing
+
+    def distill_from_teacher(self, autocast_dtype: torch.dtype | None):
+        """Score the training examples with the run's teacher, once; returns the training loss to use."""
+        from layercut.healing.distill import compute_teacher_targets, distillation_loss
+
+        examples = self.splits.train
+        self.teacher = compute_teacher_targets(self.config.teacher, self, self.encode_all(examples), examples,
+                                               self.config.eval_batch_size, self.device, autocast_dtype)
+        return distillation_loss(self.config.distill_weight, self.config.distill_temperature)
+
+    def teacher_record(self) -> dict | None:
+        if self.teacher is None:
+            return None
+        return {**self.teacher.record, "weight": self.config.distill_weight,
+                "temperature": self.config.distill_temperature}
 
     def task_record(self) -> dict:
         return {**dataclasses.asdict(self.spec), "test_rule": self.spec.test_rule()}
@@ -204,19 +226,37 @@ def decide_sharing(config: RunConfig, scorer: nn.Module, prompts: list[list[int]
 
 def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:
     spec = resolve_task(config)
-    splits = make_splits(load_examples(spec), config.shots, config.seed, dev_shots=config.dev_shots,
-                         dev_size=config.dev_size, test_size=config.test_size)
+    splits = make_run_splits(config, spec)
     loaded = _load_cut_model(config, spec, splits)
+    if config.bridge:
+        from layercut.healing.bridge import apply_bridge
+
+        apply_bridge(loaded, [e.text for e in splits.train], f"{spec.name} training texts", config.calibration_samples,
+                     device=device)
     model, tokenizer = loaded.model.to(device), loaded.tokenizer
+    label_words, prompts, demos = build_prompting(config, spec, splits, model, tokenizer)
+    peft_model = _apply_method(config, model)
+    trains = set_trainable(model, config.train_layers, config.freeze_embeddings) if config.method == "full" else None
+    scorer = build_scorer(config.head, model, label_words, tokenizer.pad_token_id).to(device)
+    if config.method == "prefix":  # every prompt follows the learned virtual tokens
+        scorer.use_virtual_tokens(peft_model.prompt_encoder, lambda: peft_model.get_prompt(batch_size=1))
+    return Adaptation(config, spec, splits, loaded, tokenizer, label_words, prompts, demos, scorer, device, peft_model,
+                      trains=trains)
+
+
+def make_run_splits(config: RunConfig, spec: TaskSpec) -> FewShotSplits:
+    return make_splits(load_examples(spec), config.shots, config.seed, dev_shots=config.dev_shots,
+                       dev_size=config.dev_size, test_size=config.test_size)
+
+
+def build_prompting(config: RunConfig, spec: TaskSpec, splits: FewShotSplits, model: nn.Module,
+                    tokenizer) -> tuple[LabelWords, PromptBuilder, DemoSelector]:
+    """The run's label words, prompt builder and demonstrations (`similar` embeds with `model`)."""
     label_words = resolve_label_words(tokenizer, spec.label_words, config.label_word_policy)
     prompts = PromptBuilder(spec, tokenizer, min(config.max_length, _context_length(model.config)))
     embed = mean_pooled_embedder(model, tokenizer) if config.demos == "similar" else None
     demos = DemoSelector(config.demos, splits.train, spec.num_classes, config.seed, embed=embed)
-    peft_model = _apply_method(config, model)
-    scorer = build_scorer(config.head, model, label_words, tokenizer.pad_token_id).to(device)
-    if config.method == "prefix":  # every prompt follows the learned virtual tokens
-        scorer.use_virtual_tokens(peft_model.prompt_encoder, lambda: peft_model.get_prompt(batch_size=1))
-    return Adaptation(config, spec, splits, loaded, tokenizer, label_words, prompts, demos, scorer, device, peft_model)
+    return label_words, prompts, demos
 
 
 def build_scorer(head: str, model: nn.Module, label_words: LabelWords, pad_id: int) -> nn.Module:
@@ -232,12 +272,14 @@ def _load_cut_model(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) ->
     if config.keep_strategy is None:
         return load_model(config.model, config.layers, head=config.head, num_labels=num_labels)
     from layercut.importance import load_model_by_strategy
+    from layercut.importance.task import TaskCalibration
 
-    # Measures rank the layers on the run's own training texts.
+    # Measures rank the layers on the run's own training texts; `task` on its own dev examples.
     texts = [e.text for e in splits.train][: config.calibration_samples]
+    task = TaskCalibration(config, spec, splits) if config.keep_strategy == "task" else None
     return load_model_by_strategy(config.model, config.keep_strategy, config.keep_count, calibration_texts=texts,
                                   texts_source=f"{spec.name} training texts", samples=config.calibration_samples,
-                                  head=config.head, num_labels=num_labels)
+                                  head=config.head, num_labels=num_labels, task=task)
 
 
 def _apply_method(config: RunConfig, model: nn.Module) -> nn.Module | None:
@@ -247,7 +289,6 @@ def _apply_method(config: RunConfig, model: nn.Module) -> nn.Module | None:
         model.requires_grad_(False)
         return None
     if config.method == "full":
-        model.requires_grad_(True)
         return None
     from peft import LoraConfig, PrefixTuningConfig, TaskType, get_peft_model
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from layercut.errors import LayercutError
 from layercut.importance.commands import add_strategy_arguments, load_by_strategy_args
+from layercut.runconfig import BRIDGES
 from layercut.selection import LayerSelection, format_index_spec
 
 
@@ -15,6 +16,8 @@ def add_commands(subparsers) -> None:
     cut = subparsers.add_parser("cut", help="keep some blocks of a model and save a plain Hugging Face checkpoint")
     cut.add_argument("model", help="Hub id, local folder, .gguf file, or built-in alias (smollm2-135m)")
     add_strategy_arguments(cut, add_selection_arguments(cut, required=True))
+    cut.add_argument("--bridge", choices=BRIDGES, help="lstsq: fit a linear map from the cut model's last hidden "
+                     "state to the full model's on --calibration text and fold it into the last kept block")
     cut.add_argument("-o", "--out", required=True, help="output folder")
     cut.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     cut.set_defaults(func=run_cut)
@@ -51,8 +54,10 @@ def selection_from_args(args: argparse.Namespace) -> LayerSelection:
 def run_cut(args: argparse.Namespace) -> int:
     from layercut.checkpoint import check_output_folder, save_cut_model
     from layercut.cutting import load_model
+    from layercut.healing.bridge import apply_bridge
 
     check_output_folder(args.out, args.overwrite)
+    texts = bridge_texts(args)
     loaded = load_by_strategy_args(args)
     if loaded is None:
         selection = selection_from_args(args)
@@ -60,12 +65,32 @@ def run_cut(args: argparse.Namespace) -> int:
         extra_record = {"selection": selection.describe()}
     else:
         extra_record = {"selection": format_index_spec(loaded.kept), **loaded.extras}
+    if texts:
+        extra_record["bridge"] = apply_bridge(loaded, texts, args.calibration, samples=BRIDGE_SAMPLES)
     record = save_cut_model(loaded, args.out, overwrite=args.overwrite, extra_record=extra_record)
     print(
         f"kept layers {record['kept_layers']} of {record['source_depth']}: "
         f"{record['parameters_after'] / 1e6:.1f}M parameters (from {record['parameters_before'] / 1e6:.1f}M), saved to {args.out}"
     )
+    if texts:
+        bridge = record["bridge"]
+        print(f"bridge: relative error of the last hidden state {bridge['relative_error_before']:.4f} -> "
+              f"{bridge['relative_error_after']:.4f} on {bridge['calibration_tokens']} tokens, fitted in {bridge['seconds']:.1f} s")
     return 0
+
+
+BRIDGE_SAMPLES = 64  # calibration sequences of 128 tokens, as the importance measures use
+
+
+def bridge_texts(args: argparse.Namespace) -> list[str] | None:
+    """The calibration texts `--bridge` fits on, read before any weights load (a bad source fails at once)."""
+    from layercut.importance.calibration import read_calibration_texts
+
+    if args.bridge is None:
+        return None
+    if args.calibration is None:
+        raise LayercutError("--bridge lstsq fits on calibration text: add --calibration TASK_OR_FILE")
+    return read_calibration_texts(args.calibration)
 
 
 def run_info(args: argparse.Namespace) -> int:

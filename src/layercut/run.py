@@ -22,7 +22,7 @@ from layercut.metrics import classification_metrics
 from layercut.provenance import package_versions
 from layercut.runconfig import RunConfig
 from layercut.selection import format_index_spec
-from layercut.training import train
+from layercut.training import cross_entropy_loss, train
 
 RESULT_NAME = "result.json"
 
@@ -80,11 +80,12 @@ def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = F
 
         outcome = None
         if config.trains:
+            loss_fn = setup.distill_from_teacher(autocast_dtype) if config.teacher else cross_entropy_loss
             outcome = train(
                 setup.scorer, setup.training_batches, dev_scores, setup.budget(),
                 learning_rate=config.learning_rate, weight_decay=config.weight_decay,
                 gradient_accumulation=config.gradient_accumulation, autocast_dtype=autocast_dtype,
-                show_progress=show_progress,
+                show_progress=show_progress, loss_fn=loss_fn,
             )
         scores = score_prompts(setup.scorer, test_prompts, pad_id, config.eval_batch_size, device, autocast_dtype,
                                share_prefix=sharing.evaluation)
@@ -107,6 +108,7 @@ def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = F
                         "probabilities": [[round(p, 5) for p in row] for row in scores.probabilities]},
         "dev": dataclasses.asdict(outcome) if outcome else None,
         "parameters": setup.parameter_record(),
+        "healing": {"trains": setup.trains, "bridge": setup.loaded.extras.get("bridge"), "teacher": setup.teacher_record()},
         "timing": {
             "train_seconds": outcome.seconds if outcome else 0.0,
             "train_step_seconds": outcome.seconds / outcome.steps if outcome and outcome.steps else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from layercut.runconfig import METHODS, RunConfig
+from layercut.runconfig import BRIDGES, METHODS, RunConfig
 from layercut.tasks.args import add_task_file_arguments
 
 
@@ -14,7 +14,7 @@ def add_commands(subparsers) -> None:
     defaults = RunConfig()
     run.add_argument("--model", default=defaults.model, help="Hub id, local folder, .gguf file, or alias")
     run.add_argument("--layers", default=defaults.layers, help="first:K, last:K, all, drop:SPEC, or a SPEC like 0-3,28")
-    run.add_argument("--keep-strategy", help="choose --keep-count layers by importance: first|last|spaced|bi|angular|loss|greedy")
+    run.add_argument("--keep-strategy", help="choose --keep-count layers by importance: first|last|spaced|bi|angular|loss|greedy|task")
     run.add_argument("--keep-count", type=int, metavar="K")
     run.add_argument("--calibration-samples", type=int, default=defaults.calibration_samples,
                      help="training texts a --keep-strategy measure ranks the layers on")
@@ -30,6 +30,19 @@ def add_commands(subparsers) -> None:
                      help="demonstrations in each prompt (one per class)")
     run.add_argument("--label-word-policy", choices=("first", "full"), default=defaults.label_word_policy,
                      help="score a multi-token label word by its first token (paper) or whole-word log-probability")
+    run.add_argument("--train-layers", default=defaults.train_layers, metavar="all|last:N",
+                     help="with --method full: train every kept block (all), or only the last N plus the final norm "
+                          "and the head (Lu et al. 2024)")
+    run.add_argument("--freeze-embeddings", action="store_true",
+                     help="keep the embedding tables (and an LM head tied to them) as loaded")
+    run.add_argument("--bridge", choices=BRIDGES,
+                     help="lstsq: fit a linear map from the cut model's last hidden state to the full model's on the "
+                          "training texts and fold it into the last kept block (no training)")
+    run.add_argument("--teacher", metavar="MODEL_OR_RUN",
+                     help="distill from this model (e.g. the uncut model) or a run folder saved with --save-model")
+    run.add_argument("--distill-weight", type=float, default=defaults.distill_weight,
+                     help="share of the KL term toward the teacher in the loss")
+    run.add_argument("--distill-temperature", type=float, default=defaults.distill_temperature)
     run.add_argument("--lr", type=float, default=defaults.learning_rate, dest="learning_rate")
     run.add_argument("--epochs", type=int, default=defaults.epochs, help="the budget, unless --max-steps")
     run.add_argument("--max-steps", type=int, help="a budget in batches instead of epochs")
@@ -78,7 +91,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         weight_decay=args.weight_decay, dev_shots=args.dev_shots, dev_size=args.dev_size, test_size=args.test_size,
         max_length=args.max_length, eval_batch_size=args.eval_batch_size, lora_rank=args.lora_rank,
         lora_alpha=args.lora_alpha, keep_strategy=args.keep_strategy, keep_count=args.keep_count,
-        device=args.device, dtype=args.dtype,
+        device=args.device, dtype=args.dtype, train_layers=args.train_layers,
+        freeze_embeddings=args.freeze_embeddings, bridge=args.bridge, teacher=args.teacher,
+        distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
     )
 
 

@@ -52,6 +52,12 @@ class RunConfig:
     keep_count: int | None = None
     calibration_samples: int = 64
     share_prefix: bool = True  # compute the prompts' common prefix (fixed demonstrations) once
+    train_layers: str = "all"  # all, or last:N (the last N kept blocks, the final norm and the head train)
+    freeze_embeddings: bool = False  # the input embeddings (and a head tied to them) stay as loaded
+    bridge: str | None = None  # lstsq: a linear map fitted where the cut blocks were, folded into the weights
+    teacher: str | None = None  # a model or run folder whose class distribution the training distills
+    distill_weight: float = 0.5  # share of the KL term in the loss (the rest: cross-entropy on the labels)
+    distill_temperature: float = 1.0
     device: str = "auto"
     dtype: str = "auto"
 
@@ -76,6 +82,7 @@ class RunConfig:
                 raise LayercutError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.patience < 0:
             raise LayercutError(f"patience must be >= 0, got {self.patience}")
+        _check_healing(self)
         if (self.keep_strategy is None) != (self.keep_count is None):
             raise LayercutError("--keep-strategy and --keep-count go together: give both (or use --layers)")
 
@@ -109,6 +116,35 @@ KEY_VERSION = 2
 
 def _defaults() -> dict:
     return RunConfig().to_dict()
+
+
+BRIDGES = ("lstsq",)
+
+
+def train_layers_count(text: str) -> int | None:
+    """N of `last:N`, None for `all`."""
+    if text == "all":
+        return None
+    mode, _, count = text.partition(":")
+    if mode != "last" or not count.isdigit() or int(count) < 1:
+        raise LayercutError(f"--train-layers '{text}' is not all or last:N: write e.g. last:1 or all")
+    return int(count)
+
+
+def _check_healing(config: RunConfig) -> None:
+    partial = train_layers_count(config.train_layers) is not None or config.freeze_embeddings
+    if partial and config.method != "full":
+        raise LayercutError(f"--train-layers/--freeze-embeddings choose what full fine-tuning trains, not "
+                            f"--method {config.method}: use --method full")
+    if config.bridge is not None:
+        _one_of("bridge", config.bridge, BRIDGES)
+    if config.teacher is not None and not config.trains:
+        raise LayercutError("--teacher distills during training, and --method icl does not train: "
+                            "use --method full, lora or prefix")
+    if not 0.0 <= config.distill_weight <= 1.0:
+        raise LayercutError(f"--distill-weight must lie in [0, 1], got {config.distill_weight}")
+    if not config.distill_temperature > 0:
+        raise LayercutError(f"--distill-temperature must be > 0, got {config.distill_temperature}")
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -21,8 +21,14 @@ from layercut.optim import RowSparseAdamW, sparse_embedding_gradients
 from layercut.batching import PromptBatch
 
 # One optimizer step's examples, in groups that are computed apart (prompts that share a prefix, and the
-# rest), each with its labels.
-Batch = list[tuple[PromptBatch, torch.Tensor]]
+# rest), each with its labels and, when distilling, the teacher's class probabilities (else None).
+Batch = list[tuple[PromptBatch, torch.Tensor, "torch.Tensor | None"]]
+# (logits, labels, teacher probabilities or None) -> loss
+Loss = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+def cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
+    return nn.functional.cross_entropy(logits, labels)
 
 
 @dataclass
@@ -64,6 +70,7 @@ def train(
     gradient_accumulation: int,
     autocast_dtype: torch.dtype | None = None,
     show_progress: bool = True,
+    loss_fn: Loss = cross_entropy_loss,
 ) -> TrainingOutcome:
     """Train until the budget is spent or dev stops improving; the best-dev weights are kept. Dev is scored
     by (accuracy, then lower loss): on a small dev set accuracy often ties while the model still learns."""
@@ -83,10 +90,11 @@ def train(
             epoch += 1
             scorer.train()
             for step_in_epoch, groups in enumerate(batches_for_epoch(epoch), 1):
-                labels = torch.cat([group_labels for _, group_labels in groups])
+                labels = torch.cat([group[1] for group in groups])
+                teacher = None if groups[0][2] is None else torch.cat([group[2] for group in groups])
                 with _autocast(labels.device, autocast_dtype):
-                    logits = torch.cat([scorer(batch) for batch, _ in groups])
-                loss = nn.functional.cross_entropy(logits.float(), labels)
+                    logits = torch.cat([scorer(group[0]) for group in groups])
+                loss = loss_fn(logits.float(), labels, teacher)
                 if not torch.isfinite(loss):
                     outcome.diverged = f"loss became {loss.item()} at epoch {epoch}, step {step_in_epoch}"
                     outcome.stopped_because = outcome.diverged

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Callable
 
 from layercut.importance.ranking import LayerRanking, rank_layers
 from layercut.provenance import package_versions
@@ -25,11 +26,17 @@ def rank_layers_cached(model, tokenizer, texts: list[str], *, model_spec: str, m
     `source` only labels the ranking: the texts themselves are the key.
     """
     settings = {"samples": samples, "max_length": max_length, "packed": packed, "measures": sorted(measures)}
-    path = cache_root() / "rankings" / f"{ranking_key(model_spec, texts, settings)}.json"
+    return cached_ranking(ranking_key(model_spec, texts, settings), lambda: rank_layers(
+        model, tokenizer, texts, samples=samples, max_length=max_length, measures=measures, packed=packed,
+        model_spec=model_spec, source=source, progress=progress))
+
+
+def cached_ranking(key: str, compute: Callable[[], LayerRanking]) -> LayerRanking:
+    """The ranking stored under `key`, or `compute()`'s, stored there."""
+    path = cache_root() / "rankings" / f"{key}.json"
     if path.is_file():
         return LayerRanking.load(path)
-    ranking = rank_layers(model, tokenizer, texts, samples=samples, max_length=max_length, measures=measures,
-                          packed=packed, model_spec=model_spec, source=source, progress=progress)
+    ranking = compute()
     ranking.save(path)
     return ranking
 

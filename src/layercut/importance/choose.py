@@ -7,7 +7,7 @@ from pathlib import Path
 from layercut.blocks import find_blocks
 from layercut.errors import LayercutError
 from layercut.importance.ranking import LayerRanking, rank_layers
-from layercut.importance.strategies import MEASURES, check_count, check_strategy, kept_layers
+from layercut.importance.strategies import MEASURES, RANKED, TASK_STRATEGY, check_count, check_strategy, kept_layers
 from layercut.selection import LayerSelection, format_index_spec
 
 
@@ -34,6 +34,9 @@ def choose_layers(
     check_count(count, depth)
     if ranking is not None and ranking.depth != depth:
         raise LayercutError(f"the ranking is of a {ranking.depth}-layer model, this model has {depth}: rank this model")
+    if ranking is None and strategy == TASK_STRATEGY:
+        raise LayercutError("strategy 'task' scores layers on a task's dev examples: use it in `layercut run` or "
+                            "`layercut cut --calibration TASK`")
     if ranking is None and strategy in MEASURES:
         if not calibration_texts:
             raise LayercutError(f"strategy '{strategy}' needs calibration text: give a task, a text file or a saved ranking")
@@ -58,17 +61,20 @@ def load_model_by_strategy(
     head: str = "lm",
     num_labels: int | None = None,
     progress: bool = True,
+    task=None,
 ):
     """`load_model` keeping the layers `strategy` chooses; `extras["layer_strategy"]` records the choice.
 
     Reference strategies and saved rankings load only the kept blocks. Ranking on `calibration`
     (a task, or a text or .jsonl file) or on `calibration_texts` (labelled `texts_source`) loads
     the whole causal LM once, reusing a cached ranking of the same model and texts, and cuts it in
-    place (a `cls` head loads the kept blocks afresh).
+    place (a `cls` head loads the kept blocks afresh). Strategy `task` ranks on `task` (a
+    `TaskCalibration`: a run's dev examples), or on the dev examples of the task named by `calibration`.
     """
     from layercut.cutting import cut_layers, load_model
     from layercut.importance.cache import rank_layers_cached
     from layercut.importance.calibration import read_calibration_texts
+    from layercut.importance.task import TaskCalibration, rank_by_task
     from layercut.sources import load_config
 
     check_strategy(strategy)
@@ -79,13 +85,20 @@ def load_model_by_strategy(
     depth = load_config(spec).num_hidden_layers
     check_count(count, depth)
     record = {"strategy": strategy, "count": count}
-    if strategy in MEASURES and ranking is None:
-        texts = calibration_texts or read_calibration_texts(calibration)  # before the slow load, so a bad source fails at once
+    if strategy == TASK_STRATEGY and task is None and ranking is None:
+        if calibration is None:
+            raise LayercutError("strategy 'task' needs --calibration TASK (its dev examples score the layers) or --ranking FILE")
+        task = TaskCalibration.for_task(spec, calibration)  # before the slow load, so a bad task fails at once
+    if strategy in RANKED and ranking is None:
+        texts = None if strategy == TASK_STRATEGY else calibration_texts or read_calibration_texts(calibration)
         loaded = load_model(spec, "all")
-        computed = rank_layers_cached(
-            loaded.model, loaded.tokenizer, texts, model_spec=spec, source=calibration or texts_source, measures=(strategy,),
-            samples=samples, max_length=max_length, progress=progress,
-        )
+        if strategy == TASK_STRATEGY:
+            computed = rank_by_task(loaded, task, progress=progress)
+        else:
+            computed = rank_layers_cached(
+                loaded.model, loaded.tokenizer, texts, model_spec=spec, source=calibration or texts_source,
+                measures=(strategy,), samples=samples, max_length=max_length, progress=progress,
+            )
         kept = computed.keep(strategy, count)
         if head == "lm":
             cut_layers(loaded.model, kept)
@@ -94,7 +107,7 @@ def load_model_by_strategy(
             loaded = load_model(spec, LayerSelection("keep", spec=format_index_spec(kept)), head=head, num_labels=num_labels)
         record.update(calibration=computed.calibration, seconds=computed.seconds)
     else:
-        saved = LayerRanking.load(ranking) if ranking is not None and strategy in MEASURES else None
+        saved = LayerRanking.load(ranking) if ranking is not None and strategy in RANKED else None
         if saved is not None and saved.depth != depth:
             raise LayercutError(f"the ranking '{ranking}' is of a {saved.depth}-layer model, '{spec}' has {depth}: rank this model")
         kept = kept_layers(strategy, count, depth, saved)

@@ -42,7 +42,8 @@ def add_strategy_arguments(parser: argparse.ArgumentParser, group) -> None:
                        help=f"choose --keep-count layers by strategy: {', '.join(STRATEGIES)}")
     parser.add_argument("--keep-count", type=int, metavar="K", help="how many layers --keep-strategy keeps")
     parser.add_argument("--calibration", metavar="TASK_OR_FILE",
-                        help="text to rank layers on (strategies bi, angular, loss, greedy): a task, a text or .jsonl file")
+                        help="text to rank layers on (strategies bi, angular, loss, greedy) or to fit --bridge on: a task, a text or "
+                             ".jsonl file (strategy task: a task, whose dev examples score the layers)")
     parser.add_argument("--ranking", metavar="FILE", help="a ranking saved by `layercut rank -o`, instead of --calibration")
 
 
@@ -51,7 +52,8 @@ def load_by_strategy_args(args: argparse.Namespace):
     from layercut.importance.choose import load_model_by_strategy
 
     if args.keep_strategy is None:
-        given = [flag for flag, value in (("--keep-count", args.keep_count), ("--calibration", args.calibration),
+        calibration = None if getattr(args, "bridge", None) else args.calibration  # a bridge fits on it too
+        given = [flag for flag, value in (("--keep-count", args.keep_count), ("--calibration", calibration),
                                           ("--ranking", args.ranking)) if value is not None]
         if given:
             raise LayercutError(f"{given[0]} only works with --keep-strategy: add --keep-strategy STRATEGY or leave it out")

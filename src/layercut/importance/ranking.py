@@ -17,6 +17,7 @@ from layercut.blocks import find_blocks
 from layercut.errors import LayercutError
 from layercut.importance.strategies import (
     MEASURES,
+    RANKED,
     REFERENCE_STRATEGIES,
     check_block_size,
     drop_order,
@@ -41,6 +42,8 @@ class LayerRanking:
     removal_loss: list[float] | None = None  # per layer: calibration loss with that layer alone removed
     greedy_order: list[int] | None = None  # all layers, first removed first (the last one survives)
     greedy_loss: list[float] | None = None  # calibration loss after each greedy removal
+    task_order: list[int] | None = None  # greedy removal order scored on a task's dev examples
+    task_loss: list[float] | None = None  # the dev label-word loss after each of those removals
     seconds: dict[str, float] = field(default_factory=dict)
 
     def measure(self, name: str):
@@ -49,12 +52,13 @@ class LayerRanking:
             "angular": self.angular_distance,
             "loss": self.removal_loss,
             "greedy": self.greedy_order,
+            "task": self.task_order,
         }[name]
 
     @property
     def strategies(self) -> tuple[str, ...]:
         """The strategies this ranking can answer for."""
-        return REFERENCE_STRATEGIES + tuple(m for m in MEASURES if self.measure(m) is not None)
+        return REFERENCE_STRATEGIES + tuple(m for m in RANKED if self.measure(m) is not None)
 
     def keep(self, strategy: str, count: int) -> list[int]:
         return kept_layers(strategy, count, self.depth, self)
@@ -78,6 +82,8 @@ class LayerRanking:
             "removal_loss": self.removal_loss,
             "greedy_order": self.greedy_order,
             "greedy_loss": self.greedy_loss,
+            "task_order": self.task_order,
+            "task_loss": self.task_loss,
             "seconds": self.seconds,
         }
         # Derived, for readers of the file; `from_dict` recomputes them from the measures above.
@@ -100,6 +106,8 @@ class LayerRanking:
             removal_loss=data.get("removal_loss"),
             greedy_order=data.get("greedy_order"),
             greedy_loss=data.get("greedy_loss"),
+            task_order=data.get("task_order"),
+            task_loss=data.get("task_loss"),
             seconds=data.get("seconds", {}),
         )
 

@@ -54,8 +54,19 @@ def running_only(model, indices: list[int]):
             setattr(config, name, value)
 
 
-def removal_scan(model, batches: list[CalibrationBatch], greedy: bool, progress: bool = True) -> RemovalScan:
-    """Loss without each layer; with `greedy`, repeatedly remove the least harmful layer and rescore."""
+class NextTokenLoss:
+    """The objective of the calibration measures: summed next-token loss, averaged over real next tokens."""
+
+    def summed(self, model, batch: CalibrationBatch) -> float:
+        return _nll(_logits(model, batch), batch)
+
+    def count(self, batch: CalibrationBatch) -> int:
+        return batch.loss_tokens
+
+
+def removal_scan(model, batches: list, greedy: bool, progress: bool = True, objective=NextTokenLoss()) -> RemovalScan:
+    """Loss without each layer; with `greedy`, repeatedly remove the least harmful layer and rescore.
+    `objective` sums a batch's loss (`summed`) over `count` units; by default the next-token loss."""
     blocks = list(find_blocks(model).blocks)
     depth = len(blocks)
     if depth < 2:
@@ -69,7 +80,8 @@ def removal_scan(model, batches: list[CalibrationBatch], greedy: bool, progress:
     with torch.no_grad(), tqdm(total=replays * len(batches), desc="removal loss", unit="pass", disable=not progress) as bar:
         while len(current) > 1:
             start = time.perf_counter()
-            losses, loss_now = _losses_without_each(model, blocks, current, batches, bar, with_full=full_loss is None)
+            losses, loss_now = _losses_without_each(model, blocks, current, batches, bar, objective,
+                                                    with_full=full_loss is None)
             if full_loss is None:
                 full_loss, removal = loss_now, losses
             seconds.append(time.perf_counter() - start)
@@ -81,21 +93,21 @@ def removal_scan(model, batches: list[CalibrationBatch], greedy: bool, progress:
     return RemovalScan(full_loss, removal, order + current if greedy else None, after if greedy else None, seconds)
 
 
-def _losses_without_each(model, blocks, current, batches, bar, with_full: bool) -> tuple[list[float], float | None]:
+def _losses_without_each(model, blocks, current, batches, bar, objective, with_full: bool) -> tuple[list[float], float | None]:
     nll = torch.zeros(len(current), dtype=torch.float64)
     full = 0.0
     tokens = 0
     for batch in batches:
-        inputs, batch_full = _record_inputs(model, blocks, current, batch, with_full)
+        inputs, batch_full = _record_inputs(model, blocks, current, batch, objective, with_full)
         for position, hidden in enumerate(inputs):
-            nll[position] += _nll_without(model, blocks, current[position:], hidden, batch)
+            nll[position] += _loss_without(model, blocks, current[position:], hidden, batch, objective)
             bar.update()
         full += batch_full
-        tokens += batch.loss_tokens
+        tokens += objective.count(batch)
     return (nll / tokens).tolist(), (full / tokens if with_full else None)
 
 
-def _record_inputs(model, blocks, current, batch, with_loss: bool) -> tuple[list[torch.Tensor], float]:
+def _record_inputs(model, blocks, current, batch, objective, with_loss: bool) -> tuple[list[torch.Tensor], float]:
     """The input of each current block; and the current model's summed loss when asked (else 0)."""
     inputs: list[torch.Tensor] = []
     handles = [
@@ -105,7 +117,7 @@ def _record_inputs(model, blocks, current, batch, with_loss: bool) -> tuple[list
     try:
         with running_only(model, current):
             if with_loss:
-                return inputs, _nll(_logits(model, batch), batch)
+                return inputs, objective.summed(model, batch)
             body(model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
             return inputs, 0.0
     finally:
@@ -113,12 +125,12 @@ def _record_inputs(model, blocks, current, batch, with_loss: bool) -> tuple[list
             handle.remove()
 
 
-def _nll_without(model, blocks, tail: list[int], hidden: torch.Tensor, batch) -> float:
+def _loss_without(model, blocks, tail: list[int], hidden: torch.Tensor, batch, objective) -> float:
     """Summed loss of the model without block tail[0], given that block's recorded input."""
     handle = blocks[tail[0]].register_forward_hook(lambda module, args, output: with_hidden(output, hidden))
     try:
         with running_only(model, tail):
-            return _nll(_logits(model, batch), batch)
+            return objective.summed(model, batch)
     finally:
         handle.remove()
 

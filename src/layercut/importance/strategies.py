@@ -1,6 +1,7 @@
 """Rules that turn a strategy and a layer count into the layers to keep.
 
 `first`, `last` and `spaced` need only the depth. The others read a ranking's measures:
+`task` keeps the layers that greedy removal scored on the task's own dev examples reaches last;
 `bi` keeps the layers of highest Block Influence (ShortGPT); `loss` those whose removal alone
 raises calibration loss most (Shortened LLaMA); `greedy` those that SLEB's greedy removal reaches
 last; `angular` drops the run of depth - K consecutive layers whose input and output are closest
@@ -14,8 +15,10 @@ from layercut.errors import LayercutError
 
 REFERENCE_STRATEGIES = ("first", "last", "spaced")  # need no calibration text
 MEASURES = ("bi", "angular", "loss", "greedy")  # each also names the strategy that reads it
-STRATEGIES = REFERENCE_STRATEGIES + MEASURES
-_NESTED = ("first", "last", "bi", "loss", "greedy")
+TASK_STRATEGY = "task"  # ranked on a task's dev examples rather than on calibration text
+STRATEGIES = REFERENCE_STRATEGIES + MEASURES + (TASK_STRATEGY,)
+RANKED = MEASURES + (TASK_STRATEGY,)  # the strategies that read a ranking
+_NESTED = ("first", "last", "bi", "loss", "greedy", TASK_STRATEGY)
 
 
 def check_strategy(strategy: str) -> str:
@@ -49,7 +52,7 @@ def drop_order(strategy: str, depth: int, ranking=None) -> list[int]:
         return list(reversed(range(depth)))
     if strategy == "last":
         return list(range(depth))
-    if strategy == "greedy":
+    if strategy in ("greedy", TASK_STRATEGY):
         return list(_measure(ranking, strategy))
     scores = _measure(ranking, strategy)
     return sorted(range(depth), key=lambda layer: (scores[layer], layer))
@@ -92,6 +95,9 @@ def _measure(ranking, strategy: str):
     if ranking is None:
         raise LayercutError(f"strategy '{strategy}' ranks layers on calibration text: give a calibration source or a saved ranking")
     value = ranking.measure(strategy)
+    if value is None and strategy == TASK_STRATEGY:
+        raise LayercutError("this ranking has no task order (it was ranked on calibration text): choose by 'task' in "
+                            "`layercut run`, or `layercut cut --calibration TASK`")
     if value is None:
         raise LayercutError(f"this ranking lacks the '{strategy}' measure: rerun `layercut rank` with --measures including {strategy}")
     return value

@@ -11,6 +11,9 @@
     demos: [fixed]
     shots: [16]
     seeds: [0, 42, 421]
+    arms:                           # optional: named variants, each run of the grid once per arm
+      plain: {}
+      bridge: {bridge: lstsq}         # settings, method or keep_strategy that the arm fixes
     settings:                       # any other RunConfig field, shared by every run
       epochs: 3
       learning_rate: [5.0e-5, 1.0e-4]   # a list is tried in full; the report picks per cell on dev accuracy
@@ -42,14 +45,15 @@ DIMENSIONS = {  # experiment key -> RunConfig field
     "models": "model", "layers": "layers", "strategies": "keep_strategy", "keep_counts": "keep_count",
     "tasks": "task", "heads": "head", "methods": "method", "demos": "demos", "shots": "shots", "seeds": "seed",
 }
-KEYS = ("description", *DIMENSIONS, "settings", "evaluations")
+KEYS = ("description", *DIMENSIONS, "arms", "settings", "evaluations")
 SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in {*DIMENSIONS.values(), "task_options"})
 # Settings a method ignores keep their first value there, so that sweeping them does not repeat identical runs.
 _TRAINING = ("learning_rate", "epochs", "max_steps", "eval_every", "batch_size", "gradient_accumulation", "patience",
              "weight_decay")
 _LORA = ("lora_rank", "lora_alpha")
 _TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}  # "float", "int | None", ... (postponed annotations)
-_KINDS = {"float": ("a number", "5.0e-5"), "int": ("a whole number", "3"), "str": ("text", "'text'")}
+_KINDS = {"float": ("a number", "5.0e-5"), "int": ("a whole number", "3"), "str": ("text", "'text'"),
+          "bool": ("true or false", "true")}
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ def expand(data, base: Path, where: str) -> tuple[list[RunConfig], list[str]]:
     if unknown:
         raise LayercutError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(KEYS)}")
     settings = _settings_grid(data.get("settings"), where)
+    arms = _arms(data.get("arms"), where)
     models = [_model(entry, base, where) for entry in _values(data, "models", where)]
     default_layers = [] if "strategies" in data and "layers" not in data else _values(data, "layers", where)
     strategy_choices = _strategy_choices(data, where)
@@ -110,11 +115,13 @@ def expand(data, base: Path, where: str) -> tuple[list[RunConfig], list[str]]:
     for model, model_layers in models:
         for selection in _selections(model, default_layers if model_layers is None else model_layers,
                                      strategy_choices, where, skipped):
-            for (task, options), head, method, demo, shot, seed, setting in itertools.product(
-                    tasks, heads, methods, demos, shots, seeds, settings):
+            for (task, options), head, method, demo, shot, seed, setting, arm in itertools.product(
+                    tasks, heads, methods, demos, shots, seeds, settings, arms):
                 try:
-                    config = RunConfig(model=model, task=task, task_options=options, head=head, method=method,
-                                       demos=demo, shots=shot, seed=seed, **selection, **_relevant(setting, settings[0], method))
+                    fields = dict(model=model, task=task, task_options=options, head=head, method=arm.get("method", method),
+                                  demos=demo, shots=shot, seed=seed, **selection)
+                    fields.update(_relevant(setting, settings[0], fields["method"]), **arm)
+                    config = RunConfig(**fields)
                 except LayercutError as error:
                     skipped[str(error)] += 1
                     continue
@@ -238,6 +245,26 @@ def _local_path(spec: str, base: Path) -> str:
     return str(candidate.resolve()) if spec.startswith((".", "/", "~")) or candidate.exists() else spec
 
 
+ARM_FIELDS = ("method", "keep_strategy")  # besides the settings, what an arm may fix
+
+
+def _arms(arms, where: str) -> list[dict]:
+    """The arms' fixed values ([{}] without arms): a mapping of arm name -> {field: value}."""
+    if arms is None:
+        return [{}]
+    if not isinstance(arms, dict) or not arms or not all(isinstance(a, dict) for a in arms.values()):
+        raise LayercutError(f"{where}: 'arms' must map arm names to settings, e.g. {{plain: {{}}, bridge: {{bridge: lstsq}}}}")
+    checked = []
+    for name, values in arms.items():
+        unknown = sorted(set(values) - set(SETTINGS) - set(ARM_FIELDS), key=str)
+        if unknown:
+            raise LayercutError(f"{where}: arm '{name}' sets unknown field(s) {', '.join(map(str, unknown))}; "
+                                f"allowed: {', '.join(ARM_FIELDS + SETTINGS)}")
+        checked.append({field: value if field in ARM_FIELDS else _coerce(field, value, f"{where}: arms")
+                        for field, value in values.items()})
+    return checked
+
+
 def _settings_grid(settings, where: str) -> list[dict]:
     """Every combination of the settings given as lists (the others are shared by all)."""
     if settings is None:
@@ -268,6 +295,8 @@ def _coerce(field: str, value, where: str):
     kind = _TYPES[field]
     if value is None and kind.endswith("None"):
         return None
+    if kind == "bool" and isinstance(value, bool):
+        return value
     if not isinstance(value, bool):
         if kind.startswith("float") and isinstance(value, (int, float, str)):
             try:

@@ -1,0 +1,110 @@
+"""The `task` strategy: SLEB's greedy removal, scored by the task itself rather than by perplexity.
+
+Each round removes the layer whose absence raises the label-word loss on the run's own dev examples
+least (the first-token label words through the LM head, at each prompt's last real token), prompted
+exactly as the run prompts them. The order is computed once per model, prompts and labels and stored
+with the other rankings (`importance/cache.py`), so a sweep over layer counts ranks once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from layercut.batching import last_real_index
+from layercut.heads import restricted_lm_logits
+from layercut.importance.blockio import body
+from layercut.importance.ranking import LayerRanking
+from layercut.tasks.prompts import collate_padded
+
+BATCH_SIZE = 8
+
+
+@dataclass
+class TaskCalibration:
+    """A run's settings, task and splits: what `task` scores layers on (the dev split, prompted as the run)."""
+
+    config: object  # RunConfig
+    spec: object  # TaskSpec
+    splits: object  # FewShotSplits
+
+    @classmethod
+    def for_task(cls, model: str, task: str) -> "TaskCalibration":
+        """A task's dev examples under the default run settings (`layercut cut --keep-strategy task`)."""
+        from layercut.adaptation import make_run_splits, resolve_task
+        from layercut.runconfig import RunConfig
+
+        config = RunConfig(model=model, task=task)
+        spec = resolve_task(config)
+        return cls(config, spec, make_run_splits(config, spec))
+
+
+@dataclass(frozen=True)
+class DevBatch:
+    """Right-padded prompts (positions start at 0 for every prompt) and their classes."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+
+    def to(self, device) -> "DevBatch":
+        return DevBatch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device))
+
+
+@dataclass(frozen=True)
+class LabelWordLoss:
+    """The removal scan's objective: summed cross-entropy of the classes' label-word logits, per example."""
+
+    token_ids: torch.Tensor
+
+    def summed(self, model, batch: DevBatch) -> float:
+        hidden = body(model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).last_hidden_state
+        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_real_index(batch.attention_mask)]
+        logits = restricted_lm_logits(model, last, self.token_ids.to(hidden.device))
+        return float(F.cross_entropy(logits.float(), batch.labels, reduction="sum"))
+
+    def count(self, batch: DevBatch) -> int:
+        return len(batch.labels)
+
+
+def rank_by_task(loaded, task: TaskCalibration, progress: bool = True) -> LayerRanking:
+    """The greedy removal order of `loaded` (the whole causal LM) scored on the task's dev examples; cached."""
+    from layercut.adaptation import build_prompting
+    from layercut.importance.cache import cached_ranking, ranking_key
+    from layercut.importance.removal import removal_scan
+
+    config = task.config
+    label_words, prompts, demos = build_prompting(config, task.spec, task.splits, loaded.model, loaded.tokenizer)
+    dev = task.splits.dev[: config.calibration_samples]
+    demos.prepare(dev)
+    encoded = [prompts.encode(e, demos.for_query(e)) for e in dev]
+    labels = [e.label for e in dev]
+    # Scored by the label words' first tokens (a whole-word policy's words are ranked by their first token too).
+    identity = json.dumps({"prompts": encoded, "labels": labels, "label_tokens": label_words.first_ids})
+    key = ranking_key(loaded.spec, [identity], {"objective": "label-word loss on dev", "measures": ["task"]})
+
+    def compute() -> LayerRanking:
+        pad = loaded.tokenizer.pad_token_id
+        batches = []
+        for start in range(0, len(encoded), BATCH_SIZE):
+            ids, mask = collate_padded(encoded[start:start + BATCH_SIZE], pad, left=False)
+            batches.append(DevBatch(ids, mask, torch.tensor(labels[start:start + BATCH_SIZE])))
+        began = time.perf_counter()
+        loaded.model.eval()
+        scan = removal_scan(loaded.model, batches, greedy=True, progress=progress,
+                            objective=LabelWordLoss(torch.tensor(label_words.first_ids)))
+        return LayerRanking(
+            model=loaded.spec, depth=len(scan.removal_loss), task_order=scan.greedy_order, task_loss=scan.greedy_loss,
+            calibration={"source": f"{task.spec.name} dev examples", "examples": len(dev),
+                         "tokens": sum(map(len, encoded)), "objective": "label-word loss",
+                         "full_loss": scan.full_loss,
+                         "prompts_sha256": hashlib.sha256(identity.encode()).hexdigest()[:16]},
+            seconds={"task": round(time.perf_counter() - began, 2)},
+        )
+
+    return cached_ranking(key, compute)

@@ -1,0 +1,75 @@
+"""The `task` strategy: greedy layer removal scored by the label-word loss on the run's dev examples."""
+
+import pytest
+import torch
+
+from layercut.adaptation import build_prompting, make_run_splits, resolve_task
+from layercut.cutting import cut_layers, load_model
+from layercut.evaluation import score_prompts
+from layercut.heads import LabelWordHead
+from layercut.importance import task as task_strategy
+from layercut.importance.ranking import LayerRanking
+from layercut.importance.strategies import kept_layers
+from layercut.run import run
+from tests.cli import assert_one_line_error, run_cli
+from tests.test_run import tiny_config
+
+
+
+
+def test_task_strategy_keeps_the_layers_greedy_task_removal_reaches_last(tiny_llama_folder, review_file, tmp_path,
+                                                                           monkeypatch, one_thread):
+    monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / "cache"))
+    config = tiny_config(tiny_llama_folder, review_file, layers="all", keep_strategy="task", keep_count=2, method="icl")
+    record = run(config, show_progress=False).record
+    order = record["layers"]["ranking"]
+    assert record["layers"]["strategy"] == "task" and len(record["layers"]["kept"]) == 2
+    assert order["calibration"]["objective"] == "label-word loss" and order["calibration"]["examples"] == 8
+    rankings = list((tmp_path / "cache" / "rankings").glob("*.json"))
+    assert len(rankings) == 1
+    saved = LayerRanking.load(rankings[0])
+    assert sorted(saved.task_order) == [0, 1, 2, 3] and len(saved.task_loss) == 3
+    assert record["layers"]["kept"] == sorted(saved.task_order[-2:]) == kept_layers("task", 2, 4, saved)
+    assert saved.removal_loss is None  # the task loss is not the next-token removal loss
+
+
+def test_the_task_order_is_computed_once_and_reused(tiny_llama_folder, review_file, tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path))
+    scans = []
+    import layercut.importance.removal as removal
+
+    real = removal.removal_scan
+    monkeypatch.setattr(removal, "removal_scan", lambda *a, **k: scans.append(1) or real(*a, **k))
+    for count in (1, 3):
+        config = tiny_config(tiny_llama_folder, review_file, layers="all", keep_strategy="task", keep_count=count,
+                             method="icl")
+        assert len(run(config, show_progress=False).record["layers"]["kept"]) == count
+    assert len(scans) == 1
+
+
+def test_greedy_task_removal_drops_the_layer_that_hurts_the_dev_loss_least(tiny_llama_folder, review_file, tmp_path,
+                                                                           monkeypatch, one_thread):
+    """Round one of the scan equals scoring every 3-layer cut directly."""
+    monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path))
+    config = tiny_config(tiny_llama_folder, review_file, layers="all", keep_strategy="task", keep_count=2, method="icl")
+    calibration = task_strategy.TaskCalibration(config, resolve_task(config), make_run_splits(config, resolve_task(config)))
+    loaded = load_model(str(tiny_llama_folder), "all")
+    ranking = task_strategy.rank_by_task(loaded, calibration, progress=False)
+
+    losses = []
+    for removed in range(4):
+        model = load_model(str(tiny_llama_folder), "all").model
+        cut_layers(model, [i for i in range(4) if i != removed])
+        words, prompts, demos = build_prompting(config, calibration.spec, calibration.splits, model, loaded.tokenizer)
+        dev = calibration.splits.dev
+        demos.prepare(dev)
+        scores = score_prompts(LabelWordHead(model, words.first_ids), [prompts.encode(e, demos.for_query(e)) for e in dev],
+                               loaded.tokenizer.pad_token_id, 8, torch.device("cpu"))
+        losses.append(scores.loss([e.label for e in dev]))
+    assert ranking.task_order[0] == min(range(4), key=lambda i: (round(losses[i], 5), i))
+    assert ranking.task_loss[0] == pytest.approx(min(losses), rel=1e-4)
+
+
+def test_cut_by_task_needs_a_task(tiny_llama_folder, tmp_path):
+    result = run_cli("cut", tiny_llama_folder, "--keep-strategy", "task", "--keep-count", "2", "-o", tmp_path / "o")
+    assert_one_line_error(result, "strategy 'task' needs --calibration TASK")
