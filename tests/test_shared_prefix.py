@@ -73,12 +73,14 @@ def test_shared_prefix_whole_word_scores_equal(family):
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_shared_prefix_training_step_gives_the_same_weights(family):
-    model = without_dropout(tiny_model(family))
+@pytest.mark.parametrize("head", ["lm", "cls"])
+def test_shared_prefix_training_step_gives_the_same_weights(family, head):
+    model = without_dropout(tiny_model(family, head=head, num_labels=2))
     assert not active_dropout(model)
     updated = []
     for prefix_length in (0, common_prefix_length(PROMPTS)):
-        scorer = LabelWordHead(copy.deepcopy(model), LABEL_IDS).train()
+        scorer = (LabelWordHead(copy.deepcopy(model), LABEL_IDS) if head == "lm"
+                  else ClassificationHead(copy.deepcopy(model))).train()
         optimizer = torch.optim.SGD(scorer.parameters(), lr=0.1)  # Adam's first step is sign-like: too touchy
         loss = torch.nn.functional.cross_entropy(scorer(make_batch(PROMPTS, 0, prefix_length)), torch.tensor([0, 1, 1, 0]))
         loss.backward()
