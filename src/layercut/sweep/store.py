@@ -17,11 +17,12 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from layercut.atomic import write_json_atomic, write_text_atomic
+from layercut.atomic import is_temporary, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from layercut.errors import LayercutError
 from layercut.run import RESULT_NAME
 
 FAILURE_NAME = "failure.json"
+LOCK_NAME = ".lock"
 # `diverged` is final too: run() stops on a non-finite loss and evaluates the last good weights;
 # the same configuration would diverge again.
 FINISHED = ("complete", "diverged")
@@ -59,10 +60,14 @@ class ResultStore:
     @contextlib.contextmanager
     def claim(self, experiment, allow_different: bool = False) -> Iterator[None]:
         """Hold DIR for one sweep: refuse a DIR of another experiment (unless allowed) and a DIR
-        another sweep is writing to; record this experiment as DIR's own."""
+        another sweep is writing to; record this experiment as DIR's own; clear what killed runs left."""
+        if self.root.is_dir():
+            self._check_owner(experiment, allow_different)  # before creating anything: a refused sweep leaves nothing
+        elif self.root.exists():
+            raise LayercutError(f"--out '{self.root}' is a file: give a folder path")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            lock = open(self.root / ".lock", "w")
+            lock = open(self.root / LOCK_NAME, "w")
         except OSError as error:
             raise LayercutError(
                 f"cannot write to '{self.root}' ({error.strerror}): choose another --out or fix its permissions") from None
@@ -72,18 +77,29 @@ class ResultStore:
             except BlockingIOError:
                 raise LayercutError(
                     f"another sweep is writing to '{self.root}': wait for it to finish, or choose another --out") from None
-            self._check_owner(experiment, allow_different)
+            self._check_owner(experiment, allow_different)  # again, now that no other sweep can write
+            self._remove_debris()
             write_text_atomic(self.root / "experiment.yaml", experiment.text)
             write_json_atomic(self.root / "sweep.json", {"experiment": experiment.key, "source": experiment.source,
                                                          "runs": len(experiment.runs)})
             yield
+
+    def _remove_debris(self) -> None:
+        """Temporary files of killed writes, and run folders a kill left empty."""
+        remove_stale_temporaries(self.root)
+        runs = self.root / "runs"
+        for folder in sorted(runs.iterdir()) if runs.is_dir() else []:
+            if folder.is_dir():
+                remove_stale_temporaries(folder)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only succeeds when empty
 
     def _check_owner(self, experiment, allow_different: bool) -> None:
         if allow_different:
             return
         owner = read_json(self.root / "sweep.json")
         if owner is None:
-            others = [p.name for p in self.root.iterdir() if p.name != ".lock"]
+            others = [p.name for p in self.root.iterdir() if p.name != LOCK_NAME and not is_temporary(p.name)]
             if others:
                 raise LayercutError(f"'{self.root}' is not empty and holds no sweep ({others[0]}, ...): "
                                     "choose another --out, or pass --allow-different to write into it")
