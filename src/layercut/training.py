@@ -14,7 +14,8 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from layercut.progress import progress_bar
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # input_ids, attention_mask, labels
 
@@ -50,7 +51,7 @@ def train(
     best = _snapshot(scorer)  # the untrained weights are the last good ones until an epoch improves
     epochs_without_gain = 0
     start = time.perf_counter()
-    bar = tqdm(total=epochs * steps_per_epoch, desc="training", unit="step", disable=not show_progress, leave=False)
+    bar = progress_bar(total=epochs * steps_per_epoch, desc="training", unit="step", enabled=show_progress)
     try:
         for epoch in range(1, epochs + 1):
             scorer.train()
