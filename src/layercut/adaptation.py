@@ -15,6 +15,7 @@ from layercut.cutting import LoadedModel, load_model
 from layercut.errors import LayercutError
 from layercut.heads import ClassificationHead, LabelWordHead, WholeWordHead
 from layercut.runconfig import RunConfig
+from layercut.sources import Trust
 from layercut.tasks import (
     DemoSelector,
     Example,
@@ -147,15 +148,16 @@ def build_scorer(head: str, model: nn.Module, label_words: LabelWords, pad_id: i
 
 def _load_cut_model(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) -> LoadedModel:
     num_labels = spec.num_classes if config.head == "cls" else None
+    trust = Trust(pickle=config.allow_pickle, remote_code=config.trust_remote_code)
     if config.keep_strategy is None:
-        return load_model(config.model, config.layers, head=config.head, num_labels=num_labels)
+        return load_model(config.model, config.layers, head=config.head, num_labels=num_labels, trust=trust)
     from layercut.importance import load_model_by_strategy
 
     # Measures rank the layers on the run's own training texts.
     texts = [e.text for e in splits.train][: config.calibration_samples]
     return load_model_by_strategy(config.model, config.keep_strategy, config.keep_count, calibration_texts=texts,
                                   texts_source=f"{spec.name} training texts", samples=config.calibration_samples,
-                                  head=config.head, num_labels=num_labels)
+                                  head=config.head, num_labels=num_labels, trust=trust)
 
 
 def _apply_method(config: RunConfig, model: nn.Module) -> nn.Module | None:
