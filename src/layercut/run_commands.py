@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from layercut.runconfig import RunConfig
+from layercut.sources import add_trust_arguments
 from layercut.tasks.args import add_task_file_arguments
 
 
@@ -16,7 +18,8 @@ def add_commands(subparsers) -> None:
     run.add_argument("--layers", default=defaults.layers, help="first:K, last:K, all, drop:SPEC, or a SPEC like 0-3,28")
     run.add_argument("--keep-strategy", help="choose --keep-count layers by importance: first|last|spaced|bi|angular|loss|greedy")
     run.add_argument("--keep-count", type=int, metavar="K")
-    run.add_argument("--task", default=defaults.task, help="a built-in task (`layercut tasks`) or a task YAML file")
+    run.add_argument("--task", help=f"a built-in task (`layercut tasks`) or a task YAML file (default {defaults.task}); "
+                                    "with --data, a name for the file's task")
     add_task_file_arguments(run)
     run.add_argument("--shots", type=int, default=defaults.shots, metavar="K", help="training examples per class")
     run.add_argument("--seed", type=int, default=defaults.seed)
@@ -45,6 +48,7 @@ def add_commands(subparsers) -> None:
     run.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default=defaults.dtype,
                      help="auto: bf16 autocast on CUDA, fp32 on CPU")
     run.add_argument("--out", required=True, help="the run's folder (result.json, and model/ with --save-model)")
+    add_trust_arguments(run)
     run.add_argument("--save-model", action="store_true", help="also save the adapted model for `layercut predict`")
     run.add_argument("--overwrite", action="store_true", help="replace an earlier result in --out")
     run.set_defaults(func=run_run)
@@ -61,21 +65,20 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     from layercut.adaptation import TASK_OPTION_DEFAULTS
 
     task_options = {k: getattr(args, k) for k, default in TASK_OPTION_DEFAULTS.items() if getattr(args, k) != default}
+    task = args.task or (Path(args.data).stem if args.data else RunConfig.task)
     return RunConfig(
-        model=args.model, layers=args.layers, task=args.task, task_options=task_options, shots=args.shots,
+        model=args.model, layers=args.layers, task=task, task_options=task_options, shots=args.shots,
         seed=args.seed, head=args.head, method=args.method, demos=args.demos,
         label_word_policy=args.label_word_policy, learning_rate=args.learning_rate, epochs=args.epochs,
         batch_size=args.batch_size, gradient_accumulation=args.gradient_accumulation, patience=args.patience,
         weight_decay=args.weight_decay, dev_shots=args.dev_shots, dev_size=args.dev_size, test_size=args.test_size,
         max_length=args.max_length, eval_batch_size=args.eval_batch_size, lora_rank=args.lora_rank,
         lora_alpha=args.lora_alpha, keep_strategy=args.keep_strategy, keep_count=args.keep_count,
-        device=args.device, dtype=args.dtype,
+        device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
     )
 
 
 def run_run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from layercut.run import check_run_folder, run
 
     config = config_from_args(args)
