@@ -19,20 +19,29 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from layercut.errors import LayercutError
+
 _HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
 _TEMPORARY = re.compile(r"^\..*\.lc-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-[A-Za-z0-9_]+\.(?:tmp|old)$")
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path` to write; on success it replaces `path` in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path.name), suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes it private; the result should not be
         os.replace(tmp, path)
     except BaseException:
@@ -85,6 +94,27 @@ def temporary_directory(name: str) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> None:
+    """Fail before any work when `path` (a file, or a `folder`) cannot be created: probe the nearest
+    folder that exists, leaving nothing behind (a permission check alone would not see a read-only
+    file system, nor work for root)."""
+    path = Path(path)
+    if path.is_dir() and not folder:
+        raise LayercutError(f"{what} '{path}' is a folder: give a file name")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise LayercutError(f"cannot write {what} '{path}' ('{existing}' is a file, not a folder): choose another path")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=_temporary_prefix("probe"), suffix=".tmp")
+    except OSError as error:
+        raise LayercutError(f"cannot write {what} '{path}' ({error.strerror} in '{existing}'): "
+                            "choose another path or fix its permissions") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> None:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from layercut.accounting import size_report
-from layercut.atomic import atomic_directory, write_json_atomic, write_text_atomic
+from layercut.atomic import atomic_directory, check_writable, write_json_atomic, write_text_atomic
 from layercut.cutting import LoadedModel
 from layercut.errors import LayercutError, reported_as
 from layercut.provenance import package_versions
@@ -21,6 +21,7 @@ def check_output_folder(out: str | Path, overwrite: bool) -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise LayercutError(f"output '{out}' is a file: choose a folder path")
+    check_writable(out, "the output folder", folder=True)
     if not out.is_dir() or not any(out.iterdir()):
         return out
     if not overwrite:

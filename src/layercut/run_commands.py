@@ -79,10 +79,15 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    from layercut.run import check_run_folder, run
+    from layercut.atomic import check_writable
+    from layercut.checkpoint import check_output_folder
+    from layercut.run import RESULT_NAME, check_run_folder, run
 
     config = config_from_args(args)
     check_run_folder(Path(args.out), args.overwrite)
+    check_writable(Path(args.out) / RESULT_NAME, "the run's result")
+    if args.save_model:
+        check_output_folder(Path(args.out) / "model", overwrite=True)  # refuses foreign files now, not after training
     result = run(config, args.out, overwrite=args.overwrite, save_model=args.save_model).record
     metrics, layers, params = result["metrics"], result["layers"], result["parameters"]
     print(

@@ -68,6 +68,7 @@ def load_by_strategy_args(args: argparse.Namespace):
 
 
 def run_rank(args: argparse.Namespace) -> int:
+    from layercut.atomic import check_writable
     from layercut.cutting import load_model
     from layercut.importance.calibration import read_calibration_texts
     from layercut.importance.plot import check_plot_path, plot_ranking
@@ -83,7 +84,9 @@ def run_rank(args: argparse.Namespace) -> int:
         if value < 1:
             raise LayercutError(f"{flag} must be at least 1, got {value}")
     if args.plot:
-        check_plot_path(args.plot)
+        check_writable(check_plot_path(args.plot), "the plot")
+    if args.out:
+        check_writable(args.out, "the ranking")
     trust = Trust.from_args(args)
     depth = load_config(args.model, trust).num_hidden_layers
     counts = args.counts or [k for k in DEFAULT_COUNTS if k <= depth] or [depth]

@@ -23,6 +23,12 @@ from layercut.run import RESULT_NAME
 
 FAILURE_NAME = "failure.json"
 LOCK_NAME = ".lock"
+# What reports read from a record; a record without them is damaged.
+_CONFIG_FIELDS = ("model", "layers", "keep_strategy", "keep_count", "task", "task_options", "head", "method", "demos",
+                  "shots", "seed")
+_FINISHED_FIELDS = ("metrics.accuracy", "metrics.macro_f1", "metrics.num_examples", "layers.kept", "layers.spec",
+                    "layers.source_depth", "parameters.total", "parameters.non_embedding", "parameters.percent_of_source",
+                    "timing.train_seconds", "timing.eval_examples_per_second", "memory.peak_bytes", "dev")
 # `diverged` is final too: run() stops on a non-finite loss and evaluates the last good weights;
 # the same configuration would diverge again.
 FINISHED = ("complete", "diverged")
@@ -36,8 +42,9 @@ class ResultStore:
         return self.root / "runs" / key
 
     def is_done(self, key: str) -> bool:
+        """A run is done when its result is whole; one that lacks fields is run again."""
         record = read_json(self.folder(key) / RESULT_NAME)
-        return record is not None and record.get("status") in FINISHED
+        return record is not None and record.get("status") in FINISHED and missing_field(record) is None
 
     def save(self, record: dict) -> None:
         folder = self.folder(record["key"])
@@ -52,9 +59,16 @@ class ResultStore:
         runs = self.root / "runs"
         records = []
         for folder in sorted(runs.iterdir() if runs.is_dir() else []):
-            record = read_json(folder / RESULT_NAME) or read_json(folder / FAILURE_NAME)
-            if record is not None:
-                records.append(record)
+            path = folder / RESULT_NAME if (folder / RESULT_NAME).exists() else folder / FAILURE_NAME
+            record = read_json(path)
+            if record is None:
+                if path.exists():
+                    raise LayercutError(f"'{path}' is damaged (not a JSON object): delete '{folder}' and run the sweep again")
+                continue
+            missing = missing_field(record)
+            if missing:
+                raise LayercutError(f"'{path}' lacks the field '{missing}': delete '{folder}' and run the sweep again to redo that run")
+            records.append(record)
         return records
 
     @contextlib.contextmanager
@@ -111,7 +125,23 @@ class ResultStore:
 
 
 def read_json(path: Path) -> dict | None:
+    """The JSON object in `path`; None when it is missing, unreadable or not an object."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
+
+
+def missing_field(record: dict) -> str | None:
+    """The first field a report reads that `record` lacks (dotted, e.g. `metrics.accuracy`), or None."""
+    paths = ["key", "status", *(f"config.{name}" for name in _CONFIG_FIELDS)]
+    if record.get("status") in FINISHED:
+        paths += _FINISHED_FIELDS
+    for path in paths:
+        value = record
+        for part in path.split("."):
+            if not isinstance(value, dict) or part not in value:
+                return path
+            value = value[part]
+    return None
