@@ -10,8 +10,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib.metadata
-import json
 import importlib.util
+import json
 import os
 import re
 import sys

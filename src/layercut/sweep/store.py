@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -99,7 +100,8 @@ class ResultStore:
             yield
 
     def _remove_debris(self) -> None:
-        """Temporary files of killed writes, and run folders a kill left empty."""
+        """Temporary files of killed writes (and killed runs' scratch folders), and run folders a kill left empty."""
+        remove_stale_temporaries(tempfile.gettempdir())
         remove_stale_temporaries(self.root)
         runs = self.root / "runs"
         for folder in sorted(runs.iterdir()) if runs.is_dir() else []:
