@@ -61,8 +61,10 @@ def _quiet_libraries() -> None:
     import warnings
 
     os.environ.setdefault("DATASETS_VERBOSITY", "error")  # read when datasets is imported
+    from huggingface_hub.utils import logging as hub_logging
     from transformers.utils import logging as hf_logging
 
+    hub_logging.set_verbosity_error()  # e.g. a retry note per attempt to reach an unreachable Hub
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
