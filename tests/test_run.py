@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from layercut.errors import LayercutError
+from layercut.batching import PromptBatch
 from layercut.heads import LabelWordHead, last_token_hidden
 from layercut.run import RunResult, run
 from layercut.runconfig import RunConfig
@@ -72,7 +73,7 @@ def test_restricted_label_logits_equal_full_vocabulary_columns(family):
     mask = (ids != 0).long()
     mask[1, 0] = 1
     with torch.no_grad():
-        restricted = LabelWordHead(model, label_ids)(ids, mask)
+        restricted = LabelWordHead(model, label_ids)(PromptBatch(ids, mask))
         for row in range(2):
             real = ids[row][mask[row].bool()].unsqueeze(0)
             full = model(real).logits[0, -1, label_ids]
@@ -87,8 +88,8 @@ def test_left_and_right_padding_agree(family):
     left = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
     right = torch.tensor([p + [0] * (width - len(p)) for p in prompts])
     with torch.no_grad():
-        from_left = last_token_hidden(model, left, (left != 0).long())
-        from_right = last_token_hidden(model, right, (right != 0).long())
+        from_left = last_token_hidden(model, PromptBatch(left, (left != 0).long()))
+        from_right = last_token_hidden(model, PromptBatch(right, (right != 0).long()))
     assert torch.allclose(from_left, from_right, atol=1e-5)
 
 
@@ -109,8 +110,8 @@ def test_nan_loss_stops_keeps_last_good_weights_and_the_result(tiny_llama_folder
     real_forward = LabelWordHead.forward
     training_calls = []
 
-    def diverges_in_epoch_two(self, input_ids, attention_mask):
-        logits = real_forward(self, input_ids, attention_mask)
+    def diverges_in_epoch_two(self, batch):
+        logits = real_forward(self, batch)
         if self.training:
             training_calls.append(1)
             if len(training_calls) > 2:  # an epoch is 2 steps here
@@ -118,7 +119,7 @@ def test_nan_loss_stops_keeps_last_good_weights_and_the_result(tiny_llama_folder
         return logits
 
     monkeypatch.setattr(LabelWordHead, "forward", diverges_in_epoch_two)
-    config = tiny_config(tiny_llama_folder, review_file, epochs=3)
+    config = tiny_config(tiny_llama_folder, review_file, epochs=3, share_prefix=False)  # one forward per step
     with pytest.raises(LayercutError, match="epoch 2, step 1.*last good weights"):
         run(config, tmp_path, show_progress=False)
     saved = RunResult.load(tmp_path).record

@@ -112,11 +112,13 @@ def test_sweep_runs_resumes_and_reports(tiny_llama_folder, review_file, tmp_path
     assert "12 runs: 12 already complete in" in capsys.readouterr().out
 
     report = (out / "report.md").read_text()
-    assert "12 finished runs" in report and report.count("| Layers kept |") == 2  # LM head: full, ICL
+    assert "12 finished runs" in report and report.count("| Layers kept | Parameters") == 2  # LM head: full, ICL
+    assert "Other measures" in report and "Majority-class baseline" in report and "Splits: train: balanced" in report
     assert "Settings picked per cell by the best mean dev accuracy" in report and "learning_rate=0.00" in report
     rows = list(csv.DictReader((out / "runs.csv").open()))
     assert len(rows) == 12 == len({r["key"] for r in rows}) and {r["status"] for r in rows} == {"complete"}
-    for name in ("accuracy_vs_layers_", "accuracy_vs_parameters", "speedup_vs_layers"):
+    for name in ("accuracy_vs_layers_", "accuracy_vs_parameters", "speedup_vs_layers", "dev_accuracy_curves_",
+                 "train_loss_curves_"):
         [plot] = (out / "plots").glob(f"{name}*.png")
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -188,6 +190,7 @@ def test_report_from_stored_results_picks_settings_on_dev(tmp_path):
         fake_record("k3", 1, "a", 0, 0.9, 0.6, learning_rate=3e-3), fake_record("k4", 1, "a", 1, 0.9, 0.6, learning_rate=3e-3),
         fake_record("k5", 1, "b", 0, 0.4, 0.5), fake_record("k6", 1, "b", 1, 0.6, 0.5),
         fake_record("k7", 4, "a", 0, 0.8, 0.9),  # one seed only: (n=1)
+        fake_record("k10", 4, "b", 0, 0.6, 0.9),  # full depth averages 70: 1 layer keeps 55 / 70 = 79%
         fake_record("k8", 1, "a", 0, 0.55, None, method="icl"),
     ]
     for record in records:
@@ -196,18 +199,19 @@ def test_report_from_stored_results_picks_settings_on_dev(tmp_path):
     (tmp_path / "experiment.yaml").write_text("tasks: [b, a]\n")  # columns follow the file
     files = write_report(tmp_path)
     report = files.report.read_text()
-    assert "| Layers kept | Parameters (% of full) | Non-embedding | b | a | Average |" in report
-    assert "| 1 | 1.5M (25.0%) | 500.0k | 50.0 ± 14.1 | 60.0 ± 14.1 | 55.0 |" in report
-    assert "| 4 | 6.0M (100.0%) | 2.0M | – | 80.0 (n=1) | – |" in report
+    assert "| Layers kept | Parameters (% of full) | Non-embedding | b | a | Average | % of full |" in report
+    assert "| 1 | 1.5M (25.0%) | 500.0k | 50.0 ± 14.1 | 60.0 ± 14.1 | 55.0 | 79% |" in report
+    assert "| 4 | 6.0M (100.0%) | 2.0M | 60.0 (n=1) | 80.0 (n=1) | 70.0 | 100% |" in report
     assert "- layers 1, a: learning_rate=0.001 (dev 80.0; also tried learning_rate=0.003: 60.0)" in report
     assert "## m: LM head, in-context learning (no training)" in report
-    assert "8 finished runs, 1 failed" in report and "`k9`" in report and "boom" in report
-    assert len(list(csv.DictReader(files.runs_csv.open()))) == 9
+    assert "9 finished runs, 1 failed" in report and "`k9`" in report and "boom" in report
+    assert len(list(csv.DictReader(files.runs_csv.open()))) == 10
     [full, icl] = build_tables(records)
     assert [row.kept for row in full.rows] == [1, 4] and icl.fields["method"] == "icl"
 
 
-@pytest.mark.parametrize("name, runs", [("demo", 9), ("trec-k16", 9), ("strategies", 36), ("paper", 600), ("replication", 162)])
+@pytest.mark.parametrize("name, runs", [("demo", 9), ("trec-k16", 9), ("strategies", 36), ("paper", 600),
+                                             ("replication/trec-k16", 90)])
 def test_dry_run_of_shipped_experiments(name, runs, capsys):
     assert main(["sweep", str(CONFIGS / f"{name}.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out

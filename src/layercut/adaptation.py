@@ -7,13 +7,17 @@ import dataclasses
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
 
+from layercut.batching import PromptBatch, active_dropout, common_prefix_length, group_by_prefix, make_batch
 from layercut.cutting import LoadedModel, load_model
 from layercut.errors import LayercutError
+from layercut.evaluation import CONTENT_FREE_TEXTS
 from layercut.heads import ClassificationHead, LabelWordHead, WholeWordHead
+from layercut.training import Budget
 from layercut.runconfig import RunConfig
 from layercut.sources import Trust
 from layercut.tasks import (
@@ -23,7 +27,6 @@ from layercut.tasks import (
     LabelWords,
     PromptBuilder,
     TaskSpec,
-    collate_left_padded,
     load_examples,
     make_splits,
     mean_pooled_embedder,
@@ -59,26 +62,61 @@ class Adaptation:
     scorer: nn.Module
     device: torch.device
     peft_model: nn.Module | None = None
+    sharing: "PrefixSharing | None" = None  # decided by `decide_sharing` once prompts exist
 
     @property
     def steps_per_epoch(self) -> int:
         return -(-len(self.splits.train) // self.config.batch_size)
 
+    def budget(self) -> Budget:
+        config = self.config
+        return Budget(steps=config.max_steps or config.epochs * self.steps_per_epoch,
+                      eval_every=config.eval_every or self.steps_per_epoch, patience=config.patience)
+
+    def content_free_prompts(self) -> list[list[int]]:
+        """Queries without content, prompted as every query is (for contextual calibration)."""
+        queries = [Example(text=text, label=0, uid=f"content-free-{i}") for i, text in enumerate(CONTENT_FREE_TEXTS)]
+        return self.encode_all(queries)
+
+    def split_rule(self) -> dict:
+        """How dev and test were drawn, in words: class-balanced or the natural distribution."""
+        config = self.config
+        dev = (f"natural: {config.dev_size} random training examples outside the training set" if config.dev_size
+               else f"balanced: {config.dev_shots or config.shots} per class, outside the training set")
+        test = (f"natural: a fixed random {config.test_size} of the test pool" if config.test_size
+                else "natural: the whole test pool")
+        return {"train": f"balanced: {config.shots} per class", "dev": dev, "test": test}
+
     def encode_all(self, examples: list[Example]) -> list[list[int]]:
         self.demos.prepare(examples)
         return [self.prompts.encode(e, self.demos.for_query(e)) for e in examples]
 
-    def training_batches(self, epoch: int):
-        """The epoch's shuffled batches; `resample` demonstrations are drawn anew for every example."""
+    def training_batches(self, epoch: int) -> Iterator[list[tuple[PromptBatch, torch.Tensor]]]:
+        """The epoch's shuffled batches; `resample` demonstrations are drawn anew for every example.
+        With training sharing on, the prompts of a batch that start with the run's shared prefix are
+        computed as one group that pays for its common prefix once; the others go whole."""
         order = list(self.splits.train)
         random.Random(f"{self.config.seed}|epoch|{epoch}").shuffle(order)
-        pad_id = self.tokenizer.pad_token_id
+        prefix = self.sharing.prefix if self.sharing is not None and self.sharing.training else None
         for start in range(0, len(order), self.config.batch_size):
             chunk = order[start:start + self.config.batch_size]
             prompts = [self.prompts.encode(e, self.demos.for_query(e, epoch=epoch, index=start + i)) for i, e in enumerate(chunk)]
-            input_ids, attention_mask = collate_left_padded(prompts, pad_id)
-            labels = torch.tensor([e.label for e in chunk])
-            yield input_ids.to(self.device), attention_mask.to(self.device), labels.to(self.device)
+            groups = group_by_prefix(prompts, prefix) if prefix else [list(range(len(chunk)))]
+            batch = []
+            for group in groups:
+                members = [prompts[i] for i in group]
+                shared = common_prefix_length(members) if prefix and len(members) > 1 else 0
+                shared = shared if shared >= len(prefix or []) else 0
+                labels = torch.tensor([chunk[i].label for i in group], device=self.device)
+                batch.append((make_batch(members, self.tokenizer.pad_token_id, shared, self.device), labels))
+            yield batch
+
+    def decide_sharing(self, prompts: list[list[int]]) -> "PrefixSharing":
+        """Whether evaluation and training compute shared prefixes once, and if not, why not. The run's
+        prefix is what `prompts` (the test prompts) all start with; sharing must give the whole-prompt
+        scores on a few of them (checked here) or it is not used."""
+        self.sharing = decide_sharing(self.config, self.scorer, prompts, self.tokenizer.pad_token_id, self.device)
+        return self.sharing
 
     def task_record(self) -> dict:
         return {**dataclasses.asdict(self.spec), "test_rule": self.spec.test_rule()}
@@ -97,7 +135,8 @@ class Adaptation:
 
     def parameter_record(self) -> dict:
         model = self.loaded.model
-        trainable = {p.data_ptr(): p.numel() for p in model.parameters() if p.requires_grad}
+        # The scorer holds what trains: the model's weights, and prefix tuning's virtual tokens.
+        trainable = {p.data_ptr(): p.numel() for p in self.scorer.parameters() if p.requires_grad}
         total = model.num_parameters()
         return {
             "total": total,
@@ -123,6 +162,47 @@ class Adaptation:
         save_cut_model(dataclasses.replace(self.loaded, model=model), folder, overwrite=True, extra_record=extra)
 
 
+@dataclass
+class PrefixSharing:
+    evaluation: bool
+    training: bool
+    reasons: list[str]  # why a part does not share
+    prefix: list[int] = dataclasses.field(default_factory=list)  # the tokens every test prompt starts with
+
+    def record(self) -> dict:
+        return {"evaluation": self.evaluation, "training": self.training, "reasons": self.reasons,
+                "prefix_tokens": len(self.prefix)}
+
+
+# Shared and whole-prompt scores may differ by float reordering only (fp32).
+SHARING_TOLERANCE = 1e-4
+
+
+def decide_sharing(config: RunConfig, scorer: nn.Module, prompts: list[list[int]], pad_id: int,
+                   device: torch.device) -> PrefixSharing:
+    if not config.share_prefix:
+        return PrefixSharing(False, False, ["share_prefix is off"])
+    if config.demos in ("resample", "similar"):
+        return PrefixSharing(False, False, [f"demonstrations differ per example (demos={config.demos})"])
+    prefix = prompts[0][:common_prefix_length(prompts)] if prompts else []
+    if not prefix:
+        return PrefixSharing(False, False, ["the prompts share no prefix"])
+    sample = prompts[:4]
+    with torch.no_grad():
+        scorer.eval()
+        whole = scorer(make_batch(sample, pad_id, 0, device)).float()
+        shared = scorer(make_batch(sample, pad_id, len(prefix), device)).float()
+    gap = (whole - shared).abs().max().item()
+    if not gap <= SHARING_TOLERANCE:
+        return PrefixSharing(False, False, [f"shared-prefix scores differ from whole-prompt scores by {gap:.2g} "
+                                            f"in {type(scorer.model).__name__}"])
+    dropout = active_dropout(scorer.model) if config.trains else []
+    if dropout:
+        return PrefixSharing(True, False, [f"training: dropout ({', '.join(dropout)}) would share one mask across "
+                                           "a batch's prefix"], prefix)
+    return PrefixSharing(True, config.trains, [], prefix)
+
+
 def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:
     spec = resolve_task(config)
     splits = make_splits(load_examples(spec), config.shots, config.seed, dev_shots=config.dev_shots,
@@ -135,6 +215,8 @@ def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:
     demos = DemoSelector(config.demos, splits.train, spec.num_classes, config.seed, embed=embed)
     peft_model = _apply_method(config, model)
     scorer = build_scorer(config.head, model, label_words, tokenizer.pad_token_id).to(device)
+    if config.method == "prefix":  # every prompt follows the learned virtual tokens
+        scorer.use_virtual_tokens(peft_model.prompt_encoder, lambda: peft_model.get_prompt(batch_size=1))
     return Adaptation(config, spec, splits, loaded, tokenizer, label_words, prompts, demos, scorer, device, peft_model)
 
 
@@ -161,16 +243,19 @@ def _load_cut_model(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) ->
 
 
 def _apply_method(config: RunConfig, model: nn.Module) -> nn.Module | None:
-    """Set what trains. LoRA wraps the cut model with peft (cut first, then wrap) and returns the wrapper."""
+    """Set what trains. LoRA and prefix tuning wrap the cut model with peft (cut first, then wrap) and return
+    the wrapper."""
     if config.method == "icl":
         model.requires_grad_(False)
         return None
     if config.method == "full":
         model.requires_grad_(True)
         return None
-    from peft import LoraConfig, TaskType, get_peft_model
+    from peft import LoraConfig, PrefixTuningConfig, TaskType, get_peft_model
 
     task_type = TaskType.SEQ_CLS if config.head == "cls" else TaskType.CAUSAL_LM
+    if config.method == "prefix":
+        return get_peft_model(model, PrefixTuningConfig(task_type=task_type, num_virtual_tokens=config.prefix_tokens))
     lora = LoraConfig(task_type=task_type, r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
                       target_modules=_lora_targets(model))
     # peft injects adapters into `model`'s own modules, so the scorer keeps using `model` itself.

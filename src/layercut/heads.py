@@ -8,39 +8,39 @@ at every position (hf-layer-cutting.md).
 
 from __future__ import annotations
 
-import functools
-import inspect
-
 import torch
 from torch import nn
 
+from layercut.batching import PromptBatch, compute_prefix_cache, forward_prompts, last_real_index
 from layercut.errors import LayercutError
-from layercut.tasks.prompts import collate_left_padded
+from layercut.tasks.prompts import collate_padded
 
 
-def last_token_hidden(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Final-norm hidden state [batch, hidden] at each row's last real token."""
-    base = model.base_model
-    hidden = base(**padded_inputs(base, input_ids, attention_mask)).last_hidden_state
-    last = attention_mask.shape[1] - 1 - attention_mask.flip(1).long().argmax(1)
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+def last_token_hidden(model: nn.Module, batch: PromptBatch, virtual=None) -> torch.Tensor:
+    """Final-norm hidden state [batch, hidden] at each prompt's last real token (after prefix tuning's
+    virtual tokens when `virtual` gives their cache)."""
+    output, mask = forward_prompts(model.base_model, batch, virtual)
+    hidden = output.last_hidden_state
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last_real_index(mask)]
 
 
-def padded_inputs(module: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict:
-    """Forward arguments under which padding (left or right) does not change a prompt's states."""
-    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    if _takes_position_ids(type(module)):  # BLOOM does not (ALiBi)
-        # Positions count real tokens only, so a padded prompt sees the same positions as unpadded.
-        inputs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    return inputs
+class Scorer(nn.Module):
+    """Class scores [batch, classes] for a PromptBatch; `model` is the (cut) Hugging Face model. With prefix
+    tuning (`use_virtual_tokens`), every prompt follows the learned virtual tokens."""
+
+    model: nn.Module
+    virtual = None  # () -> the virtual tokens' batch-1 cache
+
+    def use_virtual_tokens(self, prompt_encoder: nn.Module, virtual) -> None:
+        self.prompt_encoder = prompt_encoder  # a registered submodule, so that its weights train
+        self.virtual = virtual
+
+    def prefix_cache(self, prefix_ids: torch.Tensor):
+        """A shared prefix's keys/values, computed once ahead of many batches (evaluation)."""
+        return compute_prefix_cache(self.model, prefix_ids, self.virtual() if self.virtual else None)
 
 
-@functools.lru_cache(maxsize=None)
-def _takes_position_ids(module_class: type) -> bool:
-    return "position_ids" in inspect.signature(module_class.forward).parameters
-
-
-class LabelWordHead(nn.Module):
+class LabelWordHead(Scorer):
     """Logits of the label words' first tokens (the paper), computed from their LM-head rows only."""
 
     def __init__(self, model: nn.Module, first_token_ids: list[int]):
@@ -48,15 +48,17 @@ class LabelWordHead(nn.Module):
         self.model = model
         self.register_buffer("token_ids", torch.tensor(first_token_ids, dtype=torch.long), persistent=False)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = last_token_hidden(self.model, input_ids, attention_mask)
-        return restricted_lm_logits(self.model, hidden, self.token_ids)
+    def forward(self, batch: PromptBatch) -> torch.Tensor:
+        return restricted_lm_logits(self.model, last_token_hidden(self.model, batch, self.virtual), self.token_ids)
 
 
 def restricted_lm_logits(model: nn.Module, hidden: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
     """`model.lm_head(hidden)[:, token_ids]` without computing the other rows."""
     head = model.get_output_embeddings()
-    logits = hidden @ head.weight[token_ids].T
+    # A lookup rather than indexing, so that under sparse embedding gradients (layercut.optim) the head's
+    # rows get a sparse gradient too, and a tied embedding's gradient stays sparse.
+    sparse = getattr(model.get_input_embeddings(), "sparse", False)
+    logits = hidden @ nn.functional.embedding(token_ids, head.weight, sparse=sparse).T
     if getattr(head, "bias", None) is not None:
         logits = logits + head.bias[token_ids]
     cap = getattr(model.config, "final_logit_softcapping", None)
@@ -65,7 +67,7 @@ def restricted_lm_logits(model: nn.Module, hidden: torch.Tensor, token_ids: torc
     return logits
 
 
-class WholeWordHead(nn.Module):
+class WholeWordHead(Scorer):
     """Log-probability of each whole label word, for words that split into several tokens.
 
     Every prompt is extended with every word (all but its last token) in one batch; the word's
@@ -78,26 +80,27 @@ class WholeWordHead(nn.Module):
         self.words = word_token_ids
         self.pad_id = pad_id
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, batch: PromptBatch) -> torch.Tensor:
         rows = []
-        for prompt, mask in zip(input_ids, attention_mask):
+        for prompt, mask in zip(batch.input_ids, batch.attention_mask):
             real = prompt[mask.bool()].tolist()
-            for word in self.words:
-                rows.append(real + word[:-1])
-        batch, batch_mask = (t.to(input_ids.device) for t in collate_left_padded(rows, self.pad_id))
-        width = batch.shape[1]
-        logits = self.model(**padded_inputs(self.model, batch, batch_mask)).logits
+            rows.extend(real + word[:-1] for word in self.words)
+        ids, mask = collate_padded(rows, self.pad_id, left=batch.prefix_ids is None)
+        extended = PromptBatch(ids.to(batch.input_ids.device), mask.to(batch.input_ids.device),
+                               batch.prefix_ids, batch.prefix_cache)
+        output, mask = forward_prompts(self.model, extended, self.virtual)
+        ends = (last_real_index(mask) + 1).tolist()
         scores = []
-        for i in range(len(rows)):
-            word = torch.tensor(self.words[i % len(self.words)], device=input_ids.device)
-            # Rows are right-aligned: the last len(word) positions (the prompt's last token, then
-            # the word's own tokens but the last) predict the word's tokens.
-            log_probs = torch.log_softmax(logits[i, width - len(word):], dim=-1)
+        for i, end in enumerate(ends):
+            word = torch.tensor(self.words[i % len(self.words)], device=ids.device)
+            # The last len(word) positions of the row (the prompt's last token, then the word's own
+            # tokens but the last) predict the word's tokens.
+            log_probs = torch.log_softmax(output.logits[i, end - len(word):end], dim=-1)
             scores.append(log_probs[torch.arange(len(word)), word].sum())
-        return torch.stack(scores).view(input_ids.shape[0], len(self.words))
+        return torch.stack(scores).view(batch.size, len(self.words))
 
 
-class ClassificationHead(nn.Module):
+class ClassificationHead(Scorer):
     """A `*ForSequenceClassification` model's linear head, applied at the last real token."""
 
     def __init__(self, model: nn.Module):
@@ -106,5 +109,5 @@ class ClassificationHead(nn.Module):
             raise LayercutError(f"{type(model).__name__} has no `score` classification head: use --head lm")
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model.score(last_token_hidden(self.model, input_ids, attention_mask))
+    def forward(self, batch: PromptBatch) -> torch.Tensor:
+        return self.model.score(last_token_hidden(self.model, batch, self.virtual))

@@ -25,4 +25,6 @@ def classification_metrics(labels: list[int], predictions: list[int], label_name
         "per_class_accuracy": per_class,
         "confusion_matrix": confusion,
         "num_examples": total,
+        # Always predicting the most frequent true class: the floor any classifier must clear.
+        "majority_baseline": max((sum(row) for row in confusion), default=0) / total if total else 0.0,
     }

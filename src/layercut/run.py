@@ -16,7 +16,7 @@ import torch
 
 from layercut.atomic import write_json_atomic
 from layercut.errors import LayercutError
-from layercut.evaluation import score_prompts
+from layercut.evaluation import calibrated_record, score_prompts
 from layercut.memory import PeakMemory
 from layercut.metrics import classification_metrics
 from layercut.provenance import package_versions
@@ -59,6 +59,9 @@ def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = F
     out = Path(out) if out is not None else None
     if out is not None:
         check_run_folder(out, overwrite)
+    if save_model and config.method == "prefix":
+        raise LayercutError("a prefix-tuned model is the cut model plus learned virtual tokens, which a plain "
+                            "checkpoint cannot hold: drop --save-model, or use --method full or lora")
     device = resolve_device(config.device)
     autocast_dtype = resolve_autocast(config.dtype, device)
     _seed_everything(config.seed)
@@ -68,21 +71,25 @@ def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = F
         dev_prompts = setup.encode_all(setup.splits.dev)
         test_prompts = setup.encode_all(setup.splits.test)
         pad_id = setup.tokenizer.pad_token_id
+        sharing = setup.decide_sharing(test_prompts)
 
-        def dev_accuracy() -> float:
-            scores = score_prompts(setup.scorer, dev_prompts, pad_id, config.eval_batch_size, device, autocast_dtype)
-            labels = [e.label for e in setup.splits.dev]
-            return sum(p == y for p, y in zip(scores.predictions, labels)) / max(1, len(labels))
+        def dev_scores() -> tuple[float, float]:
+            scores = score_prompts(setup.scorer, dev_prompts, pad_id, config.eval_batch_size, device, autocast_dtype,
+                                   share_prefix=sharing.evaluation)
+            return scores.accuracy([e.label for e in setup.splits.dev]), scores.loss([e.label for e in setup.splits.dev])
 
         outcome = None
         if config.trains:
             outcome = train(
-                setup.scorer, setup.training_batches, setup.steps_per_epoch, dev_accuracy,
-                epochs=config.epochs, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
-                gradient_accumulation=config.gradient_accumulation, patience=config.patience,
-                autocast_dtype=autocast_dtype, show_progress=show_progress,
+                setup.scorer, setup.training_batches, dev_scores, setup.budget(),
+                learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+                gradient_accumulation=config.gradient_accumulation, autocast_dtype=autocast_dtype,
+                show_progress=show_progress,
             )
-        scores = score_prompts(setup.scorer, test_prompts, pad_id, config.eval_batch_size, device, autocast_dtype)
+        scores = score_prompts(setup.scorer, test_prompts, pad_id, config.eval_batch_size, device, autocast_dtype,
+                               share_prefix=sharing.evaluation)
+        content_free = score_prompts(setup.scorer, setup.content_free_prompts(), pad_id, config.eval_batch_size, device,
+                                     autocast_dtype)
 
     labels = [e.label for e in setup.splits.test]
     record = {
@@ -95,7 +102,9 @@ def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = F
                    "source_depth": setup.loaded.source_depth, "strategy": config.keep_strategy,
                    "ranking": _ranking_record(setup.loaded.extras.get("layer_strategy"))},
         "metrics": classification_metrics(labels, scores.predictions, list(setup.spec.label_names)),
-        "predictions": {"uids": [e.uid for e in setup.splits.test], "predicted": scores.predictions},
+        "calibrated": calibrated_record(scores, content_free, labels, list(setup.spec.label_names)),
+        "predictions": {"uids": [e.uid for e in setup.splits.test], "predicted": scores.predictions,
+                        "probabilities": [[round(p, 5) for p in row] for row in scores.probabilities]},
         "dev": dataclasses.asdict(outcome) if outcome else None,
         "parameters": setup.parameter_record(),
         "timing": {
@@ -104,9 +113,10 @@ def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = F
             "eval_seconds": scores.seconds,
             "eval_examples_per_second": scores.examples_per_second,
         },
+        "prefix_sharing": {**sharing.record(), "test_prefix_tokens": scores.shared_prefix_tokens},
         "memory": {"peak_bytes": memory.peak_bytes, "kind": memory.kind},
         "device": str(device),
-        "splits": {"hashes": setup.splits.hashes,
+        "splits": {"hashes": setup.splits.hashes, "drawn": setup.split_rule(),
                    "sizes": {name: len(getattr(setup.splits, name)) for name in ("train", "dev", "test")}},
         "label_words": setup.label_word_record(),
         "demonstrations": setup.demo_record(),

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from layercut.runconfig import RunConfig
+from layercut.runconfig import METHODS, RunConfig
 from layercut.sources import add_trust_arguments
 from layercut.tasks.args import add_task_file_arguments
 
@@ -18,6 +18,8 @@ def add_commands(subparsers) -> None:
     run.add_argument("--layers", default=defaults.layers, help="first:K, last:K, all, drop:SPEC, or a SPEC like 0-3,28")
     run.add_argument("--keep-strategy", help="choose --keep-count layers by importance: first|last|spaced|bi|angular|loss|greedy")
     run.add_argument("--keep-count", type=int, metavar="K")
+    run.add_argument("--calibration-samples", type=int, default=defaults.calibration_samples,
+                     help="training texts a --keep-strategy measure ranks the layers on")
     run.add_argument("--task", help=f"a built-in task (`layercut tasks`) or a task YAML file (default {defaults.task}); "
                                     "with --data, a name for the file's task")
     add_task_file_arguments(run)
@@ -25,17 +27,19 @@ def add_commands(subparsers) -> None:
     run.add_argument("--seed", type=int, default=defaults.seed)
     run.add_argument("--head", choices=("lm", "cls"), default=defaults.head,
                      help="lm: label words through the LM head (the paper); cls: a new linear head")
-    run.add_argument("--method", choices=("full", "lora", "icl"), default=defaults.method,
-                     help="full fine-tuning, LoRA, or in-context learning only (no training)")
+    run.add_argument("--method", choices=METHODS, default=defaults.method,
+                     help="full fine-tuning, LoRA, prefix tuning, or in-context learning only (no training)")
     run.add_argument("--demos", choices=("fixed", "resample", "similar", "none"), default=defaults.demos,
                      help="demonstrations in each prompt (one per class)")
     run.add_argument("--label-word-policy", choices=("first", "full"), default=defaults.label_word_policy,
                      help="score a multi-token label word by its first token (paper) or whole-word log-probability")
     run.add_argument("--lr", type=float, default=defaults.learning_rate, dest="learning_rate")
-    run.add_argument("--epochs", type=int, default=defaults.epochs)
+    run.add_argument("--epochs", type=int, default=defaults.epochs, help="the budget, unless --max-steps")
+    run.add_argument("--max-steps", type=int, help="a budget in batches instead of epochs")
+    run.add_argument("--eval-every", type=int, help="batches between dev evaluations (default: one epoch)")
     run.add_argument("--batch-size", type=int, default=defaults.batch_size)
     run.add_argument("--gradient-accumulation", type=int, default=defaults.gradient_accumulation)
-    run.add_argument("--patience", type=int, default=defaults.patience, help="epochs without dev gain before stopping (0: never)")
+    run.add_argument("--patience", type=int, default=defaults.patience, help="dev evaluations without gain before stopping (0: never)")
     run.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
     run.add_argument("--dev-shots", type=int, help="dev examples per class (default: --shots)")
     run.add_argument("--dev-size", type=int, help="dev examples in all, instead of per class")
@@ -44,6 +48,9 @@ def add_commands(subparsers) -> None:
     run.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
     run.add_argument("--lora-rank", type=int, default=defaults.lora_rank)
     run.add_argument("--lora-alpha", type=int, default=defaults.lora_alpha)
+    run.add_argument("--prefix-tokens", type=int, default=defaults.prefix_tokens, help="virtual tokens of --method prefix")
+    run.add_argument("--no-share-prefix", dest="share_prefix", action="store_false",
+                     help="compute every prompt whole (the shared-prefix path gives the same scores, faster)")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
     run.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default=defaults.dtype,
                      help="auto: bf16 autocast on CUDA, fp32 on CPU")
@@ -70,6 +77,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         model=args.model, layers=args.layers, task=task, task_options=task_options, shots=args.shots,
         seed=args.seed, head=args.head, method=args.method, demos=args.demos,
         label_word_policy=args.label_word_policy, learning_rate=args.learning_rate, epochs=args.epochs,
+        max_steps=args.max_steps, eval_every=args.eval_every, prefix_tokens=args.prefix_tokens,
+        share_prefix=args.share_prefix, calibration_samples=args.calibration_samples,
         batch_size=args.batch_size, gradient_accumulation=args.gradient_accumulation, patience=args.patience,
         weight_decay=args.weight_decay, dev_shots=args.dev_shots, dev_size=args.dev_size, test_size=args.test_size,
         max_length=args.max_length, eval_batch_size=args.eval_batch_size, lora_rank=args.lora_rank,

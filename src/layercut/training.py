@@ -1,4 +1,4 @@
-"""A lean training loop: AdamW, gradient accumulation, early stopping on dev accuracy.
+"""A lean training loop: AdamW, gradient accumulation, a step budget, early stopping on dev.
 
 The scorer (label-word or classification head) stays restricted to its classes in training and
 evaluation, which `Trainer` would not do for the LM head. The best-dev weights are restored
@@ -10,84 +10,122 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
 from layercut.progress import progress_bar
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # input_ids, attention_mask, labels
+from layercut.optim import RowSparseAdamW, sparse_embedding_gradients
+
+from layercut.batching import PromptBatch
+
+# One optimizer step's examples, in groups that are computed apart (prompts that share a prefix, and the
+# rest), each with its labels.
+Batch = list[tuple[PromptBatch, torch.Tensor]]
 
 
 @dataclass
 class TrainingOutcome:
     best_dev_accuracy: float | None = None
+    best_dev_loss: float | None = None
     best_epoch: int | None = None
-    curve: list[dict] = field(default_factory=list)  # per epoch: train_loss, dev_accuracy
+    best_step: int | None = None
+    curve: list[dict] = field(default_factory=list)  # per dev evaluation: step, epoch, train_loss, dev_accuracy, dev_loss
     steps: int = 0
     seconds: float = 0.0
-    stopped_because: str = "completed all epochs"
+    stopped_because: str = "spent the step budget"
     diverged: str | None = None  # set when the loss became NaN or infinite
+    optimizer: str = ""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long to train: `steps` batches at most, dev evaluated every `eval_every` batches, stop after
+    `patience` evaluations without a better dev score (0: never)."""
+
+    steps: int
+    eval_every: int
+    patience: int
+
+    @property
+    def evaluations(self) -> int:
+        return -(-self.steps // self.eval_every)
 
 
 def train(
     scorer: nn.Module,
     batches_for_epoch: Callable[[int], Iterable[Batch]],
-    steps_per_epoch: int,
-    dev_accuracy: Callable[[], float],
+    dev_scores: Callable[[], tuple[float, float]],
+    budget: Budget,
     *,
-    epochs: int,
     learning_rate: float,
     weight_decay: float,
     gradient_accumulation: int,
-    patience: int,
     autocast_dtype: torch.dtype | None = None,
     show_progress: bool = True,
 ) -> TrainingOutcome:
+    """Train until the budget is spent or dev stops improving; the best-dev weights are kept. Dev is scored
+    by (accuracy, then lower loss): on a small dev set accuracy often ties while the model still learns."""
     parameters = [p for p in scorer.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
-    outcome = TrainingOutcome()
-    best = _snapshot(scorer)  # the untrained weights are the last good ones until an epoch improves
-    epochs_without_gain = 0
+    optimizer = RowSparseAdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
+    outcome = TrainingOutcome(optimizer="AdamW, fused")
+    best = _snapshot(scorer)  # the untrained weights are the last good ones until an evaluation improves
+    evaluations_without_gain, losses, epoch = 0, [], 0
     start = time.perf_counter()
-    bar = progress_bar(total=epochs * steps_per_epoch, desc="training", unit="step", enabled=show_progress)
+    bar = progress_bar(total=budget.steps, desc="training", unit="step", enabled=show_progress)
+    stack = contextlib.ExitStack()
     try:
-        for epoch in range(1, epochs + 1):
+        # Without weight decay, stepping only the embedding rows a batch touched is exact (layercut.optim).
+        if stack.enter_context(sparse_embedding_gradients(scorer.model, enabled=weight_decay == 0)):
+            outcome.optimizer += "; embedding rows stepped once touched (exact without weight decay)"
+        while outcome.steps < budget.steps and not outcome.diverged:
+            epoch += 1
             scorer.train()
-            losses = []
-            for step, (input_ids, attention_mask, labels) in enumerate(_counted(batches_for_epoch(epoch), bar), 1):
-                with _autocast(input_ids.device, autocast_dtype):
-                    logits = scorer(input_ids, attention_mask)
+            for step_in_epoch, groups in enumerate(batches_for_epoch(epoch), 1):
+                labels = torch.cat([group_labels for _, group_labels in groups])
+                with _autocast(labels.device, autocast_dtype):
+                    logits = torch.cat([scorer(batch) for batch, _ in groups])
                 loss = nn.functional.cross_entropy(logits.float(), labels)
                 if not torch.isfinite(loss):
-                    outcome.diverged = f"loss became {loss.item()} at epoch {epoch}, step {step}"
+                    outcome.diverged = f"loss became {loss.item()} at epoch {epoch}, step {step_in_epoch}"
+                    outcome.stopped_because = outcome.diverged
                     break
                 (loss / gradient_accumulation).backward()
-                if step % gradient_accumulation == 0 or step == steps_per_epoch:
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
                 outcome.steps += 1
                 losses.append(loss.item())
-                bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}", best_dev=_fmt(outcome.best_dev_accuracy))
-            if outcome.diverged:
-                outcome.stopped_because = outcome.diverged
-                break
-            accuracy = dev_accuracy()
-            outcome.curve.append({"epoch": epoch, "train_loss": sum(losses) / max(1, len(losses)), "dev_accuracy": accuracy})
-            if outcome.best_dev_accuracy is None or accuracy > outcome.best_dev_accuracy:
-                outcome.best_dev_accuracy, outcome.best_epoch = accuracy, epoch
-                best = _snapshot(scorer)
-                epochs_without_gain = 0
-            else:
-                epochs_without_gain += 1
-                if patience and epochs_without_gain >= patience:
-                    outcome.stopped_because = f"early stop: no dev gain for {patience} epochs"
+                bar.update(1)
+                last = outcome.steps == budget.steps
+                if outcome.steps % gradient_accumulation == 0 or last or outcome.steps % budget.eval_every == 0:
+                    optimizer.step()
+                    optimizer.zero_grad()
+                if outcome.steps % budget.eval_every and not last:
+                    continue
+                accuracy, dev_loss = dev_scores()
+                scorer.train()
+                outcome.curve.append({"step": outcome.steps, "epoch": epoch, "train_loss": sum(losses) / len(losses),
+                                      "dev_accuracy": accuracy, "dev_loss": dev_loss})
+                losses = []
+                if outcome.best_dev_accuracy is None or (accuracy, -dev_loss) > (outcome.best_dev_accuracy, -outcome.best_dev_loss):
+                    outcome.best_dev_accuracy, outcome.best_dev_loss = accuracy, dev_loss
+                    outcome.best_epoch, outcome.best_step = epoch, outcome.steps
+                    best = _snapshot(scorer)
+                    evaluations_without_gain = 0
+                else:
+                    evaluations_without_gain += 1
+                bar.set_postfix(epoch=epoch, dev=f"{accuracy:.3f}", best_dev=_fmt(outcome.best_dev_accuracy))
+                if budget.patience and evaluations_without_gain >= budget.patience:
+                    outcome.stopped_because = f"early stop: no dev gain in {budget.patience} evaluations"
                     break
-            bar.set_postfix(epoch=epoch, dev=f"{accuracy:.3f}", best_dev=_fmt(outcome.best_dev_accuracy))
+                if last:
+                    break
+            if outcome.stopped_because.startswith("early stop"):
+                break
     finally:
+        stack.close()
         bar.close()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
     _restore(scorer, best)
     scorer.eval()
     outcome.seconds = time.perf_counter() - start
@@ -104,12 +142,6 @@ def _restore(module: nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
         for name, p in module.named_parameters():
             if name in snapshot:
                 p.copy_(snapshot[name])
-
-
-def _counted(batches: Iterable[Batch], bar) -> Iterator[Batch]:
-    for batch in batches:
-        yield batch
-        bar.update(1)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):

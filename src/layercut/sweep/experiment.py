@@ -45,7 +45,8 @@ DIMENSIONS = {  # experiment key -> RunConfig field
 KEYS = ("description", *DIMENSIONS, "settings")
 SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in {*DIMENSIONS.values(), "task_options"})
 # Settings a method ignores keep their first value there, so that sweeping them does not repeat identical runs.
-_TRAINING = ("learning_rate", "epochs", "batch_size", "gradient_accumulation", "patience", "weight_decay")
+_TRAINING = ("learning_rate", "epochs", "max_steps", "eval_every", "batch_size", "gradient_accumulation", "patience",
+             "weight_decay")
 _LORA = ("lora_rank", "lora_alpha")
 _TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}  # "float", "int | None", ... (postponed annotations)
 _KINDS = {"float": ("a number", "5.0e-5"), "int": ("a whole number", "3"), "str": ("text", "'text'"),

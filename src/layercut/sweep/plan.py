@@ -69,22 +69,34 @@ def _non_embedding(facts: ModelFacts, kept: int) -> int:
 
 
 def run_flops(config: RunConfig) -> float | None:
-    """Forward-backward FLOPs of training plus forward FLOPs of evaluation, as an upper bound:
-    6·N per trained token and 2·N per evaluated token (N: non-embedding parameters kept; the heads
-    read one position), every epoch run (early stopping only shortens it), dev scored each epoch."""
+    """Forward-backward FLOPs of training plus forward FLOPs of evaluation, as an upper bound: 6·N per trained
+    token and 2·N per evaluated one (N: non-embedding parameters kept; the heads read one position), the whole
+    step budget run (early stopping only shortens it), dev scored at every evaluation. With shared prefixes
+    (fixed demonstrations) the demonstrations cost once per training batch and once per evaluation pass."""
     facts = model_facts(config.model, Trust(remote_code=config.trust_remote_code))
     if facts is None:
         return None
     spec = _task_spec(config.task, json.dumps(config.task_options, sort_keys=True))
     classes = spec.num_classes
-    prompt = min(config.max_length, TOKENS_PER_EXAMPLE * (1 + (0 if config.demos == "none" else classes)))
+    query = min(config.max_length, TOKENS_PER_EXAMPLE)
+    demos = 0 if config.demos == "none" else min(config.max_length - query, TOKENS_PER_EXAMPLE * classes)
+    shared = config.share_prefix and config.demos in ("fixed", "none")
     train = config.shots * classes
     dev = config.dev_size or (config.dev_shots or config.shots) * classes
     test = config.test_size or spec.test_pool_size or 0
     n = facts.non_embedding_parameters(facts.kept_count(config))
-    trained = config.epochs * train if config.trains else 0
-    evaluated = (config.epochs * dev if config.trains else 0) + test
-    return n * prompt * (6 * trained + 2 * evaluated)
+
+    def evaluated(examples: int) -> int:
+        return examples * query + (demos if shared else examples * demos)
+
+    trained_tokens, evaluated_tokens = 0, evaluated(test)
+    if config.trains:
+        per_epoch = -(-train // config.batch_size)
+        steps = config.max_steps or config.epochs * per_epoch
+        batch_tokens = config.batch_size * query + (demos if shared else config.batch_size * demos)
+        trained_tokens = steps * batch_tokens
+        evaluated_tokens += -(-steps // (config.eval_every or per_epoch)) * evaluated(dev)
+    return n * (6 * trained_tokens + 2 * evaluated_tokens)
 
 
 @functools.lru_cache(maxsize=None)
@@ -118,7 +130,8 @@ def describe_plan(runs: list[RunConfig], done: set[str] = frozenset()) -> str:
         + "; " + ", ".join(f"~{_duration(total / speed)} on {where} ({speed / 1e12:g} TFLOP/s)" for where, speed in THROUGHPUTS)
     )
     lines.append(f"assumes 6·N FLOPs per trained token and 2·N per evaluated one (N = non-embedding parameters kept), "
-                 f"~{TOKENS_PER_EXAMPLE} tokens per example and demonstration, and every epoch run: early stopping only shortens it")
+                 f"~{TOKENS_PER_EXAMPLE} tokens per example and demonstration, fixed demonstrations computed once per "
+                 "batch or evaluation pass (shared prefixes), and the whole step budget run: early stopping only shortens it")
     return "\n".join(lines)
 
 

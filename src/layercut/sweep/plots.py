@@ -21,6 +21,13 @@ def write_plots(tables: list[Table], shown: tuple[str, ...], folder: Path) -> li
             name = f"accuracy_vs_layers_{_slug(model)}.png"
             _accuracy_vs_layers(model, [t for t in tables if t.fields["model"] == model], shown).savefig(tmp / name, dpi=110)
             names.append(name)
+            trained = [t for t in tables if t.fields["model"] == model and any(
+                cell.runs and (cell.runs[0].get("dev") or {}).get("curve") for row in t.rows for cell in row.cells.values())]
+            for measure in ("dev_accuracy", "train_loss"):
+                if trained:
+                    name = f"{measure}_curves_{_slug(model)}.png"
+                    _training_curves(model, trained, shown, measure).savefig(tmp / name, dpi=110)
+                    names.append(name)
         for name, draw in (("accuracy_vs_parameters.png", _accuracy_vs_parameters),
                            ("speedup_vs_layers.png", _speedup_vs_layers)):
             draw(tables, shown).savefig(tmp / name, dpi=110)
@@ -50,6 +57,31 @@ def _accuracy_vs_layers(model: str, tables: list[Table], shown: tuple[str, ...])
         axes.set(title=task, ylabel="test accuracy (%)")
         axes.legend(fontsize=7)
     for axes in panels:  # the grid's unused panels
+        axes.set_visible(False)
+    return figure
+
+
+def _training_curves(model: str, tables: list[Table], shown: tuple[str, ...], measure: str):
+    """Dev accuracy or training loss against optimizer steps, one line per depth (the lowest seed's run of
+    the setting picked on dev), one panel per table and task."""
+    panels = [(table, task) for table in tables for task in table.tasks]
+    columns = min(3, len(panels))
+    title = {"dev_accuracy": "Dev accuracy", "train_loss": "Training loss"}[measure]
+    figure = _figure(f"{title} during training: {model}", (4.5 * columns, 3.4 * math.ceil(len(panels) / columns)))
+    grid = figure.subplots(math.ceil(len(panels) / columns), columns, squeeze=False).flat
+    for (table, task), axes in zip(panels, grid):
+        for row in table.rows:
+            cell = row.cells.get(task)
+            curve = (cell.runs[0].get("dev") or {}).get("curve") if cell and cell.runs else None
+            if curve:
+                scale = 100 if measure == "dev_accuracy" else 1
+                axes.plot([p.get("step", p["epoch"]) for p in curve], [scale * p[measure] for p in curve],
+                          label=f"{row.label} layers")
+        axes.set(title=f"{task}: {table.label(shown)}", xlabel="optimizer steps",
+                 ylabel="dev accuracy (%)" if measure == "dev_accuracy" else "training loss")
+        axes.title.set_fontsize(8)
+        axes.legend(fontsize=6)
+    for axes in grid:
         axes.set_visible(False)
     return figure
 

@@ -41,10 +41,16 @@ class Cell:
     dev: float | None
     others: list[tuple[dict, float | None]] = field(default_factory=list)  # the settings not picked
     kept_specs: list[str] = field(default_factory=list)  # the layer indices its runs kept (a strategy may vary by seed)
+    runs: list[dict] = field(default_factory=list)  # the picked runs' records, by seed
 
     @property
     def mean(self) -> float:
         return 100 * statistics.fmean(self.accuracies)
+
+    def mean_of(self, read) -> float | None:
+        """The mean over the picked runs of `read(record)` (in %), when every run has it."""
+        values = [read(record) for record in self.runs]
+        return 100 * statistics.fmean(values) if values and None not in values else None
 
     def text(self, seeds: int) -> str:
         value = f"{self.mean:.1f}"
@@ -68,6 +74,11 @@ class Row:
         """The mean over tasks of the cell means, when every task has one."""
         return statistics.fmean(self.cells[t].mean for t in tasks) if all(t in self.cells for t in tasks) else None
 
+    def retained(self, full: "Row | None", tasks: list[str]) -> float | None:
+        """The row's average as a % of the full-depth row's average."""
+        mine, theirs = self.average(tasks), full.average(tasks) if full else None
+        return 100 * mine / theirs if mine is not None and theirs else None
+
 
 @dataclass
 class Table:
@@ -75,6 +86,11 @@ class Table:
     tasks: list[str]
     rows: list[Row]
     seeds: int  # the most seeds any cell has
+
+    @property
+    def full_depth(self) -> Row | None:
+        """The row that kept every layer of the model, if the table has one."""
+        return next((row for row in self.rows if row.kept == row.source_depth), None)
 
     def label(self, shown: tuple[str, ...], with_strategy: bool = True) -> str:
         """e.g. `LM head, full fine-tuning, layers chosen by bi`; `shown`: varying fields to name too."""
@@ -184,7 +200,7 @@ def _pick(runs: list[dict]) -> Cell:
     chosen = sorted(by_setting[texts[best]], key=lambda r: r["config"]["seed"])
     return Cell([r["metrics"]["accuracy"] for r in chosen], shown[best], devs[best],
                 [(shown[i], devs[i]) for i in range(len(texts)) if i != best],
-                sorted({r["layers"]["spec"] for r in chosen}))
+                sorted({r["layers"]["spec"] for r in chosen}), chosen)
 
 
 def _mean_dev(runs: list[dict]) -> float | None:
@@ -204,20 +220,24 @@ def markdown(tables: list[Table], shown: tuple[str, ...], records: list[dict], f
         + (f"; experiment `{owner['source']}` ({owner['experiment']}), copied to `experiment.yaml`" if owner else "") + ".",
         "",
         "Cells: test accuracy (%), mean ± std over seeds (sample std; one seed shows its value alone; "
-        "(n=k): fewer seeds than the table's other cells). Average: the mean of the task means. "
-        "Parameters count a tied LM head once; % is of the full model; non-embedding parameters are those of the "
-        "kept blocks and final norm.",
+        "(n=k): fewer seeds than the table's other cells). Average: the mean of the task means; % of full: the "
+        "average as a share of the full-depth row's. Parameters count a tied LM head once; % is of the full model; "
+        "non-embedding parameters are those of the kept blocks and final norm.",
+        *_protocol_lines(finished),
     ]
     for table in tables:
         lines += ["", f"## {table.fields['model']}: {table.label(shown)}", ""]
-        header = ["Layers kept", "Parameters (% of full)", "Non-embedding", *table.tasks, "Average"]
+        header = ["Layers kept", "Parameters (% of full)", "Non-embedding", *table.tasks, "Average", "% of full"]
         lines += ["| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+        full = table.full_depth
         for row in table.rows:
-            average = row.average(table.tasks)
+            average, retained = row.average(table.tasks), row.retained(full, table.tasks)
             cells = [row.cells[t].text(table.seeds) if t in row.cells else "–" for t in table.tasks]
             lines.append("| " + " | ".join([row.label, f"{_count(row.parameters)} ({row.percent:.1f}%)",
                                              _count(row.non_embedding), *cells,
-                                             "–" if average is None else f"{average:.1f}"]) + " |")
+                                             "–" if average is None else f"{average:.1f}",
+                                             "–" if retained is None else f"{retained:.0f}%"]) + " |")
+        lines += _other_measures(table)
         lines += _pick_notes(table)
     lines += _strategy_comparison(tables, shown)
     if plots:
@@ -227,6 +247,45 @@ def markdown(tables: list[Table], shown: tuple[str, ...], records: list[dict], f
         lines += [f"- `{r['key']}` ({layer_choice(r['config'])}, {r['config']['task']}, seed {r['config']['seed']}): "
                   f"{r['error'].splitlines()[0]} (`runs/{r['key']}/failure.json`)" for r in failed]
     return "\n".join(lines) + "\n"
+
+
+def _protocol_lines(finished: list[dict]) -> list[str]:
+    """How the splits were drawn and what the runs cost, from the records themselves."""
+    drawn = {json.dumps(r["splits"]["drawn"], sort_keys=True): r["splits"]["drawn"]
+             for r in finished if "drawn" in r.get("splits", {})}
+    seeds = sorted({r["config"]["seed"] for r in finished})
+    hours = sum(r["timing"]["train_seconds"] + r["timing"].get("eval_seconds", 0.0) for r in finished) / 3600
+    lines = ["", f"Seeds: {', '.join(map(str, seeds))}. Compute: {hours:.2f} h of training and evaluation in all "
+                 "(the runs' own timings)."]
+    for _, rule in sorted(drawn.items()):
+        lines.append("Splits: " + "; ".join(f"{name}: {how}" for name, how in rule.items()) + ".")
+    return lines
+
+
+def _other_measures(table: Table) -> list[str]:
+    """Macro-F1 and accuracy after contextual calibration next to the majority-class baseline, per task."""
+    measures = (("macro-F1", lambda r: r["metrics"]["macro_f1"]),
+                ("calibrated accuracy", lambda r: (r.get("calibrated") or {}).get("metrics", {}).get("accuracy")))
+    if not any(cell.mean_of(measures[1][1]) is not None for row in table.rows for cell in row.cells.values()):
+        return []
+    header = ["Layers kept", *(f"{task}: {name}" for task in table.tasks for name, _ in measures)]
+    lines = ["", "Other measures (%, mean over the same runs): macro-F1, and test accuracy after contextual "
+                 "calibration (the label words' prior read from content-free queries, divided out).", "",
+             "| " + " | ".join(header) + " |", "|" + "---:|" * len(header)]
+    for row in table.rows:
+        values = [row.cells[task].mean_of(read) if task in row.cells else None
+                  for task in table.tasks for _, read in measures]
+        lines.append("| " + " | ".join([row.label, *("–" if v is None else f"{v:.1f}" for v in values)]) + " |")
+    majority = []
+    for task in table.tasks:
+        cells = [row.cells[task] for row in table.rows if task in row.cells]
+        value = cells[0].mean_of(lambda r: r["metrics"].get("majority_baseline")) if cells else None
+        if value is not None:
+            majority.append(f"{task} {value:.1f}")
+    if majority:
+        lines += ["", "Majority-class baseline (test accuracy of always predicting the most frequent class): "
+                      + ", ".join(majority) + "."]
+    return lines
 
 
 def _strategy_comparison(tables: list[Table], shown: tuple[str, ...]) -> list[str]:

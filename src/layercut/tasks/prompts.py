@@ -93,13 +93,20 @@ def adds_bos(tokenizer) -> bool:
 
 def collate_left_padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask), padded on the left so that position -1 is every prompt's last token."""
+    return collate_padded(sequences, pad_id, left=True)
+
+
+def collate_padded(sequences: list[list[int]], pad_id: int, left: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask). Left padding puts every prompt's last token at position -1; right
+    padding keeps a suffix right after a shared prefix (layercut.batching)."""
     width = max(len(ids) for ids in sequences)
     input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, ids in enumerate(sequences):
         if ids:
-            input_ids[row, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, width - len(ids):] = 1
+            span = slice(width - len(ids), width) if left else slice(0, len(ids))
+            input_ids[row, span] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, span] = 1
     return input_ids, attention_mask
 
 

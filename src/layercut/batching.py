@@ -1,0 +1,166 @@
+"""Pay for the query, not the demonstrations: prompts that start with the same tokens share them.
+
+With fixed demonstrations every prompt of a run starts with the same block of tokens. That prefix's
+keys and values are computed once (batch 1) and broadcast to the batch; each prompt's own tokens (its
+suffix) then run against them, right-padded so that no padding sits between prefix and suffix, with
+positions continuing after the prefix. The split is made on the token ids each prompt already has, so
+the model sees exactly the tokens of the unshared path. In training the prefix is computed with
+gradients once per batch: the broadcast sums its gradient over the batch, which is the loss and the
+gradient of computing every prompt whole.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from layercut.tasks.prompts import collate_padded
+
+
+@dataclass
+class PromptBatch:
+    """A batch of token-id prompts ready for a model.
+
+    Unshared: `input_ids` holds whole prompts, left-padded. Shared: every prompt is `prefix_ids`
+    followed by its row of `input_ids`, right-padded; `prefix_cache` holds the prefix's keys/values
+    when they were computed ahead (evaluation), else they are computed in the forward (training).
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    prefix_ids: torch.Tensor | None = None  # [1, P]
+    prefix_cache: object | None = None
+
+    @property
+    def size(self) -> int:
+        return self.input_ids.shape[0]
+
+    def with_cache(self, cache) -> "PromptBatch":
+        return PromptBatch(self.input_ids, self.attention_mask, self.prefix_ids, cache)
+
+
+def common_prefix_length(prompts: list[list[int]]) -> int:
+    """How many leading tokens all prompts share, leaving every prompt at least its last token."""
+    if not prompts:
+        return 0
+    shortest = min(len(p) for p in prompts)
+    first = prompts[0]
+    length = 0
+    while length < shortest - 1 and all(p[length] == first[length] for p in prompts):
+        length += 1
+    return length
+
+
+def make_batch(prompts: list[list[int]], pad_id: int, prefix_length: int = 0,
+               device: torch.device | str = "cpu") -> PromptBatch:
+    """Collate prompts; with `prefix_length` > 0 their first `prefix_length` tokens (equal in all) are shared."""
+    if prefix_length <= 0:
+        ids, mask = collate_padded(prompts, pad_id, left=True)
+        return PromptBatch(ids.to(device), mask.to(device))
+    prefix = torch.tensor([prompts[0][:prefix_length]], dtype=torch.long, device=device)
+    ids, mask = collate_padded([p[prefix_length:] for p in prompts], pad_id, left=False)
+    return PromptBatch(ids.to(device), mask.to(device), prefix)
+
+
+def group_by_prefix(prompts: list[list[int]], prefix: list[int]) -> list[list[int]]:
+    """Indices of the prompts that start with `prefix` (and go on after it), then of the others: the
+    first group can share the prefix. (A training example that is itself a fixed demonstration gets
+    another demonstration, so its prompt does not start with the run's prefix.)"""
+    starts = [i for i, p in enumerate(prompts) if len(p) > len(prefix) and p[:len(prefix)] == prefix]
+    others = [i for i in range(len(prompts)) if i not in set(starts)]
+    return [group for group in (starts, others) if group]
+
+
+def compute_prefix_cache(module: nn.Module, prefix_ids: torch.Tensor, start=None):
+    """The prefix's keys/values (batch 1), through `module`'s base model (no LM head on the prefix); after
+    the learned virtual tokens of prefix tuning when `start` (their batch-1 cache) is given."""
+    module = module.base_model
+    inputs = {"input_ids": prefix_ids, "use_cache": True}
+    if start is not None:
+        inputs[_cache_name(type(module))] = start
+    inputs["attention_mask"] = torch.ones(1, _cached(start) + prefix_ids.shape[1], dtype=torch.long, device=prefix_ids.device)
+    if _accepts(type(module), "position_ids"):
+        inputs["position_ids"] = torch.arange(prefix_ids.shape[1], device=prefix_ids.device)[None]
+    output = module(**inputs)
+    return getattr(output, _cache_name(type(module)))
+
+
+def forward_prompts(module: nn.Module, batch: PromptBatch, virtual: Callable[[], object] | None = None
+                    ) -> tuple[object, torch.Tensor]:
+    """`module`'s output for every prompt of `batch`, and the attention mask over `module`'s output positions
+    (which are the suffix positions when the prefix is shared). `virtual` returns the batch-1 cache of prefix
+    tuning's learned tokens, which every prompt then follows (positions of real tokens still start at 0)."""
+    start = virtual() if virtual is not None else None
+    if batch.prefix_ids is None:
+        if start is None:
+            return module(**_unshared_inputs(module, batch.input_ids, batch.attention_mask)), batch.attention_mask
+        positions = (batch.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        return _after_cache(module, batch, start, positions), batch.attention_mask
+    cache = batch.prefix_cache if batch.prefix_cache is not None else compute_prefix_cache(module, batch.prefix_ids, start)
+    positions = batch.prefix_ids.shape[1] + torch.arange(batch.input_ids.shape[1], device=batch.input_ids.device)
+    return _after_cache(module, batch, cache, positions[None].expand(batch.size, -1)), batch.attention_mask
+
+
+def _after_cache(module: nn.Module, batch: PromptBatch, cache, positions: torch.Tensor):
+    """`module` on the batch's rows, each after the batch-1 `cache` (broadcast to the batch)."""
+    ones = torch.ones(batch.size, _cached(cache), dtype=batch.attention_mask.dtype, device=batch.input_ids.device)
+    inputs = {"input_ids": batch.input_ids, "attention_mask": torch.cat([ones, batch.attention_mask], 1),
+              "use_cache": True, _cache_name(type(module)): broadcast_cache(cache, batch.size)}
+    if _accepts(type(module), "position_ids"):
+        inputs["position_ids"] = positions
+    return module(**inputs)
+
+
+def _cached(cache) -> int:
+    return 0 if cache is None else cache.get_seq_length()
+
+
+def broadcast_cache(cache, batch_size: int):
+    """A fresh copy of a batch-1 cache whose keys/values are views broadcast to `batch_size` (the forward
+    appends to its copy, never to the prefix's own tensors)."""
+    fresh = copy.copy(cache)
+    fresh.layers = [copy.copy(layer) for layer in cache.layers]
+    for layer in fresh.layers:
+        if layer.is_initialized:
+            layer.keys = layer.keys.expand(batch_size, *layer.keys.shape[1:])
+            layer.values = layer.values.expand(batch_size, *layer.values.shape[1:])
+    return fresh
+
+
+def active_dropout(model: nn.Module) -> list[str]:
+    """The model's positive dropout settings. A prefix computed once per batch in training would share one
+    dropout mask across the batch, which the whole-prompt path does not: training then does not share."""
+    found = sorted({f"{name}={value}" for name, value in vars(model.config).items()
+                    if ("dropout" in name or "pdrop" in name) and isinstance(value, float) and value > 0})
+    found += sorted({f"{type(m).__name__}(p={m.p})" for m in model.modules() if isinstance(m, nn.Dropout) and m.p > 0})
+    return found
+
+
+def last_real_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Each row's last real token, under left or right padding."""
+    return attention_mask.shape[1] - 1 - attention_mask.flip(1).long().argmax(1)
+
+
+def _unshared_inputs(module: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict:
+    """Forward arguments under which left padding does not change a prompt's states."""
+    inputs = dict(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    if _accepts(type(module), "position_ids"):  # BLOOM does not (ALiBi reads the mask)
+        # Positions count real tokens only, so a padded prompt sees the same positions as unpadded.
+        inputs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    return inputs
+
+
+@functools.lru_cache(maxsize=None)
+def _accepts(module_class: type, name: str) -> bool:
+    return name in inspect.signature(module_class.forward).parameters
+
+
+def _cache_name(module_class: type) -> str:
+    """transformers 5 calls the KV cache `cache`; 4.x called it `past_key_values`."""
+    return "cache" if _accepts(module_class, "cache") else "past_key_values"
