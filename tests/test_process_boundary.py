@@ -95,6 +95,9 @@ def test_sigkill_at_random_moments_leaves_no_half_output_and_no_debris(tiny_llam
         "sweep": (lambda work: ["sweep", experiment, "--out", work / "out"], check_sweep),
         "report": (lambda work: ["report", work / "out"], check_report),
     }
+    start = time.perf_counter()
+    assert run_cli("tasks").returncode == 0
+    startup = time.perf_counter() - start  # imports only: a kill then cannot catch a write
     rng = random.Random(13)
     trials = 5  # per command: 20 kills in all
     left_temporaries = 0  # kills that caught a write in flight (printed: how many moments were informative)
@@ -106,7 +109,8 @@ def test_sigkill_at_random_moments_leaves_no_half_output_and_no_debris(tiny_llam
         for trial in range(trials):
             work = _fresh(tmp_path / f"{name}-{trial}", finished_sweep if name == "report" else None)
             process = start_cli(*arguments(work))
-            time.sleep(duration * (trial + rng.random()) / trials)  # one random moment in each fifth of the command
+            # One random moment in each fifth of the command's work after its imports.
+            time.sleep(startup + max(0.0, duration - startup) * (trial + rng.random()) / trials)
             process.kill()
             process.wait()
             check(work / "out")
