@@ -1,11 +1,29 @@
 """Run the real `layercut` command in a subprocess: what a user sees, traceback or not."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+import layercut
+
+# The subprocess imports the same layercut as the tests, whatever its working directory.
+SOURCE_ROOT = str(Path(layercut.__file__).resolve().parents[1])
 
 
-def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "layercut", *map(str, args)], capture_output=True, text=True)
+def cli_env() -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [SOURCE_ROOT, os.environ.get("PYTHONPATH")]))}
+
+
+def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "layercut", *map(str, args)], capture_output=True, text=True,
+                          env=cli_env(), **kwargs)
+
+
+def start_cli(*args, **kwargs) -> subprocess.Popen:
+    """The command started, not waited for (to interrupt or kill it)."""
+    return subprocess.Popen([sys.executable, "-m", "layercut", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env(), **kwargs)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> None:

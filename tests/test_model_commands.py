@@ -114,8 +114,13 @@ def test_existing_output_needs_overwrite(tiny_llama_folder, tmp_path):
     result = run_cli("cut", tiny_llama_folder, "--keep-first", "1", "-o", out)
     assert result.returncode == 2 and "--overwrite" in result.stderr
     assert (out / "keep.txt").read_text() == "precious"
-    assert main(["cut", str(tiny_llama_folder), "--keep-first", "1", "-o", str(out), "--overwrite"]) == 0
-    assert not (out / "keep.txt").exists() and (out / "layercut.json").exists()
+    # --overwrite replaces a folder layercut made, never files it did not write.
+    assert main(["cut", str(tiny_llama_folder), "--keep-first", "1", "-o", str(out), "--overwrite"]) == 2
+    assert (out / "keep.txt").read_text() == "precious"
+    (out / "keep.txt").unlink()
+    assert main(["cut", str(tiny_llama_folder), "--keep-first", "1", "-o", str(out)]) == 0
+    assert main(["cut", str(tiny_llama_folder), "--keep-first", "2", "-o", str(out), "--overwrite"]) == 0
+    assert json.loads((out / "layercut.json").read_text())["kept_layers"] == [0, 1]
 
 
 def test_unlocatable_blocks_name_the_model_class():

@@ -1,6 +1,7 @@
 """Experiment files, the result store, sweeps and reports, end to end on a tiny random model."""
 
 import csv
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -122,13 +123,23 @@ def test_sweep_runs_resumes_and_reports(tiny_llama_folder, review_file, tmp_path
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_failing_run_is_recorded_retried_and_does_not_stop_the_sweep(tiny_llama_folder, review_file, tmp_path, capsys):
-    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, shots=[4, 500])  # 500 per class: too many
+def test_a_failing_run_is_recorded_retried_and_does_not_stop_the_sweep(tiny_llama_folder, review_file, tmp_path, capsys,
+                                                                       monkeypatch):
+    run_module = importlib.import_module("layercut.run")  # `layercut.run` is the function
+    real_run = run_module.run
+
+    def run_failing_at_5_shots(config, *args, **kwargs):  # a failure no check before the run can see
+        if config.shots == 5:
+            raise RuntimeError("the device went away")
+        return real_run(config, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "run", run_failing_at_5_shots)
+    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, shots=[4, 5])
     out = tmp_path / "out"
     assert main(["sweep", str(path), "--out", str(out)]) == 1
     assert "1 run(s) failed" in capsys.readouterr().err
     [failure] = (out / "runs").glob("*/failure.json")
-    assert "exceeds the smallest class" in json.loads(failure.read_text())["error"]
+    assert "the device went away" in json.loads(failure.read_text())["error"]
     assert "## Failed runs" in (out / "report.md").read_text()
     assert main(["sweep", str(path), "--out", str(out)]) == 1
     assert "2 runs: 1 already complete" in capsys.readouterr().out

@@ -295,8 +295,8 @@ def test_mean_pooled_embedder_from_a_tiny_causal_lm(gpt2_tokenizer, family):
 def show_prompt(monkeypatch, smollm2_tokenizer, capsys):
     import layercut.sources
 
-    monkeypatch.setattr(layercut.sources, "load_tokenizer", lambda spec: smollm2_tokenizer)
-    monkeypatch.setattr(layercut.sources, "load_config", lambda spec: argparse.Namespace(max_position_embeddings=2048))
+    monkeypatch.setattr(layercut.sources, "load_tokenizer", lambda spec, trust: smollm2_tokenizer)
+    monkeypatch.setattr(layercut.sources, "load_config", lambda spec, trust: argparse.Namespace(max_position_embeddings=2048))
 
     def run(*argv):
         parser = argparse.ArgumentParser()

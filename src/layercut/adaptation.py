@@ -20,6 +20,7 @@ from layercut.healing.partial import set_trainable
 from layercut.heads import ClassificationHead, LabelWordHead, WholeWordHead
 from layercut.training import Batch, Budget
 from layercut.runconfig import RunConfig
+from layercut.sources import Trust
 from layercut.tasks import (
     DemoSelector,
     Example,
@@ -269,8 +270,9 @@ def build_scorer(head: str, model: nn.Module, label_words: LabelWords, pad_id: i
 
 def _load_cut_model(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) -> LoadedModel:
     num_labels = spec.num_classes if config.head == "cls" else None
+    trust = Trust(pickle=config.allow_pickle, remote_code=config.trust_remote_code)
     if config.keep_strategy is None:
-        return load_model(config.model, config.layers, head=config.head, num_labels=num_labels)
+        return load_model(config.model, config.layers, head=config.head, num_labels=num_labels, trust=trust)
     from layercut.importance import load_model_by_strategy
     from layercut.importance.task import TaskCalibration
 
@@ -279,7 +281,7 @@ def _load_cut_model(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) ->
     task = TaskCalibration(config, spec, splits) if config.keep_strategy == "task" else None
     return load_model_by_strategy(config.model, config.keep_strategy, config.keep_count, calibration_texts=texts,
                                   texts_source=f"{spec.name} training texts", samples=config.calibration_samples,
-                                  head=config.head, num_labels=num_labels, task=task)
+                                  head=config.head, num_labels=num_labels, task=task, trust=trust)
 
 
 def _apply_method(config: RunConfig, model: nn.Module) -> nn.Module | None:

@@ -1,7 +1,10 @@
-"""Write files and folders so that a reader never sees half of them.
+"""Write files and folders so that a reader never sees half of them, and a kill leaves no debris.
 
 Everything is first written next to its destination under a hidden temporary name and then
-moved into place with one rename, which the file system performs atomically.
+moved into place with one rename, which the file system performs atomically. Temporary names
+carry the host and process id (`.NAME.lc-HOST-PID-RANDOM.tmp`): whoever next writes into the
+same folder removes those whose process is gone (killed mid-write), and never another live
+process's.
 """
 
 from __future__ import annotations
@@ -9,21 +12,36 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from layercut.errors import LayercutError
+
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+_TEMPORARY = re.compile(r"^\..*\.lc-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-[A-Za-z0-9_]+\.(?:tmp|old)$")
+
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path` to write; on success it replaces `path` in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path.name), suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes it private; the result should not be
         os.replace(tmp, path)
     except BaseException:
@@ -40,12 +58,13 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
 def atomic_directory(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces `dest` in one rename.
 
-    If the body raises (or the process dies), `dest` is untouched and the temporary folder is
-    removed (or, after a kill, left under a hidden name that no reader looks at).
+    If the body raises, `dest` is untouched and the temporary folder is removed; after a kill it
+    is left under a temporary name that the next write into the same parent folder removes.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+    remove_stale_temporaries(dest.parent)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=_temporary_prefix(dest.name), suffix=".tmp"))
     tmp.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; the result should not be
     try:
         yield tmp
@@ -54,7 +73,7 @@ def atomic_directory(dest: str | os.PathLike, overwrite: bool = False) -> Iterat
                 raise FileExistsError(dest)
             # Move the old folder aside first so that `dest` is never missing for long
             # and never half old, half new.
-            trash = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".old"))
+            trash = Path(tempfile.mkdtemp(dir=dest.parent, prefix=_temporary_prefix(dest.name), suffix=".old"))
             os.replace(dest, trash / "old")
             os.replace(tmp, dest)
             shutil.rmtree(trash, ignore_errors=True)
@@ -63,6 +82,74 @@ def atomic_directory(dest: str | os.PathLike, overwrite: bool = False) -> Iterat
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def temporary_directory(name: str) -> Iterator[Path]:
+    """A scratch folder in the system's temporary directory, removed afterwards (or, after a kill, by the next one)."""
+    parent = Path(tempfile.gettempdir())
+    remove_stale_temporaries(parent)
+    folder = Path(tempfile.mkdtemp(dir=parent, prefix=_temporary_prefix(name), suffix=".tmp"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> None:
+    """Fail before any work when `path` (a file, or a `folder`) cannot be created: probe the nearest
+    folder that exists, leaving nothing behind (a permission check alone would not see a read-only
+    file system, nor work for root)."""
+    path = Path(path)
+    if path.is_dir() and not folder:
+        raise LayercutError(f"{what} '{path}' is a folder: give a file name")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise LayercutError(f"cannot write {what} '{path}' ('{existing}' is a file, not a folder): choose another path")
+    try:
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=_temporary_prefix("probe"), suffix=".tmp")
+    except OSError as error:
+        raise LayercutError(f"cannot write {what} '{path}' ({error.strerror} in '{existing}'): "
+                            "choose another path or fix its permissions") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> None:
+    """Remove the temporary files and folders in `folder` that a process of this host left when it died."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if match is None or match["host"] != _HOST or _process_alive(int(match["pid"])):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+
+
+def is_temporary(name: str) -> bool:
+    return _TEMPORARY.match(name) is not None
+
+
+def _temporary_prefix(name: str) -> str:
+    return f".{name}.lc-{_HOST}-{os.getpid()}-"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _current_umask() -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from layercut.blocks import (
@@ -16,9 +17,9 @@ from layercut.blocks import (
     renumber_layer_indices,
     set_config_depth,
 )
-from layercut.errors import LayercutError
+from layercut.errors import LayercutError, first_line, reported_as
 from layercut.selection import LayerSelection
-from layercut.sources import hub_unreachable_error, load_config, resolve_source
+from layercut.sources import Trust, check_model_source, hub_unreachable_error, load_config
 
 
 def cut_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
@@ -56,6 +57,7 @@ class LoadedModel:
     kept: list[int]
     source_parameters: int
     extras: dict = field(default_factory=dict)
+    trust: Trust = field(default_factory=Trust)  # what loading was allowed to do, recorded with any output
 
 
 def load_model(
@@ -65,23 +67,27 @@ def load_model(
     head: str = "lm",
     num_labels: int | None = None,
     dtype: torch.dtype = torch.float32,
+    trust: Trust = Trust(),
+    need_tokenizer: bool = True,
 ) -> LoadedModel:
     """Load `spec` keeping only the selected blocks.
 
     Keep-first-k (and `all`) builds only the kept blocks at load time, so the dropped blocks are
     never allocated; any other selection loads the whole model and cuts it.
     `head` is "lm" (causal LM) or "cls" (sequence classification, `num_labels` classes).
+    `trust` allows pickle weights or the model's own code; a folder without tokenizer files loads
+    with `tokenizer=None` unless `need_tokenizer`.
     """
     from layercut.accounting import count_config_parameters
-    from layercut.sources import load_tokenizer
+    from layercut.sources import has_tokenizer, load_tokenizer
 
     selection = layers if isinstance(layers, LayerSelection) else LayerSelection.parse(layers)
-    source = resolve_source(spec)
-    config = load_config(spec)
+    source = check_model_source(spec, trust)
+    config = load_config(spec, trust)
     source_depth = config.num_hidden_layers
     kept = selection.indices(source_depth)
     source_parameters = count_config_parameters(config)
-    tokenizer = load_tokenizer(spec)
+    tokenizer = load_tokenizer(spec, trust) if need_tokenizer or has_tokenizer(source) else None
 
     load_time_cut = kept == list(range(len(kept)))
     if load_time_cut:
@@ -90,21 +96,24 @@ def load_model(
         if not num_labels or num_labels < 2:
             raise LayercutError("a classification head needs num_labels >= 2: give the task's number of classes")
         config.num_labels = num_labels
-        config.pad_token_id = tokenizer.pad_token_id
+        if tokenizer is not None:
+            config.pad_token_id = tokenizer.pad_token_id
     model_class = _auto_class(head)
     # Dropped blocks are reported as unexpected weights (and a new head as missing): that is the point.
     with warnings.catch_warnings(), _transformers_quiet():
         warnings.simplefilter("ignore")
         try:
-            model = model_class.from_pretrained(source.location, config=config, dtype=dtype)
+            with reported_as(f"cannot load the weights of '{spec}'", "they are damaged or incomplete: copy or save the model again",
+                             SafetensorError, ValueError, RuntimeError, EOFError):
+                model = model_class.from_pretrained(source.location, config=config, dtype=dtype, **trust.weight_options())
         except OSError as error:
             if source.kind == "hub":
                 raise hub_unreachable_error(spec, error) from None
-            raise LayercutError(f"cannot load the weights of '{spec}': {error}") from None
+            raise LayercutError(f"cannot load the weights of '{spec}' ({first_line(error)}): copy or save the model again") from None
     if not load_time_cut:
         cut_layers(model, kept)
     model.eval()
-    return LoadedModel(model, tokenizer, spec, source_depth, kept, source_parameters)
+    return LoadedModel(model, tokenizer, spec, source_depth, kept, source_parameters, trust=trust)
 
 
 @contextlib.contextmanager

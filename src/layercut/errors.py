@@ -1,5 +1,58 @@
-"""The one exception type the CLI turns into a one-line message."""
+"""The one exception type the CLI turns into a one-line message, and the helpers that raise it."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from typing import Iterator
 
 
 class LayercutError(Exception):
     """A problem with the user's input: the message names it and says how to fix it."""
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0].strip() if text else type(error).__name__
+
+
+@contextlib.contextmanager
+def reported_as(what: str, fix: str, *kinds: type[BaseException]) -> Iterator[None]:
+    """Turn the library errors `kinds` that a damaged or unsupported input raises into one LayercutError.
+
+    Used only around calls whose failure can come from the user's files; other errors keep their traceback.
+    """
+    try:
+        yield
+    except LayercutError:
+        raise
+    except kinds as error:
+        raise LayercutError(f"{what} ({first_line(error)}): {fix}") from None
+
+
+# What to do about a failed file-system call, by errno.
+_OS_FIXES = {
+    errno.EACCES: "fix its permissions or choose another path",
+    errno.EPERM: "fix its permissions or choose another path",
+    errno.EROFS: "choose a path on a writable file system",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EISDIR: "it is a folder where a file is expected: give a file name",
+    errno.EEXIST: "it already exists: remove it or choose another path",
+    errno.ENOTEMPTY: "the folder is not empty: remove it or choose another path",
+    errno.ENOENT: "check the path",
+    errno.ENOSPC: "free some disk space or choose another location",
+    errno.EDQUOT: "free some disk space or choose another location",
+    errno.EBUSY: "it is in use: close what holds it or choose another path",
+    errno.ETXTBSY: "it is in use: close what holds it or choose another path",
+    errno.ENAMETOOLONG: "choose a shorter path",
+}
+
+
+def os_error_message(error: OSError) -> str:
+    """`WHAT (WHY): HOW TO FIX` for a failed read or write of a file or folder."""
+    path = error.filename if error.filename is not None else None
+    why = error.strerror or first_line(error)
+    fix = _OS_FIXES.get(error.errno, "check the path, its permissions and the free disk space")
+    what = f"cannot use '{os.fsdecode(path)}'" if path is not None else "a file-system operation failed"
+    return f"{what} ({why}): {fix}"

@@ -10,6 +10,7 @@ from layercut.errors import LayercutError
 from layercut.importance.commands import add_strategy_arguments, load_by_strategy_args
 from layercut.runconfig import BRIDGES
 from layercut.selection import LayerSelection, format_index_spec
+from layercut.sources import Trust, add_trust_arguments
 
 
 def add_commands(subparsers) -> None:
@@ -19,13 +20,15 @@ def add_commands(subparsers) -> None:
     cut.add_argument("--bridge", choices=BRIDGES, help="lstsq: fit a linear map from the cut model's last hidden "
                      "state to the full model's on --calibration text and fold it into the last kept block")
     cut.add_argument("-o", "--out", required=True, help="output folder")
-    cut.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    cut.add_argument("--overwrite", action="store_true", help="replace an output folder that layercut wrote earlier")
+    add_trust_arguments(cut)
     cut.set_defaults(func=run_cut)
 
     info = subparsers.add_parser("info", help="depth, parameters and size of a model, whole and cut")
     info.add_argument("model", help="Hub id, local folder, .gguf file, alias, or a config.json")
     info.add_argument("--keep-first", type=int, nargs="+", metavar="K", help="depths to account for (default: a spread)")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_trust_arguments(info)
     info.set_defaults(func=run_info)
 
 
@@ -61,7 +64,7 @@ def run_cut(args: argparse.Namespace) -> int:
     loaded = load_by_strategy_args(args)
     if loaded is None:
         selection = selection_from_args(args)
-        loaded = load_model(args.model, selection)
+        loaded = load_model(args.model, selection, trust=Trust.from_args(args), need_tokenizer=False)
         extra_record = {"selection": selection.describe()}
     else:
         extra_record = {"selection": format_index_spec(loaded.kept), **loaded.extras}
@@ -96,7 +99,7 @@ def bridge_texts(args: argparse.Namespace) -> list[str] | None:
 def run_info(args: argparse.Namespace) -> int:
     from layercut.accounting import config_size_reports
 
-    config, note = _config_for(args.model)
+    config, note = _config_for(args.model, Trust.from_args(args))
     depth = config.num_hidden_layers
     depths = sorted(set(args.keep_first or _default_depths(depth)))
     reports = config_size_reports(config, depths)
@@ -124,7 +127,7 @@ def format_size_table(model: str, depth: int, reports) -> str:
     return header + "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
 
 
-def _config_for(model: str):
+def _config_for(model: str, trust: Trust):
     """The config of `model`; a config.json is read directly, a paper model offline from a stored copy."""
     from layercut.accounting import config_from_file, known_config
     from layercut.sources import load_config
@@ -134,7 +137,7 @@ def _config_for(model: str):
             raise LayercutError(f"config file '{model}' does not exist: check the path")
         return config_from_file(model), None
     try:
-        return load_config(model), None
+        return load_config(model, trust), None
     except LayercutError:
         stored = known_config(model)
         if stored is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from layercut.checkpoint import read_record
-from layercut.errors import LayercutError
+from layercut.errors import LayercutError, reported_as
 from layercut.evaluation import score_prompts
 from layercut.tasks import DemoSelector, Example, LabelWords, PromptBuilder, TaskSpec, mean_pooled_embedder
 
@@ -31,27 +31,34 @@ class Predictor:
 
 
 def load_predictor(model_dir: str | Path) -> Predictor:
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from layercut.adaptation import build_scorer
+    from layercut.sources import load_tokenizer
 
     record = read_record(model_dir)
     if "task" not in record:
         raise LayercutError(f"'{model_dir}' is a cut model but was never adapted to a task: train one with `layercut run --save-model`")
-    task_fields = {k: v for k, v in record["task"].items() if k != "test_rule"}
-    spec = TaskSpec(**task_fields)
-    head = record["head"]
+    with reported_as(f"'{model_dir}/layercut.json' is incomplete or damaged", "save the model again with `layercut run --save-model`",
+                     KeyError, TypeError, ValueError, AttributeError):
+        spec = TaskSpec(**{k: v for k, v in record["task"].items() if k != "test_rule"})
+        head = record["head"]
+        words = record["label_words"]
+        label_words = LabelWords(tuple(words["words"]), words["token_ids"], words["policy"], words["multi_token"])
+        demos_record = record["demonstrations"]
+        pool = [Example(**e) for e in demos_record["pool"]]
+        demo_policy, demo_seed = demos_record["policy"], demos_record["seed"]
+        max_length = int(record["max_length"])
     model_class = AutoModelForSequenceClassification if head == "cls" else AutoModelForCausalLM
-    model = model_class.from_pretrained(model_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    words = record["label_words"]
-    label_words = LabelWords(tuple(words["words"]), words["token_ids"], words["policy"], words["multi_token"])
-    demos_record = record["demonstrations"]
-    pool = [Example(**e) for e in demos_record["pool"]]
-    embed = mean_pooled_embedder(model, tokenizer) if demos_record["policy"] == "similar" else None
-    demos = DemoSelector(demos_record["policy"], pool, spec.num_classes, demos_record["seed"], embed=embed)
+    with reported_as(f"cannot load the model in '{model_dir}'", "its files are damaged or incomplete: save the model again",
+                     OSError, ValueError, SafetensorError, RuntimeError):
+        model = model_class.from_pretrained(model_dir, use_safetensors=True).eval()
+    tokenizer = load_tokenizer(str(model_dir))
+    embed = mean_pooled_embedder(model, tokenizer) if demo_policy == "similar" else None
+    demos = DemoSelector(demo_policy, pool, spec.num_classes, demo_seed, embed=embed)
     return Predictor(build_scorer(head, model, label_words, tokenizer.pad_token_id),
-                     PromptBuilder(spec, tokenizer, record["max_length"]), demos, list(spec.label_names),
+                     PromptBuilder(spec, tokenizer, max_length), demos, list(spec.label_names),
                      tokenizer.pad_token_id)
 
 

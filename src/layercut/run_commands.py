@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from layercut.runconfig import BRIDGES, METHODS, RunConfig
+from layercut.sources import add_trust_arguments
 from layercut.tasks.args import add_task_file_arguments
 
 
@@ -18,7 +20,8 @@ def add_commands(subparsers) -> None:
     run.add_argument("--keep-count", type=int, metavar="K")
     run.add_argument("--calibration-samples", type=int, default=defaults.calibration_samples,
                      help="training texts a --keep-strategy measure ranks the layers on")
-    run.add_argument("--task", default=defaults.task, help="a built-in task (`layercut tasks`) or a task YAML file")
+    run.add_argument("--task", help=f"a built-in task (`layercut tasks`) or a task YAML file (default {defaults.task}); "
+                                    "with --data, a name for the file's task")
     add_task_file_arguments(run)
     run.add_argument("--shots", type=int, default=defaults.shots, metavar="K", help="training examples per class")
     run.add_argument("--seed", type=int, default=defaults.seed)
@@ -65,6 +68,7 @@ def add_commands(subparsers) -> None:
     run.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default=defaults.dtype,
                      help="auto: bf16 autocast on CUDA, fp32 on CPU")
     run.add_argument("--out", required=True, help="the run's folder (result.json, and model/ with --save-model)")
+    add_trust_arguments(run)
     run.add_argument("--save-model", action="store_true", help="also save the adapted model for `layercut predict`")
     run.add_argument("--overwrite", action="store_true", help="replace an earlier result in --out")
     run.set_defaults(func=run_run)
@@ -81,8 +85,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     from layercut.adaptation import TASK_OPTION_DEFAULTS
 
     task_options = {k: getattr(args, k) for k, default in TASK_OPTION_DEFAULTS.items() if getattr(args, k) != default}
+    task = args.task or (Path(args.data).stem if args.data else RunConfig.task)
     return RunConfig(
-        model=args.model, layers=args.layers, task=args.task, task_options=task_options, shots=args.shots,
+        model=args.model, layers=args.layers, task=task, task_options=task_options, shots=args.shots,
         seed=args.seed, head=args.head, method=args.method, demos=args.demos,
         label_word_policy=args.label_word_policy, learning_rate=args.learning_rate, epochs=args.epochs,
         max_steps=args.max_steps, eval_every=args.eval_every, prefix_tokens=args.prefix_tokens,
@@ -94,16 +99,20 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         device=args.device, dtype=args.dtype, train_layers=args.train_layers,
         freeze_embeddings=args.freeze_embeddings, bridge=args.bridge, teacher=args.teacher,
         distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
+        allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
     )
 
 
 def run_run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from layercut.run import check_run_folder, run
+    from layercut.atomic import check_writable
+    from layercut.checkpoint import check_output_folder
+    from layercut.run import RESULT_NAME, check_run_folder, run
 
     config = config_from_args(args)
     check_run_folder(Path(args.out), args.overwrite)
+    check_writable(Path(args.out) / RESULT_NAME, "the run's result")
+    if args.save_model:
+        check_output_folder(Path(args.out) / "model", overwrite=True)  # refuses foreign files now, not after training
     result = run(config, args.out, overwrite=args.overwrite, save_model=args.save_model).record
     metrics, layers, params = result["metrics"], result["layers"], result["parameters"]
     print(

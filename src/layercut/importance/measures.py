@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from layercut.blocks import find_blocks
 from layercut.importance.blockio import block_input, block_output, body, model_device
 from layercut.importance.calibration import CalibrationBatch
+from layercut.progress import progress_bar
 
 
 @dataclass
@@ -59,7 +59,7 @@ def hidden_state_measures(
     tokens = sequences = 0
     try:
         with torch.no_grad():
-            for batch in tqdm(batches, desc="hidden states", unit="batch", disable=not progress):
+            for batch in progress_bar(batches, desc="hidden states", unit="batch", enabled=progress):
                 mask = batch.attention_mask.to(device)
                 current.update(mask=mask.float(), last=last_real_positions(mask))
                 body(model)(input_ids=batch.input_ids.to(device), attention_mask=mask, use_cache=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from layercut.atomic import atomic_file
 from layercut.errors import LayercutError
 from layercut.importance.ranking import LayerRanking
 
@@ -49,8 +50,8 @@ def plot_ranking(ranking: LayerRanking, path: str | Path) -> None:
         step = {layer: i + 1 for i, layer in enumerate(ranking.greedy_order)}
         greedy.bar(layers, [step[layer] for layer in layers], color="tab:green")
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    with atomic_file(path) as tmp:  # a kill mid-save leaves no half-written figure
+        figure.savefig(tmp, format=path.suffix[1:].lower(), dpi=120)
 
 
 def _panel(axes, title: str, ylabel: str, values, xlabel: str = "layer") -> bool:

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from layercut.blocks import find_blocks, per_layer_config_fields, set_config_depth
 from layercut.errors import LayercutError
 from layercut.importance.blockio import block_input, body, model_device, with_hidden
 from layercut.importance.calibration import CalibrationBatch
+from layercut.progress import progress_bar
 
 
 @dataclass
@@ -77,7 +77,7 @@ def removal_scan(model, batches: list, greedy: bool, progress: bool = True, obje
     current, order, after = list(range(depth)), [], []
     full_loss = removal = None
     seconds = []
-    with torch.no_grad(), tqdm(total=replays * len(batches), desc="removal loss", unit="pass", disable=not progress) as bar:
+    with torch.no_grad(), progress_bar(total=replays * len(batches), desc="removal loss", unit="pass", enabled=progress) as bar:
         while len(current) > 1:
             start = time.perf_counter()
             losses, loss_now = _losses_without_each(model, blocks, current, batches, bar, objective,

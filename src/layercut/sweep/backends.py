@@ -7,10 +7,9 @@ store; so the same experiment gives the same results, and a Ray cluster needs no
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 from typing import Iterable, Iterator
 
+from layercut.atomic import temporary_directory
 from layercut.errors import LayercutError
 from layercut.runconfig import RunConfig
 
@@ -26,11 +25,11 @@ def execute_run(config: RunConfig) -> dict:
     does not end the sweep (KeyboardInterrupt still does)."""
     from layercut.run import RESULT_NAME, run
 
-    with tempfile.TemporaryDirectory(prefix="layercut-run-") as folder:
+    with temporary_directory("layercut-run") as folder:
         try:
             return run(config, folder, show_progress=False).record
         except Exception as error:
-            written = Path(folder) / RESULT_NAME
+            written = folder / RESULT_NAME
             if written.exists():  # diverged: run() wrote its record before raising
                 return json.loads(written.read_text())
             return {"status": "failed", "key": config.key(), "config": config.to_dict(),

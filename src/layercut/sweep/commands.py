@@ -63,10 +63,12 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 def run_report_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from layercut.atomic import check_writable
     from layercut.sweep.report import write_report
 
     if not (Path(args.folder) / "runs").is_dir():
         raise LayercutError(f"'{args.folder}' is not a sweep folder (no runs/ in it): give the --out of `layercut sweep`")
+    check_writable(Path(args.folder) / "report.md", "the report")
     files = write_report(args.folder)
     print(f"wrote {files.report}, {files.runs_csv} and {len(files.plots)} plots in {files.report.parent / 'plots'}")
     return 0

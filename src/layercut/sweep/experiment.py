@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ import yaml
 from layercut.errors import LayercutError
 from layercut.runconfig import RunConfig
 from layercut.selection import LayerSelection, parse_index_spec
+from layercut.sources import Trust
 
 DIMENSIONS = {  # experiment key -> RunConfig field
     "models": "model", "layers": "layers", "strategies": "keep_strategy", "keep_counts": "keep_count",
@@ -112,9 +114,10 @@ def expand(data, base: Path, where: str) -> tuple[list[RunConfig], list[str]]:
 
     skipped: Counter[str] = Counter()
     runs: dict[str, RunConfig] = {}
+    trust = Trust(remote_code=any(setting.get("trust_remote_code") for setting in settings))
     for model, model_layers in models:
         for selection in _selections(model, default_layers if model_layers is None else model_layers,
-                                     strategy_choices, where, skipped):
+                                     strategy_choices, where, skipped, trust):
             for (task, options), head, method, demo, shot, seed, setting, arm in itertools.product(
                     tasks, heads, methods, demos, shots, seeds, settings, arms):
                 try:
@@ -130,7 +133,32 @@ def expand(data, base: Path, where: str) -> tuple[list[RunConfig], list[str]]:
     if not runs:
         reason = f": {warnings[0]}" if warnings else ""
         raise LayercutError(f"{where}: the grid is empty{reason}; list values every run can use")
+    _check_runs_can_start(list(runs.values()), where)
     return list(runs.values()), warnings
+
+
+def _check_runs_can_start(runs: list[RunConfig], where: str) -> None:
+    """What would otherwise fail only when a run starts: its model's files (pickle, remote code, no
+    weights) and its splits (K, dev and test sizes the task's data cannot hold; Hub data is read
+    only by the run)."""
+    from layercut.adaptation import resolve_task
+    from layercut.sources import check_model_source
+    from layercut.tasks import load_examples, make_splits
+
+    for model, pickle, remote_code in sorted({(r.model, r.allow_pickle, r.trust_remote_code) for r in runs}):
+        check_model_source(model, Trust(pickle=pickle, remote_code=remote_code))
+    data = {}
+    for run in runs:
+        task = (run.task, json.dumps(run.task_options, sort_keys=True))
+        if task not in data:
+            spec = resolve_task(run)
+            data[task] = None if spec.source == "hub" else load_examples(spec)
+        if data[task] is None:
+            continue
+        try:
+            make_splits(data[task], run.shots, run.seed, dev_shots=run.dev_shots, dev_size=run.dev_size, test_size=run.test_size)
+        except LayercutError as error:
+            raise LayercutError(f"{where}: {error}") from None
 
 
 def _values(data: dict, key: str, where: str) -> list:
@@ -170,7 +198,8 @@ def _strategy_choices(data: dict, where: str) -> list[dict]:
     return [{"keep_strategy": s, "keep_count": k} for s in strategies for k in counts]
 
 
-def _selections(model: str, layers: list, strategy_choices: list[dict], where: str, skipped: Counter) -> list[dict]:
+def _selections(model: str, layers: list, strategy_choices: list[dict], where: str, skipped: Counter,
+                trust: Trust) -> list[dict]:
     """The layer choices for one model: its `layers` entries, then the strategy choices; those the
     model's depth cannot hold are skipped (its depth is read from its config, without weights)."""
     from layercut.sweep.plan import model_facts
@@ -182,7 +211,7 @@ def _selections(model: str, layers: list, strategy_choices: list[dict], where: s
         _check_layers(text, where)
         choices.append({"layers": text})
     choices += strategy_choices
-    facts = model_facts(model)
+    facts = model_facts(model, trust)  # a missing local model or an alias typo is an error here
     if facts is None:  # not readable here (an unknown Hub id offline): the run itself will say
         return choices
     kept = []
@@ -281,7 +310,11 @@ def _settings_grid(settings, where: str) -> list[dict]:
             raise LayercutError(f"{where}: setting '{name}' is an empty list: give a value or a list of values to try")
         lists[name] = [_coerce(name, v, f"{where}: settings") for v in values]
     grid = [dict(zip(lists, combination)) for combination in itertools.product(*lists.values())]
-    RunConfig(**grid[0])  # e.g. a negative learning rate: an error for the whole file
+    for setting in grid:
+        try:
+            RunConfig(**setting)  # e.g. a negative learning rate: an error for the whole file
+        except LayercutError as error:
+            raise LayercutError(f"{where}: settings {setting}: {error}") from None
     return grid
 
 

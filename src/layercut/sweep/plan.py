@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from layercut.errors import LayercutError
 from layercut.runconfig import RunConfig
 from layercut.selection import LayerSelection
+from layercut.sources import Trust
 
 # A rendered example (template + text). Real tasks range from ~15 tokens (TREC) to ~60 (AGNews).
 TOKENS_PER_EXAMPLE = 40
@@ -20,7 +21,7 @@ TOKENS_PER_EXAMPLE = 40
 THROUGHPUTS = (("a few CPU cores", 1e11), ("one large GPU", 1e14))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: model_facts makes one per model
 class ModelFacts:
     spec: str
     config: object  # a transformers PretrainedConfig
@@ -38,29 +39,33 @@ class ModelFacts:
         return check_count(config.keep_count, self.depth)
 
     def non_embedding_parameters(self, kept: int) -> int:
-        return _non_embedding(self.spec, kept)
+        return _non_embedding(self, kept)
 
 
 @functools.lru_cache(maxsize=None)
-def model_facts(spec: str) -> ModelFacts | None:
-    """None when the config cannot be read here (an unknown Hub id offline): the plan then says so."""
+def model_facts(spec: str, trust: Trust = Trust()) -> ModelFacts | None:
+    """None when a Hub model's config cannot be read here (offline): the plan then says so. A local
+    path that does not exist, an alias typo or a damaged config is an error."""
     from layercut.accounting import known_config
-    from layercut.sources import load_config
+    from layercut.sources import load_config, resolve_source
 
     config = known_config(spec)  # first: an offline Hub lookup takes half a minute to fail
     if config is None:
+        source = resolve_source(spec)
         try:
-            config = load_config(spec)
+            config = load_config(spec, trust)
         except LayercutError:
+            if source.kind != "hub":
+                raise
             return None
     return ModelFacts(spec, config)
 
 
 @functools.lru_cache(maxsize=None)
-def _non_embedding(spec: str, kept: int) -> int:
+def _non_embedding(facts: ModelFacts, kept: int) -> int:
     from layercut.accounting import config_size_reports
 
-    return config_size_reports(model_facts(spec).config, [kept])[0].non_embedding_parameters
+    return config_size_reports(facts.config, [kept])[0].non_embedding_parameters
 
 
 def run_flops(config: RunConfig) -> float | None:
@@ -68,7 +73,7 @@ def run_flops(config: RunConfig) -> float | None:
     token and 2·N per evaluated one (N: non-embedding parameters kept; the heads read one position), the whole
     step budget run (early stopping only shortens it), dev scored at every evaluation. With shared prefixes
     (fixed demonstrations) the demonstrations cost once per training batch and once per evaluation pass."""
-    facts = model_facts(config.model)
+    facts = model_facts(config.model, Trust(remote_code=config.trust_remote_code))
     if facts is None:
         return None
     spec = _task_spec(config.task, json.dumps(config.task_options, sort_keys=True))

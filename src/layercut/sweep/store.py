@@ -14,14 +14,22 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from layercut.atomic import write_json_atomic, write_text_atomic
+from layercut.atomic import is_temporary, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from layercut.errors import LayercutError
 from layercut.run import RESULT_NAME
 
 FAILURE_NAME = "failure.json"
+LOCK_NAME = ".lock"
+# What reports read from a record; a record without them is damaged.
+_CONFIG_FIELDS = ("model", "layers", "keep_strategy", "keep_count", "task", "task_options", "head", "method", "demos",
+                  "shots", "seed")
+_FINISHED_FIELDS = ("metrics.accuracy", "metrics.macro_f1", "metrics.num_examples", "layers.kept", "layers.spec",
+                    "layers.source_depth", "parameters.total", "parameters.non_embedding", "parameters.percent_of_source",
+                    "timing.train_seconds", "timing.eval_examples_per_second", "memory.peak_bytes", "dev")
 # `diverged` is final too: run() stops on a non-finite loss and evaluates the last good weights;
 # the same configuration would diverge again.
 FINISHED = ("complete", "diverged")
@@ -35,8 +43,9 @@ class ResultStore:
         return self.root / "runs" / key
 
     def is_done(self, key: str) -> bool:
+        """A run is done when its result is whole; one that lacks fields is run again."""
         record = read_json(self.folder(key) / RESULT_NAME)
-        return record is not None and record.get("status") in FINISHED
+        return record is not None and record.get("status") in FINISHED and missing_field(record) is None
 
     def save(self, record: dict) -> None:
         folder = self.folder(record["key"])
@@ -51,18 +60,29 @@ class ResultStore:
         runs = self.root / "runs"
         records = []
         for folder in sorted(runs.iterdir() if runs.is_dir() else []):
-            record = read_json(folder / RESULT_NAME) or read_json(folder / FAILURE_NAME)
-            if record is not None:
-                records.append(record)
+            path = folder / RESULT_NAME if (folder / RESULT_NAME).exists() else folder / FAILURE_NAME
+            record = read_json(path)
+            if record is None:
+                if path.exists():
+                    raise LayercutError(f"'{path}' is damaged (not a JSON object): delete '{folder}' and run the sweep again")
+                continue
+            missing = missing_field(record)
+            if missing:
+                raise LayercutError(f"'{path}' lacks the field '{missing}': delete '{folder}' and run the sweep again to redo that run")
+            records.append(record)
         return records
 
     @contextlib.contextmanager
     def claim(self, experiment, allow_different: bool = False) -> Iterator[None]:
         """Hold DIR for one sweep: refuse a DIR of another experiment (unless allowed) and a DIR
-        another sweep is writing to; record this experiment as DIR's own."""
+        another sweep is writing to; record this experiment as DIR's own; clear what killed runs left."""
+        if self.root.is_dir():
+            self._check_owner(experiment, allow_different)  # before creating anything: a refused sweep leaves nothing
+        elif self.root.exists():
+            raise LayercutError(f"--out '{self.root}' is a file: give a folder path")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            lock = open(self.root / ".lock", "w")
+            lock = open(self.root / LOCK_NAME, "w")
         except OSError as error:
             raise LayercutError(
                 f"cannot write to '{self.root}' ({error.strerror}): choose another --out or fix its permissions") from None
@@ -72,18 +92,30 @@ class ResultStore:
             except BlockingIOError:
                 raise LayercutError(
                     f"another sweep is writing to '{self.root}': wait for it to finish, or choose another --out") from None
-            self._check_owner(experiment, allow_different)
+            self._check_owner(experiment, allow_different)  # again, now that no other sweep can write
+            self._remove_debris()
             write_text_atomic(self.root / "experiment.yaml", experiment.text)
             write_json_atomic(self.root / "sweep.json", {"experiment": experiment.key, "source": experiment.source,
                                                          "runs": len(experiment.runs)})
             yield
+
+    def _remove_debris(self) -> None:
+        """Temporary files of killed writes (and killed runs' scratch folders), and run folders a kill left empty."""
+        remove_stale_temporaries(tempfile.gettempdir())
+        remove_stale_temporaries(self.root)
+        runs = self.root / "runs"
+        for folder in sorted(runs.iterdir()) if runs.is_dir() else []:
+            if folder.is_dir():
+                remove_stale_temporaries(folder)
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only succeeds when empty
 
     def _check_owner(self, experiment, allow_different: bool) -> None:
         if allow_different:
             return
         owner = read_json(self.root / "sweep.json")
         if owner is None:
-            others = [p.name for p in self.root.iterdir() if p.name != ".lock"]
+            others = [p.name for p in self.root.iterdir() if p.name != LOCK_NAME and not is_temporary(p.name)]
             if others:
                 raise LayercutError(f"'{self.root}' is not empty and holds no sweep ({others[0]}, ...): "
                                     "choose another --out, or pass --allow-different to write into it")
@@ -95,7 +127,23 @@ class ResultStore:
 
 
 def read_json(path: Path) -> dict | None:
+    """The JSON object in `path`; None when it is missing, unreadable or not an object."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
+
+
+def missing_field(record: dict) -> str | None:
+    """The first field a report reads that `record` lacks (dotted, e.g. `metrics.accuracy`), or None."""
+    paths = ["key", "status", *(f"config.{name}" for name in _CONFIG_FIELDS)]
+    if record.get("status") in FINISHED:
+        paths += _FINISHED_FIELDS
+    for path in paths:
+        value = record
+        for part in path.split("."):
+            if not isinstance(value, dict) or part not in value:
+                return path
+            value = value[part]
+    return None

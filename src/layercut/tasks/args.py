@@ -53,6 +53,17 @@ def task_from_args(args: argparse.Namespace) -> TaskSpec:
     return dataclasses.replace(spec, **overrides) if overrides else spec
 
 
+def check_task_with_data(task: str | None, options: dict) -> None:
+    """With --data, the task is the data file's and `task` only names it: it must not name another task."""
+    if not options.get("data") or not task:
+        return
+    from layercut.tasks.registry import list_tasks
+
+    if task.endswith((".yaml", ".yml")) or task in {spec.name for spec in list_tasks()}:
+        raise LayercutError(f"give either the task '{task}' or --data FILE, not both: the run would use the file "
+                            "but record the task's name")
+
+
 def _split(value: str | None) -> tuple[str, ...] | None:
     return tuple(part.strip() for part in value.split(",")) if value else None
 

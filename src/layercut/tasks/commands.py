@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 import json
 
+from layercut.errors import LayercutError
+from layercut.sources import add_trust_arguments
 from layercut.tasks.args import add_task_arguments, task_from_args
 from layercut.tasks.demos import POLICIES as DEMO_POLICIES
 from layercut.tasks.demos import DemoSelector
@@ -33,6 +35,7 @@ def add_commands(subparsers) -> None:
     show.add_argument("--label-word-policy", choices=WORD_POLICIES, default="first",
                       help="how a label word of several tokens is scored (default: first token, as the paper)")
     show.add_argument("--max-length", type=int, help="prompt token limit (default: the model's context length)")
+    add_trust_arguments(show)
     show.set_defaults(func=show_prompt_command)
 
 
@@ -53,17 +56,20 @@ def list_tasks_command(args: argparse.Namespace) -> int:
 
 def show_prompt_command(args: argparse.Namespace) -> int:
     """Print one rendered training prompt (demonstrations and query), its token count and the label-word token ids."""
-    from layercut.sources import load_config, load_tokenizer
+    from layercut.sources import Trust, load_config, load_tokenizer
 
+    if args.max_length is not None and args.max_length < 1:
+        raise LayercutError(f"--max-length must be at least 1 token, got {args.max_length}: or leave it out for the model's context length")
     spec = task_from_args(args)
-    tokenizer = load_tokenizer(args.model)
+    trust = Trust.from_args(args)
+    tokenizer = load_tokenizer(args.model, trust)
     words = resolve_label_words(tokenizer, spec.label_words, args.label_word_policy)
     splits = make_splits(load_examples(spec), args.shots, args.seed, dev_shots=0)
-    embed = _model_embedder(args.model) if args.demos == "similar" else None
+    embed = _model_embedder(args.model, trust) if args.demos == "similar" else None
     selector = DemoSelector(args.demos, splits.train, spec.num_classes, args.seed, embed=embed)
     query = splits.train[0]
     demos = selector.for_query(query)
-    max_length = args.max_length or _context_length(load_config(args.model))
+    max_length = args.max_length or _context_length(load_config(args.model, trust))
     builder = PromptBuilder(spec, tokenizer, max_length)
     ids = builder.encode(query, demos)
     print(f"task {spec.name}: seed {args.seed}, K={args.shots} per class, demos '{args.demos}', "
@@ -90,9 +96,9 @@ def _context_length(config) -> int:
     return 2048  # the paper's models' context, for configs that do not say
 
 
-def _model_embedder(model_spec: str):
+def _model_embedder(model_spec: str, trust):
     from layercut.cutting import load_model
     from layercut.tasks.embed import mean_pooled_embedder
 
-    loaded = load_model(model_spec)
+    loaded = load_model(model_spec, trust=trust)
     return mean_pooled_embedder(loaded.model, loaded.tokenizer)

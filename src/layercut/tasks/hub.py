@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from layercut.errors import LayercutError
+from layercut.errors import LayercutError, first_line
 from layercut.tasks.spec import Example, TaskSpec
-from layercut.tasks.tables import first_line, to_examples
+from layercut.tasks.tables import to_examples
 
 
 def read_hub(spec: TaskSpec) -> tuple[list[Example], list[Example]]:

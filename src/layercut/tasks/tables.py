@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from layercut.errors import LayercutError
+from layercut.errors import LayercutError, first_line
 from layercut.tasks.spec import Example
 
 # file suffix -> (datasets builder, builder options)
@@ -111,8 +111,3 @@ def _label_indexer(label_names: tuple[str, ...]):
         return None
 
     return to_index
-
-
-def first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
