@@ -8,6 +8,7 @@ from pathlib import Path
 
 from layercut.errors import LayercutError
 from layercut.importance.commands import add_strategy_arguments, load_by_strategy_args
+from layercut.sources import add_trust_arguments
 
 
 def add_commands(subparsers) -> None:
@@ -38,6 +39,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--stride", type=int, metavar="S", help="tokens between windows (default: half the window)")
     parser.add_argument("--max-tokens", type=int, metavar="N", help="score only the text's first N tokens")
     parser.add_argument("-o", "--out", metavar="FILE", help="write the results and the cut's record as JSON")
+    add_trust_arguments(parser)
     parser.set_defaults(func=run_eval)
 
 
@@ -46,7 +48,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from layercut.cutting import load_model
     from layercut.evaluate.measure import EvaluationRequest, depth_table, evaluate_loaded, format_record
     from layercut.selection import LayerSelection
-    from layercut.sources import load_config
+    from layercut.sources import Trust, load_config
 
     # Every check that needs no weights runs before the model loads.
     if args.out and Path(args.out).is_dir():
@@ -58,13 +60,14 @@ def run_eval(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
     ).checked()
     selections = [LayerSelection.parse(text) for text in args.layers]
-    depth = load_config(args.model).num_hidden_layers
+    trust = Trust.from_args(args)
+    depth = load_config(args.model, trust).num_hidden_layers
     for selection in selections:
         selection.indices(depth)  # a selection the model cannot hold fails before any load
-    by_strategy = load_by_strategy_args(args)
-    full = load_model(args.model, "all") if request.compare_full else None
+    by_strategy = load_by_strategy_args(args, need_tokenizer=True)
+    full = load_model(args.model, "all", trust=trust) if request.compare_full else None
     records = []
-    for loaded in [by_strategy] if by_strategy else (_load(args.model, s, full, depth) for s in selections):
+    for loaded in [by_strategy] if by_strategy else (_load(args.model, s, full, depth, trust) for s in selections):
         records.append(evaluate_loaded(loaded, request, full.model if full else None))
         print(format_record(records[-1]) + "\n", flush=True)
     if len(records) > 1:
@@ -75,8 +78,10 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(model: str, selection, full, depth: int):
+def _load(model: str, selection, full, depth: int, trust):
     """The model cut by `selection`; the uncut one already loaded for comparison is reused as is."""
     from layercut.cutting import load_model
 
-    return full if full is not None and selection.indices(depth) == list(range(depth)) else load_model(model, selection)
+    if full is not None and selection.indices(depth) == list(range(depth)):
+        return full
+    return load_model(model, selection, trust=trust)

@@ -49,7 +49,7 @@ def add_strategy_arguments(parser: argparse.ArgumentParser, group) -> None:
     parser.add_argument("--ranking", metavar="FILE", help="a ranking saved by `layercut rank -o`, instead of --calibration")
 
 
-def load_by_strategy_args(args: argparse.Namespace):
+def load_by_strategy_args(args: argparse.Namespace, need_tokenizer: bool = False):
     """The `LoadedModel` that `--keep-strategy` asks for, or None when it is not given."""
     from layercut.importance.choose import load_model_by_strategy
 
@@ -65,7 +65,7 @@ def load_by_strategy_args(args: argparse.Namespace):
         raise LayercutError("--keep-strategy needs --keep-count K: say how many layers to keep")
     return load_model_by_strategy(
         args.model, args.keep_strategy, args.keep_count, calibration=args.calibration, ranking=args.ranking,
-        trust=Trust.from_args(args), need_tokenizer=False,
+        trust=Trust.from_args(args), need_tokenizer=need_tokenizer,
     )
 
 
