@@ -18,7 +18,8 @@ import torch
 
 from layercut.cutting import load_model
 from layercut.heads import LabelWordHead
-from layercut.tasks import DemoSelector, PromptBuilder, collate_left_padded, get_task, load_examples, make_splits, resolve_label_words
+from layercut.batching import collate_padded
+from layercut.tasks import DemoSelector, PromptBuilder, get_task, load_examples, make_splits, resolve_label_words
 
 DEPTHS = (1, 2, 8, 30)
 RESULTS = Path(__file__).parent / "results" / "heads_smollm2.json"
@@ -35,11 +36,11 @@ def prompts_for(tokenizer, count: int) -> tuple[list[list[int]], list[int], list
 
 def time_eval(fn, prompts, batch_size, pad_id) -> float:
     with torch.no_grad():  # one untimed batch: thread pools and allocator warm up
-        fn(*collate_left_padded(prompts[:batch_size], pad_id))
+        fn(*collate_padded(prompts[:batch_size], pad_id, left=True))
     start = time.perf_counter()
     with torch.no_grad():
         for begin in range(0, len(prompts), batch_size):
-            fn(*collate_left_padded(prompts[begin:begin + batch_size], pad_id))
+            fn(*collate_padded(prompts[begin:begin + batch_size], pad_id, left=True))
     return len(prompts) / (time.perf_counter() - start)
 
 
@@ -50,7 +51,7 @@ def time_train(fn, model, prompts, labels, batch_size, pad_id, steps) -> float:
     start = time.perf_counter()
     for step in range(steps):
         chunk = slice(step * batch_size, (step + 1) * batch_size)
-        logits = fn(*collate_left_padded(prompts[chunk], pad_id))
+        logits = fn(*collate_padded(prompts[chunk], pad_id, left=True))
         torch.nn.functional.cross_entropy(logits, torch.tensor(labels[chunk])).backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

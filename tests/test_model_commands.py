@@ -1,6 +1,8 @@
 """`layercut cut` and `layercut info` end to end, and every bad input the foundation names."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -144,3 +146,11 @@ def test_missing_gguf_package_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / "cache"))
     with pytest.raises(LayercutError, match="pip install gguf"):
         sources.resolve_source(str(fake))
+
+
+def test_help_does_not_import_torch():
+    """`layercut --help` and every command's parser load without torch or transformers (they take seconds)."""
+    code = ("import sys; from layercut.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from layercut.errors import LayercutError
-from layercut.tasks import (DemoSelector, Example, PromptBuilder, collate_left_padded, get_task, load_examples,
-                            mean_pooled_embedder, resolve_label_words)
+from layercut.batching import collate_padded
+from layercut.tasks import DemoSelector, Example, PromptBuilder, get_task, load_examples, resolve_label_words
+from layercut.tasks.embed import mean_pooled_embedder
 from layercut.tasks.commands import add_commands
 from layercut.tasks.spec import TaskSpec
 
@@ -191,7 +192,7 @@ def test_bbc_one_demonstration_per_class_fits_2048_tokens(smollm2_tokenizer, gpt
 
 
 def test_collate_left_padded():
-    input_ids, mask = collate_left_padded([[5, 6, 7], [8]], pad_id=0)
+    input_ids, mask = collate_padded([[5, 6, 7], [8]], pad_id=0, left=True)
     assert input_ids.tolist() == [[5, 6, 7], [0, 0, 8]]
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
     assert input_ids.dtype == mask.dtype == torch.long

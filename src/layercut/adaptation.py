@@ -21,6 +21,7 @@ from layercut.heads import ClassificationHead, LabelWordHead, WholeWordHead
 from layercut.training import Batch, Budget
 from layercut.runconfig import RunConfig
 from layercut.sources import Trust
+from layercut.tasks.embed import mean_pooled_embedder
 from layercut.tasks import (
     DemoSelector,
     Example,
@@ -30,7 +31,6 @@ from layercut.tasks import (
     TaskSpec,
     load_examples,
     make_splits,
-    mean_pooled_embedder,
     resolve_label_words,
     task_file_option_defaults,
     task_from_args,

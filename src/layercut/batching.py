@@ -20,7 +20,6 @@ from typing import Callable
 import torch
 from torch import nn
 
-from layercut.tasks.prompts import collate_padded
 
 
 @dataclass
@@ -75,6 +74,20 @@ def group_by_prefix(prompts: list[list[int]], prefix: list[int]) -> list[list[in
     starts = [i for i, p in enumerate(prompts) if len(p) > len(prefix) and p[:len(prefix)] == prefix]
     others = [i for i in range(len(prompts)) if i not in set(starts)]
     return [group for group in (starts, others) if group]
+
+
+def collate_padded(sequences: list[list[int]], pad_id: int, left: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask). Left padding puts every prompt's last token at position -1; right
+    padding keeps a suffix right after a shared prefix ."""
+    width = max(len(ids) for ids in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, ids in enumerate(sequences):
+        if ids:
+            span = slice(width - len(ids), width) if left else slice(0, len(ids))
+            input_ids[row, span] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, span] = 1
+    return input_ids, attention_mask
 
 
 def compute_prefix_cache(module: nn.Module, prefix_ids: torch.Tensor, start=None):

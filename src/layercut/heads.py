@@ -11,9 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from layercut.batching import PromptBatch, compute_prefix_cache, forward_prompts, last_real_index
+from layercut.batching import PromptBatch, collate_padded, compute_prefix_cache, forward_prompts, last_real_index
 from layercut.errors import LayercutError
-from layercut.tasks.prompts import collate_padded
 
 
 def last_token_hidden(model: nn.Module, batch: PromptBatch, virtual=None) -> torch.Tensor:

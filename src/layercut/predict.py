@@ -10,7 +10,8 @@ import torch
 from layercut.checkpoint import read_record
 from layercut.errors import LayercutError, reported_as
 from layercut.evaluation import score_prompts
-from layercut.tasks import DemoSelector, Example, LabelWords, PromptBuilder, TaskSpec, mean_pooled_embedder
+from layercut.tasks import DemoSelector, Example, LabelWords, PromptBuilder, TaskSpec
+from layercut.tasks.embed import mean_pooled_embedder
 
 
 @dataclass

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from layercut.batching import last_real_index
+from layercut.batching import collate_padded, last_real_index
 from layercut.heads import restricted_lm_logits
 from layercut.importance.blockio import body
 from layercut.importance.ranking import LayerRanking
-from layercut.tasks.prompts import collate_padded
 
 BATCH_SIZE = 8
 

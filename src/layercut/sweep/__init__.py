@@ -6,9 +6,16 @@
     write_report("results/demo")                   # report.md, runs.csv, plots/
 """
 
-from layercut.sweep.experiment import Experiment, load_experiment
-from layercut.sweep.report import write_report
-from layercut.sweep.runner import SweepSummary, run_sweep
-from layercut.sweep.store import ResultStore
+import importlib
 
-__all__ = ["Experiment", "ResultStore", "SweepSummary", "load_experiment", "run_sweep", "write_report"]
+# Imported on first use: the command line imports `layercut.sweep.commands`, which must not load torch.
+_EXPORTS = {"Experiment": "layercut.sweep.experiment", "load_experiment": "layercut.sweep.experiment",
+            "write_report": "layercut.sweep.report", "SweepSummary": "layercut.sweep.runner",
+            "run_sweep": "layercut.sweep.runner", "ResultStore": "layercut.sweep.store"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'layercut.sweep' has no attribute '{name}'")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

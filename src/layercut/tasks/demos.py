@@ -15,13 +15,11 @@ from __future__ import annotations
 import random
 from typing import Callable
 
-import torch
-
 from layercut.errors import LayercutError
 from layercut.tasks.spec import Example
 
 POLICIES = ("fixed", "resample", "similar", "none")
-Embedder = Callable[[list[str]], torch.Tensor]
+Embedder = Callable[[list[str]], "torch.Tensor"]  # torch is imported where used: the CLI imports this module
 
 
 class DemoSelector:
@@ -47,6 +45,8 @@ class DemoSelector:
             self._pool_vectors: torch.Tensor | None = None
             self._query_vectors: dict[str, torch.Tensor] = {}
             self._position = {e.uid: i for i, e in enumerate(self.pool)}
+            import torch
+
             self._members = [torch.tensor([i for i, e in enumerate(self.pool) if e.label == c]) for c in range(num_classes)]
 
     def for_query(self, query: Example, epoch: int = 0, index: int = 0) -> list[Example]:
@@ -83,6 +83,8 @@ class DemoSelector:
         return chosen
 
     def _vectors(self, examples: list[Example]) -> torch.Tensor:
+        import torch
+
         texts = [e.text if e.text_b is None else f"{e.text} {e.text_b}" for e in examples]
         return torch.nn.functional.normalize(self._embed(texts).float().cpu(), dim=-1)
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import re
 
-import torch
-
 from layercut.errors import LayercutError
 from layercut.tasks.spec import Example, TaskSpec
 
@@ -94,25 +92,6 @@ def adds_bos(tokenizer) -> bool:
     """Whether the tokenizer puts a BOS token in front by default."""
     bos = tokenizer.bos_token_id
     return bos is not None and tokenizer("x")["input_ids"][:1] == [bos]
-
-
-def collate_left_padded(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask), padded on the left so that position -1 is every prompt's last token."""
-    return collate_padded(sequences, pad_id, left=True)
-
-
-def collate_padded(sequences: list[list[int]], pad_id: int, left: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask). Left padding puts every prompt's last token at position -1; right
-    padding keeps a suffix right after a shared prefix (layercut.batching)."""
-    width = max(len(ids) for ids in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, ids in enumerate(sequences):
-        if ids:
-            span = slice(width - len(ids), width) if left else slice(0, len(ids))
-            input_ids[row, span] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, span] = 1
-    return input_ids, attention_mask
 
 
 def _water_level(lengths: list[int], target: int) -> int:
