@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "layercut.run_commands",
     "layercut.importance.commands",
     "layercut.sweep.commands",
+    "layercut.slim.commands",
 )
 
 
