@@ -121,3 +121,14 @@ def test_bad_trim_input_fails_in_one_line(tiny_llama_folder, bpe_folder, tmp_pat
                                   "-o", tmp_path / "b"), "unknown task 'no-such-task'")
     assert main(["cut", str(tiny_llama_folder), "--keep-first", "1", "-o", str(tmp_path / "cut")]) == 0
     assert_one_line_error(run_cli("trim", tmp_path / "cut", "-o", tmp_path / "c"), "was not adapted to a task")
+
+
+def test_a_tokenizer_kind_trimming_does_not_support_is_refused():
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    from layercut.errors import LayercutError
+
+    wordpiece = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordPiece({"[UNK]": 0, "good": 1}, unk_token="[UNK]")))
+    with pytest.raises(LayercutError, match="supports BPE and word-level tokenizers, not WordPiece"):
+        choose_tokens(wordpiece, ["good"])

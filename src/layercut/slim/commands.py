@@ -80,7 +80,10 @@ def profile_rows(profile) -> list[dict]:
 
     model_config = load_config(profile.config.model)
     tokenizer = load_tokenizer(profile.config.model)
-    vocab = trimmed_vocab_size(tokenizer, resolve_corpus(profile.config.task, tokenizer), model_config)
+    try:
+        vocab = trimmed_vocab_size(tokenizer, resolve_corpus(profile.config.task, tokenizer), model_config)
+    except LayercutError:  # a tokenizer trimming does not support: the untrimmed sizes still hold
+        vocab = None
     rows = []
     for size in depth_sizes(model_config, profile.depths, vocab):
         metrics = profile.metrics(size.depth)
@@ -92,10 +95,13 @@ def profile_rows(profile) -> list[dict]:
 def format_profile_table(rows: list[dict]) -> str:
     from layercut.model_commands import human_bytes
 
-    header = ("layers", "accuracy", "macro-F1", "params", "fp32", f"params (vocab {rows[0]['trimmed_vocab_size']:,})", "fp32")
+    vocab = rows[0]["trimmed_vocab_size"]
+    header = ("layers", "accuracy", "macro-F1", "params", "fp32",
+              f"params (vocab {vocab:,})" if vocab else "params (trimmed: unsupported)", "fp32")
     lines = [header] + [(str(r["depth"]), f"{100 * r['accuracy']:.1f}", f"{100 * r['macro_f1']:.1f}",
                          f"{r['parameters'] / 1e6:.1f}M", human_bytes(r["fp32_bytes"]),
-                         f"{r['trimmed_parameters'] / 1e6:.1f}M", human_bytes(r["trimmed_fp32_bytes"])) for r in rows]
+                         f"{r['trimmed_parameters'] / 1e6:.1f}M" if vocab else "-",
+                         human_bytes(r["trimmed_fp32_bytes"]) if vocab else "-") for r in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines)
 
