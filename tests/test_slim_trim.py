@@ -11,7 +11,7 @@ from layercut.cli import main
 from layercut.predict import load_predictor
 from layercut.slim.trim import choose_tokens, trim_vocabulary
 from tests.cli import assert_one_line_error, run_cli
-from tests.tiny_models import NEGATIVE, POSITIVE, tiny_bpe_tokenizer, tiny_config
+from tests.tiny_models import POSITIVE, tiny_bpe_tokenizer, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
