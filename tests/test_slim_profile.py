@@ -97,3 +97,13 @@ def test_profile_command_prints_accuracy_and_sizes_per_depth(tiny_llama_folder, 
         assert row["trimmed_parameters"] < row["parameters"] and row["fp32_bytes"] == 4 * row["parameters"]
         assert row["parameters"] - row["trimmed_parameters"] == 32 * (row["vocab_size"] - row["trimmed_vocab_size"])
     assert rows[1]["parameters"] > rows[0]["parameters"]
+
+
+def test_run_refuses_precomputed_scores_that_do_not_fit(tiny_llama_folder, review_file):
+    from layercut.evaluation import Scores
+
+    config = tiny_run_config(tiny_llama_folder, review_file, method="icl")
+    with pytest.raises(LayercutError, match="precomputed test scores"):
+        run(config, show_progress=False, test_scores=Scores([0], [[1.0, 0.0]], 0.1))
+    with pytest.raises(LayercutError, match="precomputed test scores"):
+        run(dataclasses.replace(config, method="full"), show_progress=False, test_scores=Scores([0], [[1.0, 0.0]], 0.1))
