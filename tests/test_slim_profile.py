@@ -7,6 +7,7 @@ import pytest
 import torch
 import yaml
 
+from layercut.batching import common_prefix_length
 from layercut.cli import main
 from layercut.cutting import load_model
 from layercut.errors import LayercutError
@@ -20,18 +21,24 @@ from tests.tiny_models import FAMILIES, tiny_model_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-PROMPTS = [[2, 30, 31, 40, 9], [2, 50, 51, 52, 53, 54, 55, 9], [2, 41, 9], [2, 60, 61, 62, 63, 9], [2, 70, 71, 9]]
+# They share a prefix (as prompts with fixed demonstrations do) and differ in length (so batches pad).
+PROMPTS = [[2, 30, 31, 40, 9], [2, 30, 31, 50, 51, 52, 53, 54, 55, 9], [2, 30, 31, 41, 9], [2, 30, 31, 60, 61, 62, 63, 9],
+           [2, 30, 31, 70, 71, 9]]
 
 
+@pytest.mark.parametrize("share_prefix", [False, True], ids=["whole", "shared-prefix"])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_every_depth_from_one_pass_equals_the_cut_model(family, tmp_path):
+def test_every_depth_from_one_pass_equals_the_cut_model(family, share_prefix, tmp_path):
     folder = tiny_model_folder(family, tmp_path / family)
     full = load_model(str(folder)).model
     token_ids = [20, 21, 22]
-    profiled = score_depths(full, PROMPTS, token_ids, [1, 2, 3, 4], pad_id=0, batch_size=2, device=torch.device("cpu"))
+    prefix_length = common_prefix_length(PROMPTS) if share_prefix else 0
+    profiled = score_depths(full, PROMPTS, token_ids, [1, 2, 3, 4], pad_id=0, batch_size=2, device=torch.device("cpu"),
+                            prefix_length=prefix_length)
     for depth in (1, 2, 3, 4):
         cut = load_model(str(folder), f"first:{depth}").model
-        separate = score_prompts(LabelWordHead(cut, token_ids), PROMPTS, 0, 2, torch.device("cpu"))
+        separate = score_prompts(LabelWordHead(cut, token_ids), PROMPTS, 0, 2, torch.device("cpu"), share_prefix=share_prefix)
+        assert separate.shared_prefix_tokens == prefix_length
         torch.testing.assert_close(torch.tensor(profiled[depth]), torch.tensor(separate.probabilities), rtol=0, atol=1e-7)
     assert (torch.tensor(profiled[1]) - torch.tensor(profiled[4])).abs().max() > 1e-5  # the depths really differ
 
@@ -44,6 +51,7 @@ def test_profile_gives_the_predictions_of_separate_icl_runs(tiny_llama_folder, r
         separate = run(dataclasses.replace(config, layers=f"first:{depth}"), show_progress=False).record
         assert profile.scores[depth].predictions == separate["predictions"]["predicted"]
         assert profile.metrics(depth) == separate["metrics"]
+        assert separate["prefix_sharing"]["test_prefix_tokens"] == profile.scores[depth].shared_prefix_tokens > 0
 
 
 def test_profile_refuses_what_one_pass_cannot_give(tiny_llama_folder, review_file):

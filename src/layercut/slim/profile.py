@@ -19,14 +19,14 @@ from typing import Callable
 import torch
 from torch import nn
 
+from layercut.batching import common_prefix_length, compute_prefix_cache, forward_prompts, last_real_index, make_batch
 from layercut.blocks import find_blocks
 from layercut.errors import LayercutError
 from layercut.evaluation import Scores
-from layercut.heads import padded_inputs, restricted_lm_logits
+from layercut.heads import restricted_lm_logits
 from layercut.metrics import classification_metrics
 from layercut.runconfig import RunConfig
 from layercut.selection import LayerSelection
-from layercut.tasks import collate_left_padded
 
 # Where a family keeps what follows its blocks, below `model.base_model` (OPT nests it in `decoder`).
 _FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm")
@@ -84,12 +84,14 @@ def profile_depths(config: RunConfig, depths: list[int] | None = None) -> DepthP
     device = resolve_device(config.device)
     setup = prepare_adaptation(config, device)
     prompts = setup.encode_all(setup.splits.test)
+    # As a separate run decides: share the demonstrations' prefix when that gives the whole-prompt scores.
+    prefix_length = common_prefix_length(prompts) if setup.decide_sharing(prompts).evaluation else 0
     start = time.perf_counter()
     probabilities = score_depths(setup.loaded.model, prompts, setup.label_words.first_ids, depths,
                                  setup.tokenizer.pad_token_id, config.eval_batch_size, device,
-                                 resolve_autocast(config.dtype, device))
+                                 resolve_autocast(config.dtype, device), prefix_length)
     seconds = time.perf_counter() - start
-    scores = {k: Scores([max(range(len(p)), key=p.__getitem__) for p in rows], rows, seconds)
+    scores = {k: Scores([max(range(len(p)), key=p.__getitem__) for p in rows], rows, seconds, prefix_length)
               for k, rows in probabilities.items()}
     return DepthProfile(config, depths, source_depth, [e.label for e in setup.splits.test],
                         list(setup.spec.label_names), scores, seconds)
@@ -97,20 +99,25 @@ def profile_depths(config: RunConfig, depths: list[int] | None = None) -> DepthP
 
 @torch.no_grad()
 def score_depths(model: nn.Module, prompts: list[list[int]], token_ids: list[int], depths: list[int], pad_id: int,
-                 batch_size: int, device: torch.device, autocast_dtype: torch.dtype | None = None) -> dict[int, list[list[float]]]:
-    """Class probabilities per depth, batched as `score_prompts` batches (by length) so numbers match."""
+                 batch_size: int, device: torch.device, autocast_dtype: torch.dtype | None = None,
+                 prefix_length: int = 0) -> dict[int, list[list[float]]]:
+    """Class probabilities per depth, batched as `score_prompts` batches (by length, the shared prefix
+    computed once) so the numbers match. The first k blocks' part of the prefix cache is the k-layer model's."""
     model.eval()
     token_ids = torch.tensor(token_ids, device=device)
     final = final_transform(model)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     probabilities: dict[int, list[list[float]]] = {k: [[] for _ in prompts] for k in depths}
-    with _block_outputs(model, depths) as outputs:
-        for begin in range(0, len(order), batch_size):
-            chunk = order[begin:begin + batch_size]
-            input_ids, attention_mask = (t.to(device) for t in collate_left_padded([prompts[i] for i in chunk], pad_id))
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                model.base_model(**padded_inputs(model.base_model, input_ids, attention_mask))
-                last = attention_mask.shape[1] - 1 - attention_mask.flip(1).long().argmax(1)
+    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        cache = None
+        if prefix_length:
+            cache = compute_prefix_cache(model, torch.tensor([prompts[0][:prefix_length]], device=device))
+        with _block_outputs(model, depths) as outputs:
+            for begin in range(0, len(order), batch_size):
+                chunk = order[begin:begin + batch_size]
+                batch = make_batch([prompts[i] for i in chunk], pad_id, prefix_length, device).with_cache(cache)
+                _, mask = forward_prompts(model.base_model, batch)
+                last = last_real_index(mask)
                 for k in depths:
                     hidden = final(outputs[k])[torch.arange(len(chunk), device=device), last]
                     logits = restricted_lm_logits(model, hidden, token_ids)
