@@ -82,6 +82,7 @@ def test_sweep_scores_untrained_depths_in_one_pass_with_complete_records(tiny_ll
     for config in icl:
         one_pass = records[config.key()]
         assert one_pass["scored_by"]["method"] == "one-pass depth profile"
+        assert one_pass["timing"]["eval_seconds"] == pytest.approx(one_pass["scored_by"]["pass_seconds"] / len(icl))
         separate = run(config, show_progress=False).record
         assert set(one_pass) == set(separate) | {"scored_by"}
         for section in ("timing", "parameters", "layers", "metrics", "splits", "label_words"):
