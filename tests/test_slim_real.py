@@ -7,12 +7,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from layercut.batching import make_batch
 from layercut.cli import main
 from layercut.heads import LabelWordHead
 from layercut.run import run
 from layercut.runconfig import RunConfig
 from layercut.slim.profile import profile_depths
-from layercut.tasks import DemoSelector, PromptBuilder, collate_left_padded, get_task, load_examples, make_splits, resolve_label_words
+from layercut.tasks import DemoSelector, PromptBuilder, get_task, load_examples, make_splits, resolve_label_words
 
 pytestmark = pytest.mark.slow
 
@@ -50,8 +51,8 @@ def test_trimmed_smollm2_reloads_plainly_and_scores_trec_as_before(smollm2, trim
     new_words = resolve_label_words(new_tokenizer, words).first_ids
     assert [kept[i] for i in new_words] == old_words
     with torch.no_grad():
-        old_scores = LabelWordHead(old_model, old_words)(*collate_left_padded(old_prompts, old_tokenizer.pad_token_id))
-        new_scores = LabelWordHead(new_model, new_words)(*collate_left_padded(new_prompts, new_tokenizer.pad_token_id))
+        old_scores = LabelWordHead(old_model, old_words)(make_batch(old_prompts, old_tokenizer.pad_token_id))
+        new_scores = LabelWordHead(new_model, new_words)(make_batch(new_prompts, new_tokenizer.pad_token_id))
     torch.testing.assert_close(new_scores, old_scores, rtol=1e-4, atol=1e-4)
     assert (new_scores.argmax(1) == old_scores.argmax(1)).all()
 
