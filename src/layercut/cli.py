@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "layercut.importance.commands",
     "layercut.sweep.commands",
     "layercut.evaluate.commands",
+    "layercut.slim.commands",
 )
 
 

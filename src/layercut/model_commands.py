@@ -21,6 +21,8 @@ def add_commands(subparsers) -> None:
                      "state to the full model's on --calibration text and fold it into the last kept block")
     cut.add_argument("-o", "--out", required=True, help="output folder")
     cut.add_argument("--overwrite", action="store_true", help="replace an output folder that layercut wrote earlier")
+    cut.add_argument("--trim-vocab", metavar="TASK_OR_FILE",
+                     help="keep only the tokens this task's prompts (or this .txt file's lines) use; see `layercut trim`")
     add_trust_arguments(cut)
     cut.set_defaults(func=run_cut)
 
@@ -70,10 +72,15 @@ def run_cut(args: argparse.Namespace) -> int:
         extra_record = {"selection": format_index_spec(loaded.kept), **loaded.extras}
     if texts:
         extra_record["bridge"] = apply_bridge(loaded, texts, args.calibration, samples=BRIDGE_SAMPLES)
+    if args.trim_vocab:
+        from layercut.slim.trim import trim_loaded
+
+        loaded, extra_record["vocabulary"] = trim_loaded(loaded, args.trim_vocab)
     record = save_cut_model(loaded, args.out, overwrite=args.overwrite, extra_record=extra_record)
+    trimmed = f", vocabulary {record['vocabulary']['vocab_size']:,} tokens" if args.trim_vocab else ""
     print(
         f"kept layers {record['kept_layers']} of {record['source_depth']}: "
-        f"{record['parameters_after'] / 1e6:.1f}M parameters (from {record['parameters_before'] / 1e6:.1f}M), saved to {args.out}"
+        f"{record['parameters_after'] / 1e6:.1f}M parameters (from {record['parameters_before'] / 1e6:.1f}M){trimmed}, saved to {args.out}"
     )
     if texts:
         bridge = record["bridge"]
@@ -119,7 +126,7 @@ def format_size_table(model: str, depth: int, reports) -> str:
         (
             str(r.depth), str(r.hidden_size), str(r.vocab_size), f"{r.parameters / 1e6:.1f}M",
             f"{r.non_embedding_parameters / 1e6:.1f}M", f"{r.percent_of_full:.1f}",
-            _human_bytes(r.fp32_bytes), _human_bytes(r.bf16_bytes),
+            human_bytes(r.fp32_bytes), human_bytes(r.bf16_bytes),
         )
         for r in reports
     ]
@@ -149,7 +156,7 @@ def _default_depths(depth: int) -> list[int]:
     return [d for d in (1, 2, depth // 4, depth // 2, depth) if d >= 1]
 
 
-def _human_bytes(n: int) -> str:
+def human_bytes(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1000 or unit == "TB":
             return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"

@@ -16,7 +16,7 @@ import torch
 
 from layercut.atomic import write_json_atomic
 from layercut.errors import LayercutError
-from layercut.evaluation import calibrated_record, score_prompts
+from layercut.evaluation import Scores, calibrated_record, score_prompts
 from layercut.memory import PeakMemory
 from layercut.metrics import classification_metrics
 from layercut.provenance import package_versions
@@ -53,7 +53,8 @@ def check_run_folder(out: Path, overwrite: bool) -> None:
 
 
 def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = False,
-        save_model: bool = False, show_progress: bool = True) -> RunResult:
+        save_model: bool = False, show_progress: bool = True, test_scores: Scores | None = None) -> RunResult:
+    """`test_scores`: an untrained run's test scores computed elsewhere (layercut.slim's one-pass depth profile)."""
     from layercut.adaptation import prepare_adaptation
 
     out = Path(out) if out is not None else None
@@ -70,6 +71,8 @@ def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = F
         setup = prepare_adaptation(config, device)
         dev_prompts = setup.encode_all(setup.splits.dev)
         test_prompts = setup.encode_all(setup.splits.test)
+        if test_scores is not None and (config.trains or len(test_scores.predictions) != len(test_prompts)):
+            raise LayercutError("precomputed test scores fit only an untrained run (--method icl) on the same test split")
         pad_id = setup.tokenizer.pad_token_id
         sharing = setup.decide_sharing(test_prompts)
 
@@ -87,8 +90,9 @@ def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = F
                 gradient_accumulation=config.gradient_accumulation, autocast_dtype=autocast_dtype,
                 show_progress=show_progress, loss_fn=loss_fn,
             )
-        scores = score_prompts(setup.scorer, test_prompts, pad_id, config.eval_batch_size, device, autocast_dtype,
-                               share_prefix=sharing.evaluation)
+        scores = test_scores if test_scores is not None else score_prompts(
+            setup.scorer, test_prompts, pad_id, config.eval_batch_size, device, autocast_dtype,
+            share_prefix=sharing.evaluation)
         content_free = score_prompts(setup.scorer, setup.content_free_prompts(), pad_id, config.eval_batch_size, device,
                                      autocast_dtype)
 

@@ -32,8 +32,11 @@ def execute_run(config: RunConfig) -> dict:
             written = folder / RESULT_NAME
             if written.exists():  # diverged: run() wrote its record before raising
                 return json.loads(written.read_text())
-            return {"status": "failed", "key": config.key(), "config": config.to_dict(),
-                    "error": f"{type(error).__name__}: {error}"}
+            return failed_record(config, error)
+
+
+def failed_record(config: RunConfig, error: Exception) -> dict:
+    return {"status": "failed", "key": config.key(), "config": config.to_dict(), "error": f"{type(error).__name__}: {error}"}
 
 
 class LocalBackend:

@@ -107,7 +107,7 @@ def _speedup_vs_layers(tables: list[Table], shown: tuple[str, ...]):
     depth = {}
     for table in tables:
         key = (table.fields["model"], table.fields["head"], table.fields["method"])
-        for row in table.rows:
+        for row in (row for row in table.rows if row.eval_speed is not None):  # one-pass depths: no own speed
             lines[key][row.kept].append(row.eval_speed)
             depth[key] = row.source_depth
     for (model, head, method), speeds in lines.items():  # in the tables' order
@@ -116,9 +116,10 @@ def _speedup_vs_layers(tables: list[Table], shown: tuple[str, ...]):
         against = "the full model" if kept[-1] == depth[(model, head, method)] else f"{kept[-1]} layers"
         axes.plot(kept, [statistics.fmean(speeds[k]) / base for k in kept], marker="o",
                   label=f"{model}: {HEAD_NAMES[head]}, {method} (vs {against})")
-    _layers_axis(axes, [k for speeds in lines.values() for k in speeds])
+    if lines:
+        _layers_axis(axes, [k for speeds in lines.values() for k in speeds])
+        axes.legend(fontsize=7)
     axes.set(ylabel="test examples per second (× the deepest run)")
-    axes.legend(fontsize=7)
     return figure
 
 

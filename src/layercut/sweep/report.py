@@ -68,7 +68,7 @@ class Row:
     non_embedding: int
     percent: float
     source_depth: int
-    eval_speed: float  # test examples per second, mean over the row's runs
+    eval_speed: float | None  # test examples per second, mean over the row's runs (None: not measured)
     cells: dict[str, Cell]
 
     def average(self, tasks: list[str]) -> float | None:
@@ -181,9 +181,15 @@ def _row(choice: str, runs: list[dict]) -> Row:
         label=str(kept) if paper_rule else f"{kept} ({choice})", kept=kept, parameters=first["parameters"]["total"],
         non_embedding=first["parameters"]["non_embedding"], percent=first["parameters"]["percent_of_source"],
         source_depth=first["layers"]["source_depth"],
-        eval_speed=statistics.fmean(r["timing"]["eval_examples_per_second"] for r in runs),
+        eval_speed=_mean_speed(runs),
         cells={task: _pick(task_runs) for task, task_runs in by_task.items()},
     )
+
+
+def _mean_speed(runs: list[dict]) -> float | None:
+    """None when no run measured its own speed (depths scored together by the one-pass profile)."""
+    speeds = [r["timing"]["eval_examples_per_second"] for r in runs if r["timing"]["eval_examples_per_second"] is not None]
+    return statistics.fmean(speeds) if speeds else None
 
 
 def _pick(runs: list[dict]) -> Cell:

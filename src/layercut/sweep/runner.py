@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from layercut.slim.sweep import one_pass_records, split_one_pass_runs
 from layercut.sweep.backends import make_backend
 from layercut.sweep.experiment import Experiment, layer_choice
 from layercut.sweep.report import write_report
@@ -30,7 +32,9 @@ def run_sweep(experiment: Experiment, out: str | Path, *, backend: str = "local"
         summary = SweepSummary(len(experiment.runs), len(experiment.runs) - len(pending))
         echo(f"{summary.runs} runs: {summary.already_done} already complete in {out}, "
              f"{len(pending)} to run on the {executor.name} backend")
-        for index, record in enumerate(executor.execute(pending), 1):
+        one_pass, one_by_one = split_one_pass_runs(pending)  # untrained first-k depths share one pass
+        records = itertools.chain(one_pass_records(one_pass), executor.execute(one_by_one))
+        for index, record in enumerate(records, 1):
             store.save(record)
             config = record["config"]
             what = (f"{record['key']} {config['model']} {layer_choice(config)} {config['task']} {config['head']} "

@@ -1,0 +1,1 @@
+"""Slim deployment: vocabulary trimming, and every depth's untrained scores and size from one pass."""

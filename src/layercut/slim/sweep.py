@@ -1,0 +1,84 @@
+"""A sweep's untrained first-k runs of several depths, scored by one pass instead of one pass each.
+
+Runs that differ only in how many first blocks they keep (same model, task, seed, prompts, ...)
+form a group; each group is profiled once, and every run still gets its own complete record from
+`run()` (same fields as a separately scored run), with `scored_by` saying where its scores came from.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from layercut.runconfig import RunConfig
+
+ONE_PASS = "one-pass depth profile"
+
+
+@dataclass
+class OnePassGroup:
+    configs: list[RunConfig]
+    depths: list[int]  # configs[i] keeps the first depths[i] blocks
+
+
+def split_one_pass_runs(configs: Iterable[RunConfig]) -> tuple[list[OnePassGroup], list[RunConfig]]:
+    """The groups one pass can score (two depths or more), and the runs left to run one by one."""
+    from layercut.slim.profile import one_pass_problem
+
+    groups: dict[str, OnePassGroup] = {}
+    rest = []
+    for config in configs:
+        depth = None if one_pass_problem(config) else _first_k_depth_or_none(config)
+        if depth is None:
+            rest.append(config)
+            continue
+        shared = json.dumps({**config.to_dict(), "layers": None}, sort_keys=True, default=str)
+        group = groups.setdefault(shared, OnePassGroup([], []))
+        group.configs.append(config)
+        group.depths.append(depth)
+    one_pass = []
+    for group in groups.values():
+        if len(set(group.depths)) > 1:
+            one_pass.append(group)
+        else:
+            rest.extend(group.configs)
+    return one_pass, rest
+
+
+def one_pass_records(groups: list[OnePassGroup]) -> Iterator[dict]:
+    """Each run's record, as `run()` writes it; a group that fails gives every run a `failed` record."""
+    from layercut.run import run
+    from layercut.slim.profile import profile_depths
+    from layercut.sweep.backends import failed_record
+
+    for group in groups:
+        try:
+            profile = profile_depths(group.configs[0], group.depths)
+        except Exception as error:  # like execute_run: one bad cell does not end the sweep
+            yield from (failed_record(config, error) for config in group.configs)
+            continue
+        for config, depth in zip(group.configs, group.depths):
+            try:
+                record = run(config, show_progress=False, test_scores=profile.scores[depth]).record
+            except Exception as error:
+                yield failed_record(config, error)
+                continue
+            # The pass scored every depth at once: no per-depth speed was measured. Its time is split evenly
+            # over the group's runs, so a report's total compute counts it once.
+            record["timing"]["eval_seconds"] = profile.seconds / len(group.configs)
+            record["timing"]["eval_examples_per_second"] = None
+            record["scored_by"] = {"method": ONE_PASS, "depths": profile.depths, "pass_seconds": profile.seconds,
+                                   "note": "timing.eval_seconds is an even share of the one pass over all depths; "
+                                           "memory.peak_bytes covers this run's own set-up only"}
+            yield record
+
+
+def _first_k_depth_or_none(config: RunConfig) -> int | None:
+    from layercut.errors import LayercutError
+    from layercut.slim.profile import first_k_depth
+
+    try:
+        return first_k_depth(config)
+    except LayercutError:  # an unreadable model or layer choice: its own run reports the problem
+        return None
