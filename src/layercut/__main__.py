@@ -1,5 +1,3 @@
-import sys
+from layercut.cli import entry_point
 
-from layercut.cli import main
-
-sys.exit(main())
+entry_point()

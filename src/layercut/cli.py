@@ -57,6 +57,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry_point() -> None:
+    """The `layercut` command. After Ctrl-C, exit at once with 130: the interpreter's own shutdown (threads
+    of the libraries, pending signals) could otherwise end the process by the signal instead."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 def _quiet_libraries() -> None:
     """Keep library chatter (e.g. the expected 'unexpected keys' of dropped blocks, datasets' cache
     notes) off the terminal, where it would precede or garble layercut's own lines."""
