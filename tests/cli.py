@@ -1,6 +1,7 @@
 """Run the real `layercut` command in a subprocess: what a user sees, traceback or not."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +22,11 @@ def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
 
 
 def start_cli(*args, **kwargs) -> subprocess.Popen:
-    """The command started, not waited for (to interrupt or kill it)."""
+    """The command started, not waited for (to interrupt or kill it). Ctrl-C reaches it as in a terminal even
+    when these tests run in the background, where the shell starts them with SIGINT ignored."""
     return subprocess.Popen([sys.executable, "-m", "layercut", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cli_env(), **kwargs)
+                            stderr=subprocess.PIPE, text=True, env=cli_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> None:
