@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 
-
 @dataclass
 class PromptBatch:
     """A batch of token-id prompts ready for a model.
@@ -72,13 +71,14 @@ def group_by_prefix(prompts: list[list[int]], prefix: list[int]) -> list[list[in
     first group can share the prefix. (A training example that is itself a fixed demonstration gets
     another demonstration, so its prompt does not start with the run's prefix.)"""
     starts = [i for i, p in enumerate(prompts) if len(p) > len(prefix) and p[:len(prefix)] == prefix]
-    others = [i for i in range(len(prompts)) if i not in set(starts)]
+    taken = set(starts)
+    others = [i for i in range(len(prompts)) if i not in taken]
     return [group for group in (starts, others) if group]
 
 
 def collate_padded(sequences: list[list[int]], pad_id: int, left: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask). Left padding puts every prompt's last token at position -1; right
-    padding keeps a suffix right after a shared prefix ."""
+    padding keeps a suffix right after a shared prefix."""
     width = max(len(ids) for ids in sequences)
     input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
@@ -113,8 +113,7 @@ def forward_prompts(module: nn.Module, batch: PromptBatch, virtual: Callable[[],
     if batch.prefix_ids is None:
         if start is None:
             return module(**_unshared_inputs(module, batch.input_ids, batch.attention_mask)), batch.attention_mask
-        positions = (batch.attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-        return _after_cache(module, batch, start, positions), batch.attention_mask
+        return _after_cache(module, batch, start, _real_positions(batch.attention_mask)), batch.attention_mask
     cache = batch.prefix_cache if batch.prefix_cache is not None else compute_prefix_cache(module, batch.prefix_ids, start)
     positions = batch.prefix_ids.shape[1] + torch.arange(batch.input_ids.shape[1], device=batch.input_ids.device)
     return _after_cache(module, batch, cache, positions[None].expand(batch.size, -1)), batch.attention_mask
@@ -164,9 +163,13 @@ def _unshared_inputs(module: nn.Module, input_ids: torch.Tensor, attention_mask:
     """Forward arguments under which left padding does not change a prompt's states."""
     inputs = dict(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
     if _accepts(type(module), "position_ids"):  # BLOOM does not (ALiBi reads the mask)
-        # Positions count real tokens only, so a padded prompt sees the same positions as unpadded.
-        inputs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        inputs["position_ids"] = _real_positions(attention_mask)
     return inputs
+
+
+def _real_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that count real tokens only, so a left-padded prompt sees the positions it has unpadded."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 @functools.lru_cache(maxsize=None)
