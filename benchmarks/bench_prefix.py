@@ -2,11 +2,11 @@
 
 SmolLM2 cut to k layers, `trec` prompts with one fixed demonstration per class (the paper's protocol).
 Evaluation: examples per second, whole prompts (left-padded batches) vs the common prefix computed once.
-Training (batch 8, forward + backward + AdamW step): the path before shared prefixes (whole prompts,
+Training (one epoch of K=16 per class, batch 8, forward + backward + AdamW step): the path before shared prefixes (whole prompts,
 torch's default AdamW over dense gradients) vs shared prefixes with `RowSparseAdamW`. Next to every
 measured time: the FLOP-limited time, the path's matmul FLOPs (counted by torch's FlopCounterMode)
 divided by the fp32 matmul peak measured in the same run.
-Usage: python benchmarks/bench_prefix.py [--depths 1 2 30] [--examples 96] [--steps 6]
+Usage: python benchmarks/bench_prefix.py [--depths 1 2 30] [--examples 96]
 (writes benchmarks/results/prefix_smollm2.json)
 """
 
@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from layercut.batching import common_prefix_length, group_by_prefix, make_batch
+from layercut.batching import common_prefix_length, group_by_prefix, make_batch, prefix_overlap
 from layercut.cutting import load_model
 from layercut.evaluation import score_prompts
 from layercut.heads import LabelWordHead
@@ -65,46 +66,54 @@ def evaluation(scorer, prompts, pad_id, share: bool, batch_size: int = 16) -> di
     return {"examples_per_second": len(prompts) / seconds, "seconds": seconds, "flops": flops}
 
 
-def training(scorer, prompts, labels, pad_id, prefix: list[int] | None, steps: int, batch_size: int = 8) -> dict:
-    """Seconds per example of `steps` optimizer steps, after one untimed warm-up step. With a `prefix`, the
-    prompts of a batch that start with it share it (as `layercut run` does)."""
+def training(scorer, prompts, labels, pad_id, prefix: list[int] | None, batch_size: int = 8) -> dict:
+    """Seconds per example of one epoch of optimizer steps over `prompts` (shuffled as a run shuffles them),
+    after one untimed warm-up step; its FLOPs counted in a separate pass. With a `prefix`, each batch is split
+    and scored as `layercut run` does: the prompts with the whole prefix, and those whose own demonstration
+    was swapped, which share it up to the swap; the prefix is computed once for both."""
     shared = prefix is not None
     parameters = [p for p in scorer.parameters() if p.requires_grad]
     optimizer = RowSparseAdamW(parameters, lr=5e-5) if shared else torch.optim.AdamW(parameters, lr=5e-5)
     snapshot = {name: p.detach().clone() for name, p in scorer.named_parameters()}
+    order = list(range(len(prompts)))
+    random.Random("0|epoch|1").shuffle(order)
+    steps = len(order) // batch_size
 
     def step(index: int) -> None:
-        chunk = slice(index * batch_size, (index + 1) * batch_size)
-        batch_prompts, batch_labels = prompts[chunk], labels[chunk]
-        logits, targets = [], []
-        for group in group_by_prefix(batch_prompts, prefix) if shared else [list(range(len(batch_prompts)))]:
-            members = [batch_prompts[i] for i in group]
-            logits.append(scorer(make_batch(members, pad_id, common_prefix_length(members) if shared and len(group) > 1 else 0)))
-            targets += [batch_labels[i] for i in group]
-        loss = torch.nn.functional.cross_entropy(torch.cat(logits), torch.tensor(targets))
+        chunk = order[index * batch_size:(index + 1) * batch_size]
+        batch_prompts = [prompts[i] for i in chunk]
+        groups = group_by_prefix(batch_prompts, prefix) if shared else [list(range(len(chunk)))]
+        batches = [make_batch([batch_prompts[i] for i in g], pad_id,
+                              prefix_overlap([batch_prompts[i] for i in g], prefix) if shared else 0) for g in groups]
+        targets = torch.tensor([labels[chunk[i]] for g in groups for i in g])
+        loss = torch.nn.functional.cross_entropy(scorer.score_together(batches), targets)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
 
+    def restore() -> None:  # every pass starts from the same weights
+        with torch.no_grad():
+            for name, p in scorer.named_parameters():
+                p.copy_(snapshot[name])
+
     scorer.train()
     with sparse_embedding_gradients(scorer.model, enabled=shared):
-        flops = counted_flops(lambda: step(0))
+        flops = counted_flops(lambda: [step(index) for index in range(steps)])
+        restore()
+        step(0)
         start = time.perf_counter()
-        for index in range(1, steps + 1):
+        for index in range(steps):
             step(index)
         seconds = (time.perf_counter() - start) / (steps * batch_size)
     scorer.eval()
-    with torch.no_grad():  # the next path starts from the same weights
-        for name, p in scorer.named_parameters():
-            p.copy_(snapshot[name])
-    return {"seconds_per_example": seconds, "flops_per_example": flops / batch_size}
+    restore()
+    return {"seconds_per_example": seconds, "flops_per_example": flops / (steps * batch_size), "steps": steps}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depths", type=int, nargs="+", default=[1, 2, 30])
     parser.add_argument("--examples", type=int, default=96)
-    parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args()
     torch.manual_seed(0)
     results = {"threads": torch.get_num_threads(), "examples": args.examples, "train_batch_size": 8, "depths": {}}
@@ -122,7 +131,7 @@ def main() -> None:
             row[f"eval_{name}"] = measured
         prefix = test[0][:common_prefix_length(test)]
         for name, shared in (("before", None), ("shared_rowsparse", prefix)):
-            measured = training(scorer, train, labels, tokenizer.pad_token_id, shared, args.steps)
+            measured = training(scorer, train, labels, tokenizer.pad_token_id, shared)
             measured["flop_limited_seconds_per_example"] = measured["flops_per_example"] / peak
             row[f"train_{name}"] = measured
         row["eval_speedup"] = row["eval_shared"]["examples_per_second"] / row["eval_whole"]["examples_per_second"]

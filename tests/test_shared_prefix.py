@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from layercut.batching import active_dropout, common_prefix_length, group_by_prefix, make_batch
+from layercut.batching import (active_dropout, common_prefix_length, group_by_prefix, make_batch, prefix_overlap,
+                               reuse_prefix_cache)
 from layercut.heads import ClassificationHead, LabelWordHead, WholeWordHead
 from layercut.optim import RowSparseAdamW, sparse_embedding_gradients
 from layercut.run import run
@@ -72,22 +73,52 @@ def test_shared_prefix_whole_word_scores_equal(family):
     assert torch.allclose(whole, shared, atol=1e-4)
 
 
+# A training example that is itself a demonstration gets another one of its class: its prompt starts with
+# the run's prefix only up to the swap.
+SWAPPED = PREFIX[:5] + [21, 8, 43, 9] + QUERIES[1]
+STEP_PROMPTS, STEP_LABELS = PROMPTS + [SWAPPED], [0, 1, 1, 0, 1]
+
+
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 @pytest.mark.parametrize("head", ["lm", "cls"])
 def test_shared_prefix_training_step_gives_the_same_weights(family, head):
+    """Whole prompts, against the step training takes: the prompts with the whole prefix in one group, the
+    swapped one in another that reads the first positions of the same prefix computation."""
     model = without_dropout(tiny_model(family, head=head, num_labels=2))
     assert not active_dropout(model)
+    groups = group_by_prefix(STEP_PROMPTS, PREFIX)
+    assert groups == [[0, 1, 2, 3], [4]]
     updated = []
-    for prefix_length in (0, common_prefix_length(PROMPTS)):
+    for batches, order in (([make_batch(STEP_PROMPTS, 0)], range(5)),
+                           ([make_batch([STEP_PROMPTS[i] for i in g], 0, prefix_overlap([STEP_PROMPTS[i] for i in g], PREFIX))
+                             for g in groups], [i for g in groups for i in g])):
         scorer = (LabelWordHead(copy.deepcopy(model), LABEL_IDS) if head == "lm"
                   else ClassificationHead(copy.deepcopy(model))).train()
         optimizer = torch.optim.SGD(scorer.parameters(), lr=0.1)  # Adam's first step is sign-like: too touchy
-        loss = torch.nn.functional.cross_entropy(scorer(make_batch(PROMPTS, 0, prefix_length)), torch.tensor([0, 1, 1, 0]))
+        labels = torch.tensor([STEP_LABELS[i] for i in order])
+        loss = torch.nn.functional.cross_entropy(scorer.score_together(batches), labels)
         loss.backward()
         optimizer.step()
         updated.append(scorer.model.state_dict())
     for name, weight in updated[0].items():
         assert torch.allclose(weight, updated[1][name], atol=1e-5), name
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3"])
+def test_a_step_computes_the_prefix_once_where_its_cache_can_be_cut(family):
+    """The swapped prompt's batch reads the first 7 positions of the whole prefix's cache (the swapped
+    demonstration begins as the prefix's second one does); a sliding-window cache (Gemma 3) cannot be cut,
+    so that batch computes its own prefix."""
+    scorer = LabelWordHead(tiny_model(family), LABEL_IDS)
+    batches = [make_batch(PROMPTS, 0, len(PREFIX)), make_batch([SWAPPED], 0, prefix_overlap([SWAPPED], PREFIX))]
+    computed = []
+    reused = reuse_prefix_cache(batches, lambda ids: computed.append(ids.shape[1]) or scorer.prefix_cache(ids))
+    assert computed == [len(PREFIX)]
+    assert reused[0].prefix_cache.get_seq_length() == len(PREFIX)
+    if family == "gemma3":
+        assert reused[1].prefix_cache is None
+    else:
+        assert reused[1].prefix_cache.get_seq_length() == 7
 
 
 def test_dropout_is_found():

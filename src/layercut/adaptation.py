@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 from torch import nn
 
-from layercut.batching import PromptBatch, active_dropout, common_prefix_length, group_by_prefix, make_batch
+from layercut.batching import (PromptBatch, active_dropout, common_prefix_length, group_by_prefix, make_batch,
+                               prefix_overlap)
 from layercut.cutting import LoadedModel, load_model
 from layercut.errors import LayercutError
 from layercut.evaluation import CONTENT_FREE_TEXTS
@@ -99,8 +100,9 @@ class Adaptation:
 
     def training_batches(self, epoch: int) -> Iterator[Batch]:
         """The epoch's shuffled batches; `resample` demonstrations are drawn anew for every example.
-        With training sharing on, the prompts of a batch that start with the run's shared prefix are
-        computed as one group that pays for its common prefix once; the others go whole."""
+        With training sharing on, the prompts of a batch that start with the run's shared prefix are one
+        group, the others (examples whose own demonstration was swapped) another that shares the prefix up
+        to the swap; the step computes the prefix once for both (Scorer.score_together)."""
         order = list(self.splits.train)
         random.Random(f"{self.config.seed}|epoch|{epoch}").shuffle(order)
         prefix = self.sharing.prefix if self.sharing is not None and self.sharing.training else None
@@ -111,8 +113,7 @@ class Adaptation:
             batch = []
             for group in groups:
                 members = [prompts[i] for i in group]
-                shared = common_prefix_length(members) if prefix and len(members) > 1 else 0
-                shared = shared if shared >= len(prefix or []) else 0
+                shared = prefix_overlap(members, prefix) if prefix else 0
                 labels = torch.tensor([chunk[i].label for i in group], device=self.device)
                 teacher = self.teacher.for_examples([chunk[i] for i in group], self.device) if self.teacher else None
                 batch.append((make_batch(members, self.tokenizer.pad_token_id, shared, self.device), labels, teacher))

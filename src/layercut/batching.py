@@ -19,6 +19,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from transformers.cache_utils import DynamicLayer
 
 
 @dataclass
@@ -68,12 +69,21 @@ def make_batch(prompts: list[list[int]], pad_id: int, prefix_length: int = 0,
 
 def group_by_prefix(prompts: list[list[int]], prefix: list[int]) -> list[list[int]]:
     """Indices of the prompts that start with `prefix` (and go on after it), then of the others: the
-    first group can share the prefix. (A training example that is itself a fixed demonstration gets
-    another demonstration, so its prompt does not start with the run's prefix.)"""
+    first group shares the whole prefix. (A training example that is itself a fixed demonstration gets
+    another demonstration, so its prompt starts with the run's prefix only up to that demonstration.)"""
     starts = [i for i, p in enumerate(prompts) if len(p) > len(prefix) and p[:len(prefix)] == prefix]
     taken = set(starts)
     others = [i for i in range(len(prompts)) if i not in taken]
     return [group for group in (starts, others) if group]
+
+
+def prefix_overlap(prompts: list[list[int]], prefix: list[int]) -> int:
+    """How many of `prefix`'s leading tokens every prompt starts with, leaving each prompt a token of its own."""
+    limit = min([len(prefix)] + [len(p) - 1 for p in prompts])
+    length = 0
+    while length < limit and all(p[length] == prefix[length] for p in prompts):
+        length += 1
+    return length
 
 
 def collate_padded(sequences: list[list[int]], pad_id: int, left: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,6 +137,42 @@ def _after_cache(module: nn.Module, batch: PromptBatch, cache, positions: torch.
     if _accepts(type(module), "position_ids"):
         inputs["position_ids"] = positions
     return module(**inputs)
+
+
+def reuse_prefix_cache(batches: list[PromptBatch], compute_cache: Callable[[torch.Tensor], object]) -> list[PromptBatch]:
+    """`batches` with one prefix cache computed for all: the longest prefix's, of which every shorter prefix that
+    begins it reads the first positions (causal attention: they do not depend on what follows). Training uses
+    this for a step's batch of prompts with the run's whole prefix and the few whose own demonstration was
+    swapped, which share the prefix up to the swap."""
+    shared = [b for b in batches if b.prefix_ids is not None and b.prefix_cache is None]
+    if len(shared) < 2:
+        return batches
+    longest = max(shared, key=lambda b: b.prefix_ids.shape[1]).prefix_ids
+    cache = compute_cache(longest)
+    virtual = _cached(cache) - longest.shape[1]  # prefix tuning's learned tokens come first
+    reused = []
+    for batch in batches:
+        length = None if batch.prefix_ids is None else batch.prefix_ids.shape[1]
+        part = None
+        if batch.prefix_cache is None and length is not None and torch.equal(batch.prefix_ids, longest[:, :length]):
+            part = truncated_cache(cache, virtual + length)
+        reused.append(batch if part is None else batch.with_cache(part))
+    return reused
+
+
+def truncated_cache(cache, length: int):
+    """The first `length` positions of `cache`, or None unless every layer is a full-attention one (a sliding
+    window's cache may have dropped positions)."""
+    if length == _cached(cache):
+        return cache
+    if not all(type(layer) is DynamicLayer for layer in cache.layers):
+        return None
+    part = copy.copy(cache)
+    part.layers = [copy.copy(layer) for layer in cache.layers]
+    for layer in part.layers:
+        if layer.is_initialized:
+            layer.keys, layer.values = layer.keys[..., :length, :], layer.values[..., :length, :]
+    return part
 
 
 def _cached(cache) -> int:

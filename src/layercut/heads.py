@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from layercut.batching import PromptBatch, collate_padded, compute_prefix_cache, forward_prompts, last_real_index
+from layercut.batching import (PromptBatch, collate_padded, compute_prefix_cache, forward_prompts, last_real_index,
+                               reuse_prefix_cache)
 from layercut.errors import LayercutError
 
 
@@ -37,6 +38,10 @@ class Scorer(nn.Module):
     def prefix_cache(self, prefix_ids: torch.Tensor):
         """A shared prefix's keys/values, computed once ahead of many batches (evaluation)."""
         return compute_prefix_cache(self.model, prefix_ids, self.virtual() if self.virtual else None)
+
+    def score_together(self, batches: list[PromptBatch]) -> torch.Tensor:
+        """Scores of several batches, one after the other, whose shared prefixes are computed once for all."""
+        return torch.cat([self(batch) for batch in reuse_prefix_cache(batches, self.prefix_cache)])
 
 
 class LabelWordHead(Scorer):

@@ -94,7 +94,7 @@ def train(
                 labels = torch.cat([group[1] for group in groups])
                 teacher = None if groups[0][2] is None else torch.cat([group[2] for group in groups])
                 with _autocast(labels.device, autocast_dtype):
-                    logits = torch.cat([scorer(group[0]) for group in groups])
+                    logits = scorer.score_together([group[0] for group in groups])
                 loss = loss_fn(logits.float(), labels, teacher)
                 if not torch.isfinite(loss):
                     outcome.diverged = f"loss became {loss.item()} at epoch {epoch}, step {step_in_epoch}"
