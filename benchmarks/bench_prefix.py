@@ -2,7 +2,8 @@
 
 SmolLM2 cut to k layers, `trec` prompts with one fixed demonstration per class (the paper's protocol).
 Evaluation: examples per second, whole prompts (left-padded batches) vs the common prefix computed once.
-Training (one epoch of K=16 per class, batch 8, forward + backward + AdamW step): the path before shared prefixes (whole prompts,
+Training (one epoch of K=16 per class, batch 8, forward + backward + AdamW step, each batch packed into one
+sequence that holds the prefix once where the model allows, as `layercut run` does): the path before shared prefixes (whole prompts,
 torch's default AdamW over dense gradients) vs shared prefixes with `RowSparseAdamW`. Next to every
 measured time: the FLOP-limited time, the path's matmul FLOPs (counted by torch's FlopCounterMode)
 divided by the fp32 matmul peak measured in the same run.
@@ -21,7 +22,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from layercut.batching import common_prefix_length, group_by_prefix, make_batch, prefix_overlap
+from layercut.adaptation import packing_problem
+from layercut.batching import common_prefix_length, group_by_prefix, make_batch, pack_prompts, prefix_overlap
 from layercut.cutting import load_model
 from layercut.evaluation import score_prompts
 from layercut.heads import LabelWordHead
@@ -66,11 +68,11 @@ def evaluation(scorer, prompts, pad_id, share: bool, batch_size: int = 16) -> di
     return {"examples_per_second": len(prompts) / seconds, "seconds": seconds, "flops": flops}
 
 
-def training(scorer, prompts, labels, pad_id, prefix: list[int] | None, batch_size: int = 8) -> dict:
+def training(scorer, prompts, labels, pad_id, prefix: list[int] | None, packed: bool, batch_size: int = 8) -> dict:
     """Seconds per example of one epoch of optimizer steps over `prompts` (shuffled as a run shuffles them),
-    after one untimed warm-up step; its FLOPs counted in a separate pass. With a `prefix`, each batch is split
-    and scored as `layercut run` does: the prompts with the whole prefix, and those whose own demonstration
-    was swapped, which share it up to the swap; the prefix is computed once for both."""
+    after one untimed warm-up step; its FLOPs counted in a separate pass. With a `prefix`, each batch is scored
+    as `layercut run` does: `packed` into one sequence holding the prefix once, or else split into the prompts
+    with the whole prefix and those whose own demonstration was swapped, the prefix computed once for both."""
     shared = prefix is not None
     parameters = [p for p in scorer.parameters() if p.requires_grad]
     optimizer = RowSparseAdamW(parameters, lr=5e-5) if shared else torch.optim.AdamW(parameters, lr=5e-5)
@@ -82,6 +84,13 @@ def training(scorer, prompts, labels, pad_id, prefix: list[int] | None, batch_si
     def step(index: int) -> None:
         chunk = order[index * batch_size:(index + 1) * batch_size]
         batch_prompts = [prompts[i] for i in chunk]
+        if packed:
+            loss = torch.nn.functional.cross_entropy(scorer(pack_prompts(batch_prompts, prefix)),
+                                                     torch.tensor([labels[i] for i in chunk]))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            return
         groups = group_by_prefix(batch_prompts, prefix) if shared else [list(range(len(chunk)))]
         batches = [make_batch([batch_prompts[i] for i in g], pad_id,
                               prefix_overlap([batch_prompts[i] for i in g], prefix) if shared else 0) for g in groups]
@@ -130,8 +139,10 @@ def main() -> None:
             measured["flop_limited_examples_per_second"] = len(test) * peak / measured["flops"]
             row[f"eval_{name}"] = measured
         prefix = test[0][:common_prefix_length(test)]
+        packing = packing_problem(scorer.eval(), test[:4], prefix, tokenizer.pad_token_id, torch.device("cpu"))
+        row["training_packed"] = packing is None
         for name, shared in (("before", None), ("shared_rowsparse", prefix)):
-            measured = training(scorer, train, labels, tokenizer.pad_token_id, shared)
+            measured = training(scorer, train, labels, tokenizer.pad_token_id, shared, shared is not None and packing is None)
             measured["flop_limited_seconds_per_example"] = measured["flops_per_example"] / peak
             row[f"train_{name}"] = measured
         row["eval_speedup"] = row["eval_shared"]["examples_per_second"] / row["eval_whole"]["examples_per_second"]

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from layercut.batching import (active_dropout, common_prefix_length, group_by_prefix, make_batch, prefix_overlap,
-                               reuse_prefix_cache)
+from layercut.adaptation import packing_problem
+from layercut.batching import (active_dropout, common_prefix_length, group_by_prefix, make_batch, pack_prompts,
+                               prefix_overlap, reuse_prefix_cache)
 from layercut.heads import ClassificationHead, LabelWordHead, WholeWordHead
 from layercut.optim import RowSparseAdamW, sparse_embedding_gradients
 from layercut.run import run
@@ -79,29 +80,62 @@ SWAPPED = PREFIX[:5] + [21, 8, 43, 9] + QUERIES[1]
 STEP_PROMPTS, STEP_LABELS = PROMPTS + [SWAPPED], [0, 1, 1, 0, 1]
 
 
+def one_step_weights(model, head: str, batches, order) -> dict:
+    """The weights after one SGD step on STEP_PROMPTS scored as `batches` (their rows in `order`)."""
+    scorer = (LabelWordHead(copy.deepcopy(model), LABEL_IDS) if head == "lm"
+              else ClassificationHead(copy.deepcopy(model))).train()
+    optimizer = torch.optim.SGD(scorer.parameters(), lr=0.1)  # Adam's first step is sign-like: too touchy
+    labels = torch.tensor([STEP_LABELS[i] for i in order])
+    torch.nn.functional.cross_entropy(scorer.score_together(batches), labels).backward()
+    optimizer.step()
+    return scorer.model.state_dict()
+
+
+def assert_same_weights(ours: dict, theirs: dict) -> None:
+    for name, weight in ours.items():
+        assert torch.allclose(weight, theirs[name], atol=1e-5), name
+
+
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 @pytest.mark.parametrize("head", ["lm", "cls"])
 def test_shared_prefix_training_step_gives_the_same_weights(family, head):
-    """Whole prompts, against the step training takes: the prompts with the whole prefix in one group, the
-    swapped one in another that reads the first positions of the same prefix computation."""
+    """Whole prompts, against a step with the prompts that hold the whole prefix in one group and the swapped
+    one in another that reads the first positions of the same prefix computation."""
     model = without_dropout(tiny_model(family, head=head, num_labels=2))
     assert not active_dropout(model)
     groups = group_by_prefix(STEP_PROMPTS, PREFIX)
     assert groups == [[0, 1, 2, 3], [4]]
-    updated = []
-    for batches, order in (([make_batch(STEP_PROMPTS, 0)], range(5)),
-                           ([make_batch([STEP_PROMPTS[i] for i in g], 0, prefix_overlap([STEP_PROMPTS[i] for i in g], PREFIX))
-                             for g in groups], [i for g in groups for i in g])):
-        scorer = (LabelWordHead(copy.deepcopy(model), LABEL_IDS) if head == "lm"
-                  else ClassificationHead(copy.deepcopy(model))).train()
-        optimizer = torch.optim.SGD(scorer.parameters(), lr=0.1)  # Adam's first step is sign-like: too touchy
-        labels = torch.tensor([STEP_LABELS[i] for i in order])
-        loss = torch.nn.functional.cross_entropy(scorer.score_together(batches), labels)
-        loss.backward()
-        optimizer.step()
-        updated.append(scorer.model.state_dict())
-    for name, weight in updated[0].items():
-        assert torch.allclose(weight, updated[1][name], atol=1e-5), name
+    grouped = [make_batch([STEP_PROMPTS[i] for i in g], 0, prefix_overlap([STEP_PROMPTS[i] for i in g], PREFIX))
+               for g in groups]
+    assert_same_weights(one_step_weights(model, head, [make_batch(STEP_PROMPTS, 0)], range(5)),
+                        one_step_weights(model, head, grouped, [i for g in groups for i in g]))
+
+
+# BLOOM builds ALiBi from a 2-D mask; the tiny Gemma 3's sliding window (16) is shorter than a packed batch.
+PACKING_FALLS_BACK = {"bloom", "gemma3"}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("head", ["lm", "cls"])
+def test_a_packed_training_step_gives_the_same_weights_or_falls_back(family, head):
+    model = without_dropout(tiny_model(family, head=head, num_labels=2))
+    scorer = LabelWordHead(model, LABEL_IDS) if head == "lm" else ClassificationHead(model)
+    problem = packing_problem(scorer.eval(), PROMPTS, PREFIX, 0, torch.device("cpu"))
+    assert (problem is not None) == (family in PACKING_FALLS_BACK), problem
+    if problem is None:
+        assert_same_weights(one_step_weights(model, head, [make_batch(STEP_PROMPTS, 0)], range(5)),
+                            one_step_weights(model, head, [pack_prompts(STEP_PROMPTS, PREFIX)], range(5)))
+
+
+def test_packed_prompts_see_the_prefix_up_to_where_they_leave_it():
+    packed = pack_prompts(STEP_PROMPTS, PREFIX)
+    assert packed.input_ids[0].tolist() == PREFIX + [t for p in STEP_PROMPTS for t in p[prefix_overlap([p], PREFIX):]]
+    mask = packed.attention_mask[0, 0]
+    first, swapped = packed.ends.tolist()[0], packed.ends.tolist()[4]
+    assert mask[first, :len(PREFIX)].all()
+    assert mask[swapped, :len(PREFIX)].tolist() == [True] * 7 + [False] * 2
+    assert mask[swapped, len(PREFIX):].sum() == len(SWAPPED) - 7  # its own tokens, no other prompt's
+    assert packed.position_ids[0, swapped] == len(SWAPPED) - 1
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2", "gemma3"])
@@ -169,9 +203,10 @@ def test_a_run_with_sharing_predicts_what_the_whole_prompt_run_did(tiny_llama_fo
     whole = run(tiny_config(tiny_llama_folder, review_file, head=head, demos=demos, share_prefix=False),
                 show_progress=False).record
     shared = run(tiny_config(tiny_llama_folder, review_file, head=head, demos=demos), show_progress=False).record
-    assert whole["prefix_sharing"] == {"evaluation": False, "training": False, "reasons": ["share_prefix is off"],
-                                       "prefix_tokens": 0, "test_prefix_tokens": 0}
+    assert whole["prefix_sharing"] == {"evaluation": False, "training": False, "training_packed": False,
+                                       "reasons": ["share_prefix is off"], "prefix_tokens": 0, "test_prefix_tokens": 0}
     assert shared["prefix_sharing"]["evaluation"] and shared["prefix_sharing"]["training"]
+    assert shared["prefix_sharing"]["training_packed"], shared["prefix_sharing"]["reasons"]
     assert shared["prefix_sharing"]["test_prefix_tokens"] > 0
     assert shared["predictions"] == whole["predictions"]
     for ours, theirs in zip(shared["dev"]["curve"], whole["dev"]["curve"]):

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from layercut.batching import (PromptBatch, active_dropout, common_prefix_length, group_by_prefix, make_batch,
-                               prefix_overlap)
+                               pack_prompts, prefix_overlap)
 from layercut.cutting import LoadedModel, load_model
 from layercut.errors import LayercutError
 from layercut.evaluation import CONTENT_FREE_TEXTS
@@ -100,15 +100,21 @@ class Adaptation:
 
     def training_batches(self, epoch: int) -> Iterator[Batch]:
         """The epoch's shuffled batches; `resample` demonstrations are drawn anew for every example.
-        With training sharing on, the prompts of a batch that start with the run's shared prefix are one
+        With training sharing on, a batch's prompts are packed into one sequence that holds the run's prefix
+        once (PackedPrompts) where the model allows; otherwise the prompts that start with the prefix are one
         group, the others (examples whose own demonstration was swapped) another that shares the prefix up
-        to the swap; the step computes the prefix once for both (Scorer.score_together)."""
+        to the swap, and the step computes the prefix once for both (Scorer.score_together)."""
         order = list(self.splits.train)
         random.Random(f"{self.config.seed}|epoch|{epoch}").shuffle(order)
         prefix = self.sharing.prefix if self.sharing is not None and self.sharing.training else None
         for start in range(0, len(order), self.config.batch_size):
             chunk = order[start:start + self.config.batch_size]
             prompts = [self.prompts.encode(e, self.demos.for_query(e, epoch=epoch, index=start + i)) for i, e in enumerate(chunk)]
+            if self.sharing is not None and self.sharing.packed:
+                labels = torch.tensor([e.label for e in chunk], device=self.device)
+                teacher = self.teacher.for_examples(chunk, self.device) if self.teacher else None
+                yield [(pack_prompts(prompts, prefix, self.device), labels, teacher)]
+                continue
             groups = group_by_prefix(prompts, prefix) if prefix else [list(range(len(chunk)))]
             batch = []
             for group in groups:
@@ -191,10 +197,11 @@ class PrefixSharing:
     training: bool
     reasons: list[str]  # why a part does not share
     prefix: list[int] = dataclasses.field(default_factory=list)  # the tokens every test prompt starts with
+    packed: bool = False  # training packs each batch into one sequence (else: a prefix cache per batch)
 
     def record(self) -> dict:
-        return {"evaluation": self.evaluation, "training": self.training, "reasons": self.reasons,
-                "prefix_tokens": len(self.prefix)}
+        return {"evaluation": self.evaluation, "training": self.training, "training_packed": self.packed,
+                "reasons": self.reasons, "prefix_tokens": len(self.prefix)}
 
 
 # Shared and whole-prompt scores may differ by float reordering only (fp32).
@@ -223,7 +230,32 @@ def decide_sharing(config: RunConfig, scorer: nn.Module, prompts: list[list[int]
     if dropout:
         return PrefixSharing(True, False, [f"training: dropout ({', '.join(dropout)}) would share one mask across "
                                            "a batch's prefix"], prefix)
-    return PrefixSharing(True, config.trains, [], prefix)
+    if not config.trains:
+        return PrefixSharing(True, False, [], prefix)
+    why_not_packed = packing_problem(scorer, sample, prefix, pad_id, device)
+    return PrefixSharing(True, True, [why_not_packed] if why_not_packed else [], prefix, packed=not why_not_packed)
+
+
+def packing_problem(scorer: nn.Module, sample: list[list[int]], prefix: list[int], pad_id: int,
+                     device: torch.device) -> str | None:
+    """Why training cannot pack a batch's prompts into one sequence, or None. Checked as sharing is: packed
+    scores must equal whole-prompt ones, here also for a prompt that shares only the prefix's first half (as
+    an example whose own demonstration was swapped does)."""
+    if not scorer.reads_last_token or scorer.virtual is not None:
+        return "training: packing needs a head that reads the last token, without prefix tuning's virtual tokens"
+    half = len(prefix) // 2
+    prompts = sample + [prefix[:half] + sample[0][len(prefix):]]
+    name = type(scorer.model).__name__
+    with torch.no_grad():
+        whole = scorer(make_batch(prompts, pad_id, 0, device)).float()
+        try:
+            packed = scorer(pack_prompts(prompts, prefix, device)).float()
+        except (ValueError, RuntimeError, TypeError) as error:  # e.g. BLOOM builds ALiBi from a 2-D mask
+            return f"training: {name} does not take packed prompts ({type(error).__name__}); a prefix cache per batch"
+    gap = (whole - packed).abs().max().item()
+    if not gap <= SHARING_TOLERANCE:
+        return f"training: packed scores differ from whole-prompt scores by {gap:.2g} in {name}; a prefix cache per batch"
+    return None
 
 
 def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:

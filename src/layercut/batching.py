@@ -44,6 +44,57 @@ class PromptBatch:
         return PromptBatch(self.input_ids, self.attention_mask, self.prefix_ids, cache)
 
 
+@dataclass
+class PackedPrompts:
+    """Prompts packed into one sequence (batch 1): the shared prefix once, then each prompt's own tokens. The
+    mask lets each prompt's tokens see the prefix up to where the prompt agrees with it, and themselves
+    (causally); positions continue from there. Training then multiplies each weight once per step, with no
+    padding and no broadcast prefix whose gradients must be summed."""
+
+    input_ids: torch.Tensor  # [1, T]
+    attention_mask: torch.Tensor  # [1, 1, T, T], True where a token may attend
+    position_ids: torch.Tensor  # [1, T]
+    ends: torch.Tensor  # each prompt's last token in the packed sequence
+
+    @property
+    def size(self) -> int:
+        return self.ends.shape[0]
+
+
+def pack_prompts(prompts: list[list[int]], prefix: list[int], device: torch.device | str = "cpu") -> PackedPrompts:
+    """`prompts` after one copy of `prefix`; a prompt that leaves the prefix early (its own demonstration was
+    swapped) sees only the part it shares."""
+    ids, positions, owners, seen, ends = list(prefix), list(range(len(prefix))), [-1] * len(prefix), [], []
+    for index, prompt in enumerate(prompts):
+        shared = prefix_overlap([prompt], prefix)
+        ids += prompt[shared:]
+        positions += range(shared, len(prompt))
+        owners += [index] * (len(prompt) - shared)
+        seen += [shared] * (len(prompt) - shared)
+        ends.append(len(ids) - 1)
+    owner, position = torch.tensor(owners), torch.tensor(positions)
+    in_prefix = owner == -1
+    causal = torch.ones(len(ids), len(ids), dtype=torch.bool).tril()
+    within = (owner[:, None] == owner[None, :]) & causal  # the prefix causally, and each prompt's own tokens
+    limit = torch.tensor([0] * len(prefix) + seen)  # how many prefix tokens each prompt token sees
+    prefix_seen = ~in_prefix[:, None] & in_prefix[None, :] & (position[None, :] < limit[:, None])
+    mask = within | prefix_seen
+    return PackedPrompts(torch.tensor([ids], device=device), mask[None, None].to(device), position[None].to(device),
+                         torch.tensor(ends, device=device))
+
+
+def forward_packed(module: nn.Module, packed: PackedPrompts) -> torch.Tensor:
+    """`module`'s (a base model's) final hidden state at each packed prompt's last token [prompts, hidden]."""
+    mask = packed.attention_mask
+    if module.config._attn_implementation != "sdpa":  # eager attention adds the mask to its scores
+        dtype = next(module.parameters()).dtype
+        mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+    inputs = {"input_ids": packed.input_ids, "attention_mask": mask, "use_cache": False}
+    if _accepts(type(module), "position_ids"):
+        inputs["position_ids"] = packed.position_ids
+    return module(**inputs).last_hidden_state[0, packed.ends]
+
+
 def common_prefix_length(prompts: list[list[int]]) -> int:
     """How many leading tokens all prompts share, leaving every prompt at least its last token."""
     if not prompts:

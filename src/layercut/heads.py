@@ -11,14 +11,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from layercut.batching import (PromptBatch, collate_padded, compute_prefix_cache, forward_prompts, last_real_index,
-                               reuse_prefix_cache)
+from layercut.batching import (PackedPrompts, PromptBatch, collate_padded, compute_prefix_cache, forward_packed,
+                               forward_prompts, last_real_index, reuse_prefix_cache)
 from layercut.errors import LayercutError
 
 
-def last_token_hidden(model: nn.Module, batch: PromptBatch, virtual=None) -> torch.Tensor:
+def last_token_hidden(model: nn.Module, batch: PromptBatch | PackedPrompts, virtual=None) -> torch.Tensor:
     """Final-norm hidden state [batch, hidden] at each prompt's last real token (after prefix tuning's
     virtual tokens when `virtual` gives their cache)."""
+    if isinstance(batch, PackedPrompts):
+        return forward_packed(model.base_model, batch)
     output, mask = forward_prompts(model.base_model, batch, virtual)
     hidden = output.last_hidden_state
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last_real_index(mask)]
@@ -30,6 +32,7 @@ class Scorer(nn.Module):
 
     model: nn.Module
     virtual = None  # () -> the virtual tokens' batch-1 cache
+    reads_last_token = True  # scores from the last token's hidden state alone: prompts can be packed
 
     def use_virtual_tokens(self, prompt_encoder: nn.Module, virtual) -> None:
         self.prompt_encoder = prompt_encoder  # a registered submodule, so that its weights train
@@ -41,6 +44,8 @@ class Scorer(nn.Module):
 
     def score_together(self, batches: list[PromptBatch]) -> torch.Tensor:
         """Scores of several batches, one after the other, whose shared prefixes are computed once for all."""
+        if len(batches) == 1:
+            return self(batches[0])
         return torch.cat([self(batch) for batch in reuse_prefix_cache(batches, self.prefix_cache)])
 
 
@@ -77,6 +82,8 @@ class WholeWordHead(Scorer):
     Every prompt is extended with every word (all but its last token) in one batch; the word's
     tokens are scored under full-vocabulary softmax at their positions only.
     """
+
+    reads_last_token = False
 
     def __init__(self, model: nn.Module, word_token_ids: list[list[int]], pad_id: int):
         super().__init__()

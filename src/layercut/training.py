@@ -19,11 +19,11 @@ from layercut.progress import progress_bar
 
 from layercut.optim import RowSparseAdamW, sparse_embedding_gradients
 
-from layercut.batching import PromptBatch
+from layercut.batching import PackedPrompts, PromptBatch
 
 # One optimizer step's examples, in groups that are computed apart (prompts that share a prefix, and the
 # rest), each with its labels and, when distilling, the teacher's class probabilities (else None).
-Batch = list[tuple[PromptBatch, torch.Tensor, "torch.Tensor | None"]]
+Batch = list[tuple[PromptBatch | PackedPrompts, torch.Tensor, "torch.Tensor | None"]]
 # (logits, labels, teacher probabilities or None) -> loss
 Loss = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
