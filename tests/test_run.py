@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
+from layercut.adapt.batching import PromptBatch
+from layercut.adapt.scorers import LabelWordHead, last_token_hidden
 from layercut.errors import LayercutError
-from layercut.batching import PromptBatch
-from layercut.heads import LabelWordHead, last_token_hidden
-from layercut.run import RunResult, run
-from layercut.runconfig import RunConfig
+from layercut.run.config import RunConfig
+from layercut.run.pipeline import RunResult, run
 from tests.cli import assert_one_line_error, run_cli
 from tests.tiny_models import FAMILIES, tiny_model
 
@@ -94,9 +94,9 @@ def test_left_and_right_padding_agree(family):
 
 
 def test_predict_returns_the_labels_the_evaluation_saw(tiny_llama_folder, review_file, tmp_path):
-    from layercut.predict import load_predictor
+    from layercut.run.predict import load_predictor
+    from layercut.run.prepare import resolve_task
     from layercut.tasks import load_examples, make_splits
-    from layercut.adaptation import resolve_task
 
     config = tiny_config(tiny_llama_folder, review_file, epochs=3)
     result = run(config, tmp_path, save_model=True, show_progress=False).record
@@ -159,8 +159,8 @@ def test_existing_result_needs_overwrite(tiny_llama_folder, review_file, tmp_pat
 
 @pytest.mark.parametrize("head", ["lm", "cls"])
 def test_a_run_keeps_the_layers_its_strategy_chooses(tiny_llama_folder, review_file, tmp_path, monkeypatch, head):
-    from layercut.cutting import load_model
     from layercut.importance import LayerRanking
+    from layercut.model.load import load_model
 
     monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / "cache"))
     config = tiny_config(tiny_llama_folder, review_file, layers="all", keep_strategy="bi", keep_count=2, head=head, epochs=1)

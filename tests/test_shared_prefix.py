@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from layercut.batching import (active_dropout, common_prefix_length, group_by_prefix, make_batch, prefix_overlap,
-                               reuse_prefix_cache)
-from layercut.heads import ClassificationHead, LabelWordHead, WholeWordHead
-from layercut.optim import RowSparseAdamW, sparse_embedding_gradients
-from layercut.run import run
+from layercut.adapt.batching import (active_dropout, common_prefix_length, group_by_prefix, make_batch, prefix_overlap,
+                                     reuse_prefix_cache)
+from layercut.adapt.optim import RowSparseAdamW, sparse_embedding_gradients
+from layercut.adapt.scorers import ClassificationHead, LabelWordHead, WholeWordHead
+from layercut.run.pipeline import run
 from tests.test_run import tiny_config
 from tests.tiny_models import FAMILIES, tiny_model
 

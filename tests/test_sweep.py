@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from layercut.cli import main
+from layercut.cli.main import main
 from layercut.errors import LayercutError
+from layercut.report.markdown import build_tables
 from layercut.sweep import ResultStore, load_experiment, run_sweep, write_report
-from layercut.sweep.report import build_tables
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -125,7 +125,7 @@ def test_sweep_runs_resumes_and_reports(tiny_llama_folder, review_file, tmp_path
 
 def test_a_failing_run_is_recorded_retried_and_does_not_stop_the_sweep(tiny_llama_folder, review_file, tmp_path, capsys,
                                                                        monkeypatch):
-    run_module = importlib.import_module("layercut.run")  # `layercut.run` is the function
+    run_module = importlib.import_module("layercut.run.pipeline")  # `layercut.run` is the function
     real_run = run_module.run
 
     def run_failing_at_5_shots(config, *args, **kwargs):  # a failure no check before the run can see

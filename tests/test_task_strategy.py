@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-from layercut.adaptation import build_prompting, make_run_splits, resolve_task
-from layercut.cutting import cut_layers, load_model
-from layercut.evaluation import score_prompts
-from layercut.heads import LabelWordHead
+from layercut.adapt.evaluation import score_prompts
+from layercut.adapt.scorers import LabelWordHead
 from layercut.importance import task as task_strategy
 from layercut.importance.ranking import LayerRanking
 from layercut.importance.strategies import kept_layers
-from layercut.run import run
+from layercut.model.load import cut_layers, load_model
+from layercut.run.pipeline import run
+from layercut.run.prepare import build_prompting, make_run_splits, resolve_task
 from tests.cli import assert_one_line_error, run_cli
 from tests.test_run import tiny_config
 

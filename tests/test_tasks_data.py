@@ -8,10 +8,10 @@ import json
 
 import pytest
 
+from layercut.cli.tasks import add_commands
 from layercut.errors import LayercutError
 from layercut.tasks import (Example, TaskData, TaskSpec, add_task_arguments, get_task, list_tasks, load_examples,
                             load_task_yaml, make_splits, task_from_args, task_from_file)
-from layercut.tasks.commands import add_commands
 from layercut.tasks.packaged import read_packaged
 
 OFFLINE = ["trec", "mr", "bbc"]

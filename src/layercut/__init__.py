@@ -9,13 +9,13 @@ import sys
 import types
 
 _EXPORTS = {
-    "SizeReport": "layercut.accounting", "config_size_reports": "layercut.accounting", "size_report": "layercut.accounting",
-    "save_cut_model": "layercut.checkpoint",
-    "LoadedModel": "layercut.cutting", "cut_layers": "layercut.cutting", "load_model": "layercut.cutting",
+    "SizeReport": "layercut.model.size", "config_size_reports": "layercut.model.size", "size_report": "layercut.model.size",
+    "save_cut_model": "layercut.model.checkpoint",
+    "LoadedModel": "layercut.model.load", "cut_layers": "layercut.model.load", "load_model": "layercut.model.load",
     "LayercutError": "layercut.errors",
-    "RunResult": "layercut.run", "run": "layercut.run",
-    "RunConfig": "layercut.runconfig",
-    "LayerSelection": "layercut.selection",
+    "RunResult": "layercut.run.pipeline", "run": "layercut.run.pipeline",
+    "RunConfig": "layercut.run.config",
+    "LayerSelection": "layercut.model.layers",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -27,7 +27,7 @@ def __getattr__(name: str):
 
 
 class _Package(types.ModuleType):
-    """Importing the submodule `layercut.run` must not replace the function `layercut.run`."""
+    """Importing the subpackage `layercut.run` must not replace the function `layercut.run`."""
 
     def __setattr__(self, name: str, value) -> None:
         if name in _EXPORTS and isinstance(value, types.ModuleType):

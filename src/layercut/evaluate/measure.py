@@ -62,11 +62,11 @@ class EvaluationRequest:
 
 def evaluate_loaded(loaded, request: EvaluationRequest, reference=None) -> dict:
     """Run `request` on `loaded` (a `LoadedModel`); `reference`: the uncut model, for --compare-full."""
-    from layercut.accounting import size_report
     from layercut.evaluate.harness import run_lm_eval, summary
     from layercut.evaluate.intrinsic import default_window, intrinsic_measures
+    from layercut.model.layers import format_index_spec
+    from layercut.model.size import size_report
     from layercut.provenance import package_versions
-    from layercut.selection import format_index_spec
 
     if request.compare_full and reference is None:
         raise ValueError("compare_full needs the uncut model as `reference`")

@@ -61,10 +61,10 @@ def run_evaluations(requests: tuple[EvaluationRequest, ...], root: Path, records
                     echo: Callable[[str], None] = print) -> None:
     """Each request on each (model, kept layers) of the finished `records` and on each full model, unless stored."""
     from layercut.atomic import write_json_atomic
-    from layercut.cutting import load_model
     from layercut.evaluate.measure import evaluate_loaded
-    from layercut.selection import LayerSelection, format_index_spec
-    from layercut.sources import load_config
+    from layercut.model.layers import LayerSelection, format_index_spec
+    from layercut.model.load import load_model
+    from layercut.model.sources import load_config
 
     depths: dict[str, set[str]] = defaultdict(set)
     for record in records:

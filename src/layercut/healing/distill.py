@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from layercut.adapt.evaluation import score_prompts
 from layercut.errors import LayercutError
-from layercut.evaluation import score_prompts
 from layercut.tasks import Example
 
 RECORD_NAME = "layercut.json"
@@ -53,8 +53,8 @@ def compute_teacher_targets(source: str, student, prompts: list[list[int]], exam
                             batch_size: int, device: torch.device, autocast_dtype) -> TeacherTargets:
     """Score `prompts` (the training examples' prompts) with the teacher once. `student` is the run's
     Adaptation: its tokenizer, label words and task must be the teacher's too."""
-    from layercut.adaptation import build_scorer
-    from layercut.cutting import load_model
+    from layercut.model.load import load_model
+    from layercut.run.prepare import build_scorer
 
     start = time.perf_counter()
     location, saved = teacher_folder(source)

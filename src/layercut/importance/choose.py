@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from layercut.blocks import find_blocks
 from layercut.errors import LayercutError
 from layercut.importance.ranking import LayerRanking, rank_layers
 from layercut.importance.strategies import MEASURES, RANKED, TASK_STRATEGY, check_count, check_strategy, kept_layers
-from layercut.selection import LayerSelection, format_index_spec
-from layercut.sources import Trust
+from layercut.model.blocks import find_blocks
+from layercut.model.layers import LayerSelection, format_index_spec
+from layercut.model.sources import Trust
 
 
 def choose_layers(
@@ -74,11 +74,11 @@ def load_model_by_strategy(
     place (a `cls` head loads the kept blocks afresh). Strategy `task` ranks on `task` (a
     `TaskCalibration`: a run's dev examples), or on the dev examples of the task named by `calibration`.
     """
-    from layercut.cutting import cut_layers, load_model
     from layercut.importance.cache import rank_layers_cached
     from layercut.importance.calibration import read_calibration_texts
     from layercut.importance.task import TaskCalibration, rank_by_task
-    from layercut.sources import load_config
+    from layercut.model.load import cut_layers, load_model
+    from layercut.model.sources import load_config
 
     check_strategy(strategy)
     if calibration is not None and ranking is not None:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from layercut.blocks import find_blocks
 from layercut.importance.blockio import block_input, block_output, body, model_device
 from layercut.importance.calibration import CalibrationBatch
+from layercut.model.blocks import find_blocks
 from layercut.progress import progress_bar
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from layercut.atomic import write_json_atomic
-from layercut.blocks import find_blocks
 from layercut.errors import LayercutError
 from layercut.importance.strategies import (
     MEASURES,
@@ -24,7 +23,8 @@ from layercut.importance.strategies import (
     is_nested,
     kept_layers,
 )
-from layercut.selection import format_index_spec
+from layercut.model.blocks import find_blocks
+from layercut.model.layers import format_index_spec
 
 FORMAT = 1
 

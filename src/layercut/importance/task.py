@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from layercut.batching import collate_padded, last_real_index
-from layercut.heads import restricted_lm_logits
+from layercut.adapt.batching import collate_padded, last_real_index
+from layercut.adapt.scorers import restricted_lm_logits
 from layercut.importance.blockio import body
 from layercut.importance.ranking import LayerRanking
 
@@ -35,8 +35,8 @@ class TaskCalibration:
     @classmethod
     def for_task(cls, model: str, task: str) -> "TaskCalibration":
         """A task's dev examples under the default run settings (`layercut cut --keep-strategy task`)."""
-        from layercut.adaptation import make_run_splits, resolve_task
-        from layercut.runconfig import RunConfig
+        from layercut.run.config import RunConfig
+        from layercut.run.prepare import make_run_splits, resolve_task
 
         config = RunConfig(model=model, task=task)
         spec = resolve_task(config)
@@ -73,9 +73,9 @@ class LabelWordLoss:
 
 def rank_by_task(loaded, task: TaskCalibration, progress: bool = True) -> LayerRanking:
     """The greedy removal order of `loaded` (the whole causal LM) scored on the task's dev examples; cached."""
-    from layercut.adaptation import build_prompting
     from layercut.importance.cache import cached_ranking, ranking_key
     from layercut.importance.removal import removal_scan
+    from layercut.run.prepare import build_prompting
 
     config = task.config
     label_words, prompts, demos = build_prompting(config, task.spec, task.splits, loaded.model, loaded.tokenizer)

@@ -13,8 +13,8 @@ _RECOMPUTED = ("parameters_after", "non_embedding_parameters_after", "model_clas
 def trim_saved_model(model_dir: str | Path, record: dict, corpus_name: str | None, out: str | Path,
                      overwrite: bool = False) -> dict:
     """Save `model_dir` trimmed to `corpus_name` (default: the task it was adapted to) into `out`."""
-    from layercut.checkpoint import save_cut_model
-    from layercut.cutting import LoadedModel, load_model
+    from layercut.model.checkpoint import save_cut_model
+    from layercut.model.load import LoadedModel, load_model
     from layercut.slim.corpus import resolve_corpus, task_corpus
     from layercut.slim.trim import TrimmedVocabulary, trim_vocabulary
     from layercut.tasks import TaskSpec

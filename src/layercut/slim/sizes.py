@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass
 
-from layercut.accounting import count_config_parameters
+from layercut.model.size import count_config_parameters
 
 
 @dataclass(frozen=True)

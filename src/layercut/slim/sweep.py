@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from layercut.runconfig import RunConfig
+from layercut.run.config import RunConfig
 
 ONE_PASS = "one-pass depth profile"
 
@@ -48,7 +48,7 @@ def split_one_pass_runs(configs: Iterable[RunConfig]) -> tuple[list[OnePassGroup
 
 def one_pass_records(groups: list[OnePassGroup]) -> Iterator[dict]:
     """Each run's record, as `run()` writes it; a group that fails gives every run a `failed` record."""
-    from layercut.run import run
+    from layercut.run.pipeline import run
     from layercut.slim.profile import profile_depths
     from layercut.sweep.backends import failed_record
 

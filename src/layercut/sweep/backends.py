@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 
 from layercut.atomic import temporary_directory
 from layercut.errors import LayercutError
-from layercut.runconfig import RunConfig
+from layercut.run.config import RunConfig
 
 BACKENDS = ("local", "ray")
 # Ray forwards workers' output to the driver: keep library progress bars and chatter off it,
@@ -23,7 +23,7 @@ _QUIET_WORKERS = {"env_vars": {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMER
 def execute_run(config: RunConfig) -> dict:
     """One run's result record; a run that raises becomes a `failed` record, so one bad cell
     does not end the sweep (KeyboardInterrupt still does)."""
-    from layercut.run import RESULT_NAME, run
+    from layercut.run.pipeline import RESULT_NAME, run
 
     with temporary_directory("layercut-run") as folder:
         try:

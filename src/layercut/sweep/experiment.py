@@ -39,9 +39,9 @@ from pathlib import Path
 import yaml
 
 from layercut.errors import LayercutError
-from layercut.runconfig import RunConfig
-from layercut.selection import LayerSelection, parse_index_spec
-from layercut.sources import Trust
+from layercut.model.layers import LayerSelection, parse_index_spec
+from layercut.model.sources import Trust
+from layercut.run.config import RunConfig
 
 DIMENSIONS = {  # experiment key -> RunConfig field
     "models": "model", "layers": "layers", "strategies": "keep_strategy", "keep_counts": "keep_count",
@@ -141,8 +141,8 @@ def _check_runs_can_start(runs: list[RunConfig], where: str) -> None:
     """What would otherwise fail only when a run starts: its model's files (pickle, remote code, no
     weights) and its splits (K, dev and test sizes the task's data cannot hold; Hub data is read
     only by the run)."""
-    from layercut.adaptation import resolve_task
-    from layercut.sources import check_model_source
+    from layercut.model.sources import check_model_source
+    from layercut.run.prepare import resolve_task
     from layercut.tasks import load_examples, make_splits
 
     for model, pickle, remote_code in sorted({(r.model, r.allow_pickle, r.trust_remote_code) for r in runs}):
@@ -178,7 +178,7 @@ def _checked(data: dict, key: str, where: str) -> list:
     for value in values:
         RunConfig(**{field: value})
         if field == "demos":
-            from layercut.tasks.demos import POLICIES
+            from layercut.prompting.demos import POLICIES
 
             if value not in POLICIES:
                 raise LayercutError(f"{where}: unknown demonstration policy '{value}'; use one of {', '.join(POLICIES)}")
@@ -248,7 +248,7 @@ def _model(entry, base: Path, where: str) -> tuple[str, list | None]:
 
 def _task(entry, base: Path, where: str) -> tuple[str, dict]:
     """A task name or YAML file, or a data-file task: {name, data, template, label_words, ...}."""
-    from layercut.adaptation import TASK_OPTION_DEFAULTS, resolve_task
+    from layercut.run.prepare import TASK_OPTION_DEFAULTS, resolve_task
 
     if isinstance(entry, dict):
         options = {k: v for k, v in entry.items() if k != "name"}

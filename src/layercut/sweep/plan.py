@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass
 
 from layercut.errors import LayercutError
-from layercut.runconfig import RunConfig
-from layercut.selection import LayerSelection
-from layercut.sources import Trust
+from layercut.model.layers import LayerSelection
+from layercut.model.sources import Trust
+from layercut.run.config import RunConfig
 
 # A rendered example (template + text). Real tasks range from ~15 tokens (TREC) to ~60 (AGNews).
 TOKENS_PER_EXAMPLE = 40
@@ -46,8 +46,8 @@ class ModelFacts:
 def model_facts(spec: str, trust: Trust = Trust()) -> ModelFacts | None:
     """None when a Hub model's config cannot be read here (offline): the plan then says so. A local
     path that does not exist, an alias typo or a damaged config is an error."""
-    from layercut.accounting import known_config
-    from layercut.sources import load_config, resolve_source
+    from layercut.model.size import known_config
+    from layercut.model.sources import load_config, resolve_source
 
     config = known_config(spec)  # first: an offline Hub lookup takes half a minute to fail
     if config is None:
@@ -63,7 +63,7 @@ def model_facts(spec: str, trust: Trust = Trust()) -> ModelFacts | None:
 
 @functools.lru_cache(maxsize=None)
 def _non_embedding(facts: ModelFacts, kept: int) -> int:
-    from layercut.accounting import config_size_reports
+    from layercut.model.size import config_size_reports
 
     return config_size_reports(facts.config, [kept])[0].non_embedding_parameters
 
@@ -101,7 +101,7 @@ def run_flops(config: RunConfig) -> float | None:
 
 @functools.lru_cache(maxsize=None)
 def _task_spec(task: str, options: str):
-    from layercut.adaptation import resolve_task
+    from layercut.run.prepare import resolve_task
 
     return resolve_task(RunConfig(task=task, task_options=json.loads(options)))
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from layercut.report.markdown import write_report
 from layercut.slim.sweep import one_pass_records, split_one_pass_runs
 from layercut.sweep.backends import make_backend
 from layercut.sweep.experiment import Experiment, layer_choice
-from layercut.sweep.report import write_report
 from layercut.sweep.store import FINISHED, ResultStore
 
 

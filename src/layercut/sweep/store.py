@@ -20,7 +20,7 @@ from typing import Iterator
 
 from layercut.atomic import is_temporary, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from layercut.errors import LayercutError
-from layercut.run import RESULT_NAME
+from layercut.run.pipeline import RESULT_NAME
 
 FAILURE_NAME = "failure.json"
 LOCK_NAME = ".lock"

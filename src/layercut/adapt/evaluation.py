@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from layercut.batching import common_prefix_length, make_batch
-from layercut.metrics import classification_metrics
+from layercut.adapt.batching import common_prefix_length, make_batch
+from layercut.adapt.metrics import classification_metrics
 
 
 @dataclass

@@ -17,9 +17,9 @@ from torch import nn
 
 from layercut.progress import progress_bar
 
-from layercut.optim import RowSparseAdamW, sparse_embedding_gradients
+from layercut.adapt.optim import RowSparseAdamW, sparse_embedding_gradients
 
-from layercut.batching import PromptBatch
+from layercut.adapt.batching import PromptBatch
 
 # One optimizer step's examples, in groups that are computed apart (prompts that share a prefix, and the
 # rest), each with its labels and, when distilling, the teacher's class probabilities (else None).
@@ -84,7 +84,7 @@ def train(
     bar = progress_bar(total=budget.steps, desc="training", unit="step", enabled=show_progress)
     stack = contextlib.ExitStack()
     try:
-        # Without weight decay, stepping only the embedding rows a batch touched is exact (layercut.optim).
+        # Without weight decay, stepping only the embedding rows a batch touched is exact (layercut.adapt.optim).
         if stack.enter_context(sparse_embedding_gradients(scorer.model, enabled=weight_decay == 0)):
             outcome.optimizer += "; embedding rows stepped once touched (exact without weight decay)"
         while outcome.steps < budget.steps and not outcome.diverged:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from layercut.batching import (PromptBatch, collate_padded, compute_prefix_cache, forward_prompts, last_real_index,
-                               reuse_prefix_cache)
+from layercut.adapt.batching import (PromptBatch, collate_padded, compute_prefix_cache, forward_prompts,
+                                     last_real_index, reuse_prefix_cache)
 from layercut.errors import LayercutError
 
 
@@ -59,7 +59,7 @@ class LabelWordHead(Scorer):
 def restricted_lm_logits(model: nn.Module, hidden: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
     """`model.lm_head(hidden)[:, token_ids]` without computing the other rows."""
     head = model.get_output_embeddings()
-    # A lookup rather than indexing, so that under sparse embedding gradients (layercut.optim) the head's
+    # A lookup rather than indexing, so that under sparse embedding gradients (layercut.adapt.optim) the head's
     # rows get a sparse gradient too, and a tied embedding's gradient stays sparse.
     sparse = getattr(model.get_input_embeddings(), "sparse", False)
     logits = hidden @ nn.functional.embedding(token_ids, head.weight, sparse=sparse).T

@@ -12,30 +12,20 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 from torch import nn
 
-from layercut.batching import (PromptBatch, active_dropout, common_prefix_length, group_by_prefix, make_batch,
-                               prefix_overlap)
-from layercut.cutting import LoadedModel, load_model
+from layercut.adapt.batching import (PromptBatch, active_dropout, common_prefix_length, group_by_prefix, make_batch,
+                                     prefix_overlap)
+from layercut.adapt.evaluation import CONTENT_FREE_TEXTS
+from layercut.adapt.scorers import ClassificationHead, LabelWordHead, WholeWordHead
+from layercut.adapt.training import Batch, Budget
 from layercut.errors import LayercutError
-from layercut.evaluation import CONTENT_FREE_TEXTS
 from layercut.healing.partial import set_trainable
-from layercut.heads import ClassificationHead, LabelWordHead, WholeWordHead
-from layercut.training import Batch, Budget
-from layercut.runconfig import RunConfig
-from layercut.sources import Trust
-from layercut.tasks.embed import mean_pooled_embedder
-from layercut.tasks import (
-    DemoSelector,
-    Example,
-    FewShotSplits,
-    LabelWords,
-    PromptBuilder,
-    TaskSpec,
-    load_examples,
-    make_splits,
-    resolve_label_words,
-    task_file_option_defaults,
-    task_from_args,
-)
+from layercut.model.load import LoadedModel, load_model
+from layercut.model.sources import Trust
+from layercut.prompting import DemoSelector, LabelWords, PromptBuilder, resolve_label_words
+from layercut.prompting.embed import mean_pooled_embedder
+from layercut.run.config import RunConfig
+from layercut.tasks import (Example, FewShotSplits, TaskSpec, load_examples, make_splits, task_file_option_defaults,
+                            task_from_args)
 
 if TYPE_CHECKING:
     from layercut.healing.distill import TeacherTargets
@@ -171,7 +161,7 @@ class Adaptation:
 
     def save_model(self, folder: Path, run_record: dict) -> None:
         """A plain Hugging Face checkpoint (LoRA merged in) plus what `predict` needs to prompt it."""
-        from layercut.checkpoint import save_cut_model
+        from layercut.model.checkpoint import save_cut_model
 
         model = self.peft_model.merge_and_unload() if self.peft_model is not None else self.loaded.model
         extra = {
@@ -310,7 +300,7 @@ def _lora_targets(model: nn.Module) -> list[str] | None:
 
     if model.config.model_type in KNOWN:
         return None
-    from layercut.blocks import find_blocks
+    from layercut.model.blocks import find_blocks
 
     names = {name.split(".")[-1] for name, m in find_blocks(model).blocks.named_modules() if isinstance(m, nn.Linear)}
     if not names:

@@ -8,8 +8,8 @@ import math
 
 from layercut.errors import LayercutError
 from layercut.importance.strategies import MEASURES, STRATEGIES, check_block_size, check_count, check_strategy
-from layercut.selection import format_index_spec
-from layercut.sources import Trust, add_trust_arguments
+from layercut.model.layers import format_index_spec
+from layercut.model.sources import Trust, add_trust_arguments
 
 DEFAULT_COUNTS = (2, 4, 8)  # the depths the strategies are compared at
 
@@ -71,11 +71,11 @@ def load_by_strategy_args(args: argparse.Namespace, need_tokenizer: bool = False
 
 def run_rank(args: argparse.Namespace) -> int:
     from layercut.atomic import check_writable
-    from layercut.cutting import load_model
     from layercut.importance.calibration import read_calibration_texts
     from layercut.importance.plot import check_plot_path, plot_ranking
     from layercut.importance.ranking import rank_layers
-    from layercut.sources import load_config
+    from layercut.model.load import load_model
+    from layercut.model.sources import load_config
 
     # Every check that needs no weights runs before the model loads.
     measures = tuple(m.strip() for m in args.measures.split(",") if m.strip())

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from layercut.blocks import set_config_depth
 from layercut.errors import LayercutError
+from layercut.model.blocks import set_config_depth
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def known_config(model_id: str):
     from transformers import AutoConfig
 
     name = model_id.replace("/", "--") + ".json"
-    resource = resources.files("layercut") / "known_configs" / name
+    resource = resources.files("layercut.model") / "known_configs" / name
     if not resource.is_file():
         return None
     data = json.loads(resource.read_text())

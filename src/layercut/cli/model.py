@@ -6,11 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+from layercut.cli.importance import add_strategy_arguments, load_by_strategy_args
 from layercut.errors import LayercutError
-from layercut.importance.commands import add_strategy_arguments, load_by_strategy_args
-from layercut.runconfig import BRIDGES
-from layercut.selection import LayerSelection, format_index_spec
-from layercut.sources import Trust, add_trust_arguments
+from layercut.model.layers import LayerSelection, format_index_spec
+from layercut.model.sources import Trust, add_trust_arguments
+from layercut.run.config import BRIDGES
 
 
 def add_commands(subparsers) -> None:
@@ -57,9 +57,9 @@ def selection_from_args(args: argparse.Namespace) -> LayerSelection:
 
 
 def run_cut(args: argparse.Namespace) -> int:
-    from layercut.checkpoint import check_output_folder, save_cut_model
-    from layercut.cutting import load_model
     from layercut.healing.bridge import apply_bridge
+    from layercut.model.checkpoint import check_output_folder, save_cut_model
+    from layercut.model.load import load_model
 
     check_output_folder(args.out, args.overwrite)
     texts = bridge_texts(args)
@@ -104,7 +104,7 @@ def bridge_texts(args: argparse.Namespace) -> list[str] | None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from layercut.accounting import config_size_reports
+    from layercut.model.size import config_size_reports
 
     config, note = _config_for(args.model, Trust.from_args(args))
     depth = config.num_hidden_layers
@@ -136,8 +136,8 @@ def format_size_table(model: str, depth: int, reports) -> str:
 
 def _config_for(model: str, trust: Trust):
     """The config of `model`; a config.json is read directly, a paper model offline from a stored copy."""
-    from layercut.accounting import config_from_file, known_config
-    from layercut.sources import load_config
+    from layercut.model.size import config_from_file, known_config
+    from layercut.model.sources import load_config
 
     if model.endswith(".json"):
         if not Path(model).is_file():

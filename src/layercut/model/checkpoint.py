@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from layercut.accounting import size_report
 from layercut.atomic import atomic_directory, check_writable, write_json_atomic, write_text_atomic
-from layercut.cutting import LoadedModel
 from layercut.errors import LayercutError, reported_as
+from layercut.model.layers import format_index_spec
+from layercut.model.load import LoadedModel
+from layercut.model.size import size_report
 from layercut.provenance import package_versions
-from layercut.selection import format_index_spec
 
 RECORD_NAME = "layercut.json"
 

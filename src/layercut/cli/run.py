@@ -6,8 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from layercut.runconfig import BRIDGES, METHODS, RunConfig
-from layercut.sources import add_trust_arguments
+from layercut.model.sources import add_trust_arguments
+from layercut.run.config import BRIDGES, METHODS, RunConfig
 from layercut.tasks.args import add_task_file_arguments
 
 
@@ -82,7 +82,7 @@ def add_commands(subparsers) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    from layercut.adaptation import TASK_OPTION_DEFAULTS
+    from layercut.run.prepare import TASK_OPTION_DEFAULTS
 
     task_options = {k: getattr(args, k) for k, default in TASK_OPTION_DEFAULTS.items() if getattr(args, k) != default}
     task = args.task or (Path(args.data).stem if args.data else RunConfig.task)
@@ -105,8 +105,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def run_run(args: argparse.Namespace) -> int:
     from layercut.atomic import check_writable
-    from layercut.checkpoint import check_output_folder
-    from layercut.run import RESULT_NAME, check_run_folder, run
+    from layercut.model.checkpoint import check_output_folder
+    from layercut.run.pipeline import RESULT_NAME, check_run_folder, run
 
     config = config_from_args(args)
     check_run_folder(Path(args.out), args.overwrite)
@@ -125,7 +125,7 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from layercut.predict import load_predictor, read_texts
+    from layercut.run.predict import load_predictor, read_texts
 
     texts = read_texts(args.texts, args.file)
     predictor = load_predictor(args.model_dir)

@@ -11,15 +11,15 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 
-from layercut.blocks import (
+from layercut.errors import LayercutError, first_line, reported_as
+from layercut.model.blocks import (
     find_blocks,
     layer_index_changes_arithmetic,
     renumber_layer_indices,
     set_config_depth,
 )
-from layercut.errors import LayercutError, first_line, reported_as
-from layercut.selection import LayerSelection
-from layercut.sources import Trust, check_model_source, hub_unreachable_error, load_config
+from layercut.model.layers import LayerSelection
+from layercut.model.sources import Trust, check_model_source, hub_unreachable_error, load_config
 
 
 def cut_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
@@ -78,8 +78,8 @@ def load_model(
     `trust` allows pickle weights or the model's own code; a folder without tokenizer files loads
     with `tokenizer=None` unless `need_tokenizer`.
     """
-    from layercut.accounting import count_config_parameters
-    from layercut.sources import has_tokenizer, load_tokenizer
+    from layercut.model.size import count_config_parameters
+    from layercut.model.sources import has_tokenizer, load_tokenizer
 
     selection = layers if isinstance(layers, LayerSelection) else LayerSelection.parse(layers)
     source = check_model_source(spec, trust)

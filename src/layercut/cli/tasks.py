@@ -7,14 +7,14 @@ import dataclasses
 import json
 
 from layercut.errors import LayercutError
-from layercut.sources import add_trust_arguments
+from layercut.model.sources import add_trust_arguments
+from layercut.prompting.demos import POLICIES as DEMO_POLICIES
+from layercut.prompting.demos import DemoSelector
+from layercut.prompting.label_words import POLICIES as WORD_POLICIES
+from layercut.prompting.label_words import resolve_label_words
+from layercut.prompting.templates import PromptBuilder
 from layercut.tasks.args import add_task_arguments, task_from_args
-from layercut.tasks.demos import POLICIES as DEMO_POLICIES
-from layercut.tasks.demos import DemoSelector
-from layercut.tasks.label_words import POLICIES as WORD_POLICIES
-from layercut.tasks.label_words import resolve_label_words
 from layercut.tasks.loaders import load_examples
-from layercut.tasks.prompts import PromptBuilder
 from layercut.tasks.registry import list_tasks
 from layercut.tasks.spec import TaskSpec
 from layercut.tasks.splits import make_splits
@@ -56,7 +56,7 @@ def list_tasks_command(args: argparse.Namespace) -> int:
 
 def show_prompt_command(args: argparse.Namespace) -> int:
     """Print one rendered training prompt (demonstrations and query), its token count and the label-word token ids."""
-    from layercut.sources import Trust, load_config, load_tokenizer
+    from layercut.model.sources import Trust, load_config, load_tokenizer
 
     if args.max_length is not None and args.max_length < 1:
         raise LayercutError(f"--max-length must be at least 1 token, got {args.max_length}: or leave it out for the model's context length")
@@ -97,8 +97,8 @@ def _context_length(config) -> int:
 
 
 def _model_embedder(model_spec: str, trust):
-    from layercut.cutting import load_model
-    from layercut.tasks.embed import mean_pooled_embedder
+    from layercut.model.load import load_model
+    from layercut.prompting.embed import mean_pooled_embedder
 
     loaded = load_model(model_spec, trust=trust)
     return mean_pooled_embedder(loaded.model, loaded.tokenizer)

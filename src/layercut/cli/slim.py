@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from layercut.errors import LayercutError
-from layercut.runconfig import RunConfig
+from layercut.run.config import RunConfig
 
 
 def add_commands(subparsers) -> None:
@@ -47,7 +47,7 @@ def add_commands(subparsers) -> None:
 
 
 def run_profile(args: argparse.Namespace) -> int:
-    from layercut.selection import parse_index_spec
+    from layercut.model.layers import parse_index_spec
     from layercut.slim.profile import profile_depths
 
     plot = _checked_plot_path(args.plot)
@@ -73,9 +73,9 @@ def run_profile(args: argparse.Namespace) -> int:
 
 def profile_rows(profile) -> list[dict]:
     """Accuracy, macro-F1 and size of every profiled depth, with and without a trimmed vocabulary."""
+    from layercut.model.sources import load_config, load_tokenizer
     from layercut.slim.corpus import resolve_corpus
     from layercut.slim.sizes import depth_sizes, trimmed_vocab_size
-    from layercut.sources import load_config, load_tokenizer
 
     model_config = load_config(profile.config.model)
     tokenizer = load_tokenizer(profile.config.model)
@@ -92,7 +92,7 @@ def profile_rows(profile) -> list[dict]:
 
 
 def format_profile_table(rows: list[dict]) -> str:
-    from layercut.model_commands import human_bytes
+    from layercut.cli.model import human_bytes
 
     vocab = rows[0]["trimmed_vocab_size"]
     header = ("layers", "accuracy", "macro-F1", "params", "fp32",
@@ -117,7 +117,7 @@ def plot_accuracy_vs_depth(rows: list[dict], title: str, path: Path) -> None:
 
 
 def run_trim(args: argparse.Namespace) -> int:
-    from layercut.checkpoint import check_output_folder, read_record
+    from layercut.model.checkpoint import check_output_folder, read_record
     from layercut.slim.saved import trim_saved_model
 
     check_output_folder(args.out, args.overwrite)

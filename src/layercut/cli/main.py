@@ -19,13 +19,13 @@ from layercut.errors import LayercutError, os_error_message
 
 # Modules that define `add_commands(subparsers)`, in the order their commands are listed.
 COMMAND_MODULES = (
-    "layercut.model_commands",
-    "layercut.tasks.commands",
-    "layercut.run_commands",
-    "layercut.importance.commands",
-    "layercut.sweep.commands",
-    "layercut.evaluate.commands",
-    "layercut.slim.commands",
+    "layercut.cli.model",
+    "layercut.cli.tasks",
+    "layercut.cli.run",
+    "layercut.cli.importance",
+    "layercut.cli.sweep",
+    "layercut.cli.evaluate",
+    "layercut.cli.slim",
 )
 
 

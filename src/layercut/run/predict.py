@@ -7,11 +7,12 @@ from pathlib import Path
 
 import torch
 
-from layercut.checkpoint import read_record
+from layercut.adapt.evaluation import score_prompts
 from layercut.errors import LayercutError, reported_as
-from layercut.evaluation import score_prompts
-from layercut.tasks import DemoSelector, Example, LabelWords, PromptBuilder, TaskSpec
-from layercut.tasks.embed import mean_pooled_embedder
+from layercut.model.checkpoint import read_record
+from layercut.prompting import DemoSelector, LabelWords, PromptBuilder
+from layercut.prompting.embed import mean_pooled_embedder
+from layercut.tasks import Example, TaskSpec
 
 
 @dataclass
@@ -35,8 +36,8 @@ def load_predictor(model_dir: str | Path) -> Predictor:
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from layercut.adaptation import build_scorer
-    from layercut.sources import load_tokenizer
+    from layercut.model.sources import load_tokenizer
+    from layercut.run.prepare import build_scorer
 
     record = read_record(model_dir)
     if "task" not in record:

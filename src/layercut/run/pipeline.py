@@ -14,15 +14,15 @@ from pathlib import Path
 
 import torch
 
+from layercut.adapt.evaluation import Scores, calibrated_record, score_prompts
+from layercut.adapt.metrics import classification_metrics
+from layercut.adapt.training import cross_entropy_loss, train
 from layercut.atomic import write_json_atomic
 from layercut.errors import LayercutError
-from layercut.evaluation import Scores, calibrated_record, score_prompts
-from layercut.memory import PeakMemory
-from layercut.metrics import classification_metrics
+from layercut.model.layers import format_index_spec
 from layercut.provenance import package_versions
-from layercut.runconfig import RunConfig
-from layercut.selection import format_index_spec
-from layercut.training import cross_entropy_loss, train
+from layercut.run.config import RunConfig
+from layercut.run.memory import PeakMemory
 
 RESULT_NAME = "result.json"
 
@@ -55,7 +55,7 @@ def check_run_folder(out: Path, overwrite: bool) -> None:
 def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = False,
         save_model: bool = False, show_progress: bool = True, test_scores: Scores | None = None) -> RunResult:
     """`test_scores`: an untrained run's test scores computed elsewhere (layercut.slim's one-pass depth profile)."""
-    from layercut.adaptation import prepare_adaptation
+    from layercut.run.prepare import prepare_adaptation
 
     out = Path(out) if out is not None else None
     if out is not None:

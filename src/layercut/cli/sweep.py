@@ -64,7 +64,7 @@ def run_report_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from layercut.atomic import check_writable
-    from layercut.sweep.report import write_report
+    from layercut.report.markdown import write_report
 
     if not (Path(args.folder) / "runs").is_dir():
         raise LayercutError(f"'{args.folder}' is not a sweep folder (no runs/ in it): give the --out of `layercut sweep`")

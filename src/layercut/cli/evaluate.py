@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from layercut.cli.importance import add_strategy_arguments, load_by_strategy_args
 from layercut.errors import LayercutError
-from layercut.importance.commands import add_strategy_arguments, load_by_strategy_args
-from layercut.sources import add_trust_arguments
+from layercut.model.sources import add_trust_arguments
 
 
 def add_commands(subparsers) -> None:
@@ -45,10 +45,10 @@ def add_commands(subparsers) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from layercut.atomic import write_json_atomic
-    from layercut.cutting import load_model
     from layercut.evaluate.measure import EvaluationRequest, depth_table, evaluate_loaded, format_record
-    from layercut.selection import LayerSelection
-    from layercut.sources import Trust, load_config
+    from layercut.model.layers import LayerSelection
+    from layercut.model.load import load_model
+    from layercut.model.sources import Trust, load_config
 
     # Every check that needs no weights runs before the model loads.
     if args.out and Path(args.out).is_dir():
@@ -80,7 +80,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def _load(model: str, selection, full, depth: int, trust):
     """The model cut by `selection`; the uncut one already loaded for comparison is reused as is."""
-    from layercut.cutting import load_model
+    from layercut.model.load import load_model
 
     if full is not None and selection.indices(depth) == list(range(depth)):
         return full

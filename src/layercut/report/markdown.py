@@ -23,7 +23,7 @@ from layercut.atomic import write_text_atomic
 from layercut.errors import LayercutError
 from layercut.evaluate.sweep import EVALUATION_NOTE, EvaluationColumns
 from layercut.importance.strategies import STRATEGIES
-from layercut.runconfig import HEADS, METHODS, RunConfig
+from layercut.run.config import HEADS, METHODS, RunConfig
 from layercut.sweep.experiment import layer_choice
 from layercut.sweep.store import FINISHED, ResultStore, read_json
 
@@ -113,7 +113,7 @@ class ReportFiles:
 
 
 def write_report(folder: str | Path) -> ReportFiles:
-    from layercut.sweep.plots import write_plots
+    from layercut.report.plots import write_plots
 
     folder = Path(folder)
     records = ResultStore(folder).records()
