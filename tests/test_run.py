@@ -9,7 +9,8 @@ from layercut.adapt.batching import PromptBatch
 from layercut.adapt.scorers import LabelWordHead, last_token_hidden
 from layercut.errors import LayercutError
 from layercut.run.config import RunConfig
-from layercut.run.pipeline import RunResult, run
+from layercut.run.pipeline import run
+from layercut.run.record import RunRecord
 from tests.cli import assert_one_line_error, run_cli
 from tests.tiny_models import FAMILIES, tiny_model
 
@@ -122,7 +123,7 @@ def test_nan_loss_stops_keeps_last_good_weights_and_the_result(tiny_llama_folder
     config = tiny_config(tiny_llama_folder, review_file, epochs=3, share_prefix=False)  # one forward per step
     with pytest.raises(LayercutError, match="epoch 2, step 1.*last good weights"):
         run(config, tmp_path, show_progress=False)
-    saved = RunResult.load(tmp_path).record
+    saved = RunRecord.load(tmp_path).record
     assert saved["status"] == "diverged" and saved["metrics"]["num_examples"] > 0
     assert saved["dev"]["best_epoch"] == 1 and len(saved["dev"]["curve"]) == 1
 

@@ -77,7 +77,7 @@ def test_sweep_scores_untrained_depths_in_one_pass_with_complete_records(tiny_ll
     experiment = load_experiment(experiment_file)
     summary = run_sweep(experiment, tmp_path / "out", echo=lambda line: None)
     assert summary.finished == 6 and not summary.failed and summary.report.is_file()
-    records = {r["key"]: r for r in ResultStore(tmp_path / "out").records()}
+    records = {r.key: r.record for r in ResultStore(tmp_path / "out").records()}
     icl = [c for c in experiment.runs if c.method == "icl"]
     for config in icl:
         one_pass = records[config.key()]

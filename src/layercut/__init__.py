@@ -13,8 +13,8 @@ _EXPORTS = {
     "save_cut_model": "layercut.model.checkpoint",
     "LoadedModel": "layercut.model.load", "cut_layers": "layercut.model.load", "load_model": "layercut.model.load",
     "LayercutError": "layercut.errors",
-    "RunResult": "layercut.run.pipeline", "run": "layercut.run.pipeline",
     "RunConfig": "layercut.run.config",
+    "RunRecord": "layercut.run.record", "RunResult": "layercut.run.record", "run": "layercut.run.pipeline",
     "LayerSelection": "layercut.model.layers",
 }
 __all__ = sorted(_EXPORTS)

@@ -18,9 +18,9 @@ from torch import nn
 
 from layercut.adapt.evaluation import score_prompts
 from layercut.errors import LayercutError
+from layercut.model.checkpoint import RECORD_NAME
+from layercut.run.record import RESULT_NAME
 from layercut.tasks import Example
-
-RECORD_NAME = "layercut.json"
 
 
 @dataclass
@@ -39,7 +39,7 @@ def teacher_folder(source: str) -> tuple[str, dict | None]:
     import json
 
     path = Path(source).expanduser()
-    if (path / "result.json").is_file():  # a run folder: its saved model
+    if (path / RESULT_NAME).is_file():  # a run folder: its saved model
         if not (path / "model" / RECORD_NAME).is_file():
             raise LayercutError(f"the run '{source}' saved no model: rerun it with --save-model, or give a model")
         path = path / "model"

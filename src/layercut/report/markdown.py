@@ -25,7 +25,8 @@ from layercut.evaluate.sweep import EVALUATION_NOTE, EvaluationColumns
 from layercut.importance.strategies import STRATEGIES
 from layercut.run.config import HEADS, METHODS, RunConfig
 from layercut.sweep.experiment import layer_choice
-from layercut.sweep.store import FINISHED, ResultStore, read_json
+from layercut.run.record import FINISHED, read_json
+from layercut.sweep.store import ResultStore
 
 TABLE_FIELDS = ("model", "head", "method", "keep_strategy", "demos", "shots")
 _NOT_SETTINGS = {*TABLE_FIELDS, "layers", "keep_count", "task", "task_options", "seed"}
@@ -116,7 +117,7 @@ def write_report(folder: str | Path) -> ReportFiles:
     from layercut.report.plots import write_plots
 
     folder = Path(folder)
-    records = ResultStore(folder).records()
+    records = [stored.record for stored in ResultStore(folder).records()]
     finished = [r for r in records if r["status"] in FINISHED]
     if not finished:
         raise LayercutError(f"no finished runs in '{folder}': run `layercut sweep EXPERIMENT --out {folder}` first")

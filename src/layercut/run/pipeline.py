@@ -1,4 +1,4 @@
-"""One run = one pure function: `run(config) -> RunResult`; artefacts go to the run's folder.
+"""One run = one pure function: `run(config) -> RunRecord`; artefacts go to the run's folder.
 
 Load the (cut) model, build few-shot splits and prompts, adapt (full fine-tuning, LoRA, or
 nothing), evaluate on the test split, and record everything needed to trust and repeat it.
@@ -7,9 +7,7 @@ nothing), evaluate on the test split, and record everything needed to trust and 
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,34 +15,12 @@ import torch
 from layercut.adapt.evaluation import Scores, calibrated_record, score_prompts
 from layercut.adapt.metrics import classification_metrics
 from layercut.adapt.training import cross_entropy_loss, train
-from layercut.atomic import write_json_atomic
 from layercut.errors import LayercutError
 from layercut.model.layers import format_index_spec
 from layercut.provenance import package_versions
 from layercut.run.config import RunConfig
 from layercut.run.memory import PeakMemory
-
-RESULT_NAME = "result.json"
-
-
-@dataclass
-class RunResult:
-    """What result.json holds; `accuracy` and friends are shortcuts into it."""
-
-    record: dict
-
-    @property
-    def accuracy(self) -> float:
-        return self.record["metrics"]["accuracy"]
-
-    @property
-    def key(self) -> str:
-        return self.record["key"]
-
-    @classmethod
-    def load(cls, folder: str | Path) -> "RunResult":
-        return cls(json.loads((Path(folder) / RESULT_NAME).read_text()))
-
+from layercut.run.record import RESULT_NAME, RunRecord
 
 def check_run_folder(out: Path, overwrite: bool) -> None:
     existing = out / RESULT_NAME
@@ -53,7 +29,7 @@ def check_run_folder(out: Path, overwrite: bool) -> None:
 
 
 def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = False,
-        save_model: bool = False, show_progress: bool = True, test_scores: Scores | None = None) -> RunResult:
+        save_model: bool = False, show_progress: bool = True, test_scores: Scores | None = None) -> RunRecord:
     """`test_scores`: an untrained run's test scores computed elsewhere (layercut.slim's one-pass depth profile)."""
     from layercut.run.prepare import prepare_adaptation
 
@@ -128,11 +104,11 @@ def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = F
         "demonstrations": setup.demo_record(),
         "versions": package_versions(),
     }
-    result = RunResult(record)
+    result = RunRecord(record)
     if out is not None:
         if save_model:
             setup.save_model(out / "model", record)
-        write_json_atomic(out / RESULT_NAME, record)
+        result.write(out)
     if outcome and outcome.diverged:
         where = f"; partial result in {out / RESULT_NAME}" if out is not None else ""
         raise LayercutError(f"training stopped: {outcome.diverged}; the last good weights were kept and evaluated{where}; lower --lr")
