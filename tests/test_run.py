@@ -7,6 +7,8 @@ import torch
 
 from layercut.adapt.batching import PromptBatch
 from layercut.adapt.scorers import LabelWordHead, last_token_hidden
+from layercut.cli.main import build_parser
+from layercut.cli.run import config_from_args
 from layercut.errors import LayercutError
 from layercut.run.config import RunConfig
 from layercut.run.pipeline import run
@@ -174,3 +176,11 @@ def test_a_run_keeps_the_layers_its_strategy_chooses(tiny_llama_folder, review_f
     assert ranking.calibration["source"] == "reviews training texts"
     cut = load_model(str(tiny_llama_folder), record["layers"]["spec"], head=head, num_labels=2 if head == "cls" else None)
     assert record["parameters"]["total"] == cut.model.num_parameters()
+
+
+def test_the_run_flags_are_every_config_field_with_its_default(tmp_path):
+    args = build_parser().parse_args(["run", "--out", str(tmp_path)])
+    assert config_from_args(args) == RunConfig()
+    args = build_parser().parse_args(["run", "--out", str(tmp_path), "--data", "reviews.csv", "--label-words", "a,b"])
+    config = config_from_args(args)
+    assert (config.task, config.task_options) == ("reviews", {"data": "reviews.csv", "label_words": "a,b"})

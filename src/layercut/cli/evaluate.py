@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from layercut.cli.flags import add_trust_arguments, trust_from_args
 from layercut.cli.importance import add_strategy_arguments, load_by_strategy_args
 from layercut.errors import LayercutError
-from layercut.model.sources import add_trust_arguments
 
 
 def add_commands(subparsers) -> None:
@@ -48,7 +48,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from layercut.evaluate.measure import EvaluationRequest, depth_table, evaluate_loaded, format_record
     from layercut.model.layers import LayerSelection
     from layercut.model.load import load_model
-    from layercut.model.sources import Trust, load_config
+    from layercut.model.sources import load_config
 
     # Every check that needs no weights runs before the model loads.
     if args.out and Path(args.out).is_dir():
@@ -60,7 +60,7 @@ def run_eval(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
     ).checked()
     selections = [LayerSelection.parse(text) for text in args.layers]
-    trust = Trust.from_args(args)
+    trust = trust_from_args(args)
     depth = load_config(args.model, trust).num_hidden_layers
     for selection in selections:
         selection.indices(depth)  # a selection the model cannot hold fails before any load

@@ -6,10 +6,10 @@ import argparse
 import json
 import math
 
+from layercut.cli.flags import add_trust_arguments, trust_from_args
 from layercut.errors import LayercutError
 from layercut.importance.strategies import MEASURES, STRATEGIES, check_block_size, check_count, check_strategy
 from layercut.model.layers import format_index_spec
-from layercut.model.sources import Trust, add_trust_arguments
 
 DEFAULT_COUNTS = (2, 4, 8)  # the depths the strategies are compared at
 
@@ -65,7 +65,7 @@ def load_by_strategy_args(args: argparse.Namespace, need_tokenizer: bool = False
         raise LayercutError("--keep-strategy needs --keep-count K: say how many layers to keep")
     return load_model_by_strategy(
         args.model, args.keep_strategy, args.keep_count, calibration=args.calibration, ranking=args.ranking,
-        trust=Trust.from_args(args), need_tokenizer=need_tokenizer,
+        trust=trust_from_args(args), need_tokenizer=need_tokenizer,
     )
 
 
@@ -89,7 +89,7 @@ def run_rank(args: argparse.Namespace) -> int:
         check_writable(check_plot_path(args.plot), "the plot")
     if args.out:
         check_writable(args.out, "the ranking")
-    trust = Trust.from_args(args)
+    trust = trust_from_args(args)
     depth = load_config(args.model, trust).num_hidden_layers
     counts = args.counts or [k for k in DEFAULT_COUNTS if k <= depth] or [depth]
     for count in counts:

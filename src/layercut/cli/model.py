@@ -6,10 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from layercut.cli.flags import add_trust_arguments, trust_from_args
 from layercut.cli.importance import add_strategy_arguments, load_by_strategy_args
 from layercut.errors import LayercutError
 from layercut.model.layers import LayerSelection, format_index_spec
-from layercut.model.sources import Trust, add_trust_arguments
 from layercut.run.config import BRIDGES
 
 
@@ -66,7 +66,7 @@ def run_cut(args: argparse.Namespace) -> int:
     loaded = load_by_strategy_args(args)
     if loaded is None:
         selection = selection_from_args(args)
-        loaded = load_model(args.model, selection, trust=Trust.from_args(args), need_tokenizer=False)
+        loaded = load_model(args.model, selection, trust=trust_from_args(args), need_tokenizer=False)
         extra_record = {"selection": selection.describe()}
     else:
         extra_record = {"selection": format_index_spec(loaded.kept), **loaded.extras}
@@ -106,7 +106,7 @@ def bridge_texts(args: argparse.Namespace) -> list[str] | None:
 def run_info(args: argparse.Namespace) -> int:
     from layercut.model.size import config_size_reports
 
-    config, note = _config_for(args.model, Trust.from_args(args))
+    config, note = _config_for(args.model, trust_from_args(args))
     depth = config.num_hidden_layers
     depths = sorted(set(args.keep_first or _default_depths(depth)))
     reports = config_size_reports(config, depths)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
-from layercut.model.sources import add_trust_arguments
+from layercut.cli.flags import add_task_file_arguments, add_trust_arguments, task_options_from_args
 from layercut.run.config import BRIDGES, METHODS, RunConfig
-from layercut.tasks.args import add_task_file_arguments
 
 
 def add_commands(subparsers) -> None:
@@ -82,25 +82,10 @@ def add_commands(subparsers) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    from layercut.run.prepare import TASK_OPTION_DEFAULTS
-
-    task_options = {k: getattr(args, k) for k, default in TASK_OPTION_DEFAULTS.items() if getattr(args, k) != default}
+    """Each RunConfig field from the flag of its name; the task flags become `task_options`."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if f.name not in ("task", "task_options")}
     task = args.task or (Path(args.data).stem if args.data else RunConfig.task)
-    return RunConfig(
-        model=args.model, layers=args.layers, task=task, task_options=task_options, shots=args.shots,
-        seed=args.seed, head=args.head, method=args.method, demos=args.demos,
-        label_word_policy=args.label_word_policy, learning_rate=args.learning_rate, epochs=args.epochs,
-        max_steps=args.max_steps, eval_every=args.eval_every, prefix_tokens=args.prefix_tokens,
-        share_prefix=args.share_prefix, calibration_samples=args.calibration_samples,
-        batch_size=args.batch_size, gradient_accumulation=args.gradient_accumulation, patience=args.patience,
-        weight_decay=args.weight_decay, dev_shots=args.dev_shots, dev_size=args.dev_size, test_size=args.test_size,
-        max_length=args.max_length, eval_batch_size=args.eval_batch_size, lora_rank=args.lora_rank,
-        lora_alpha=args.lora_alpha, keep_strategy=args.keep_strategy, keep_count=args.keep_count,
-        device=args.device, dtype=args.dtype, train_layers=args.train_layers,
-        freeze_embeddings=args.freeze_embeddings, bridge=args.bridge, teacher=args.teacher,
-        distill_weight=args.distill_weight, distill_temperature=args.distill_temperature,
-        allow_pickle=args.allow_pickle, trust_remote_code=args.trust_remote_code,
-    )
+    return RunConfig(**values, task=task, task_options=task_options_from_args(args).changed())
 
 
 def run_run(args: argparse.Namespace) -> int:

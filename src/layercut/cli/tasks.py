@@ -6,14 +6,13 @@ import argparse
 import dataclasses
 import json
 
+from layercut.cli.flags import add_task_arguments, add_trust_arguments, task_from_args, trust_from_args
 from layercut.errors import LayercutError
-from layercut.model.sources import add_trust_arguments
 from layercut.prompting.demos import POLICIES as DEMO_POLICIES
 from layercut.prompting.demos import DemoSelector
 from layercut.prompting.label_words import POLICIES as WORD_POLICIES
 from layercut.prompting.label_words import resolve_label_words
 from layercut.prompting.templates import PromptBuilder
-from layercut.tasks.args import add_task_arguments, task_from_args
 from layercut.tasks.loaders import load_examples
 from layercut.tasks.registry import list_tasks
 from layercut.tasks.spec import TaskSpec
@@ -56,12 +55,12 @@ def list_tasks_command(args: argparse.Namespace) -> int:
 
 def show_prompt_command(args: argparse.Namespace) -> int:
     """Print one rendered training prompt (demonstrations and query), its token count and the label-word token ids."""
-    from layercut.model.sources import Trust, load_config, load_tokenizer
+    from layercut.model.sources import load_config, load_tokenizer
 
     if args.max_length is not None and args.max_length < 1:
         raise LayercutError(f"--max-length must be at least 1 token, got {args.max_length}: or leave it out for the model's context length")
     spec = task_from_args(args)
-    trust = Trust.from_args(args)
+    trust = trust_from_args(args)
     tokenizer = load_tokenizer(args.model, trust)
     words = resolve_label_words(tokenizer, spec.label_words, args.label_word_policy)
     splits = make_splits(load_examples(spec), args.shots, args.seed, dev_shots=0)

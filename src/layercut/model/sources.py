@@ -63,21 +63,9 @@ class Trust:
     def record(self) -> dict:
         return {"allow_pickle": self.pickle, "trust_remote_code": self.remote_code}
 
-    @classmethod
-    def from_args(cls, args) -> "Trust":
-        return cls(pickle=args.allow_pickle, remote_code=args.trust_remote_code)
-
     def weight_options(self) -> dict:
         """from_pretrained options: safetensors only unless pickle is allowed."""
         return {"use_safetensors": None if self.pickle else True, "trust_remote_code": self.remote_code}
-
-
-def add_trust_arguments(parser) -> None:
-    """--allow-pickle and --trust-remote-code, for every command that loads a model."""
-    parser.add_argument("--allow-pickle", action="store_true",
-                        help="load pickle weights (pytorch_model.bin) when a model has no safetensors; unpickling can run code")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="run model code shipped with the model (auto_map in its config); only for sources you trust")
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")

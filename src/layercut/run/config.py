@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from layercut.errors import LayercutError
-from layercut.tasks.args import check_task_with_data
+from layercut.tasks.options import check_task_with_data
 
 HEADS = ("lm", "cls")
 METHODS = ("full", "lora", "prefix", "icl")

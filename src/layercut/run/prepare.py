@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import random
 from dataclasses import dataclass
@@ -24,24 +23,17 @@ from layercut.model.sources import Trust
 from layercut.prompting import DemoSelector, LabelWords, PromptBuilder, resolve_label_words
 from layercut.prompting.embed import mean_pooled_embedder
 from layercut.run.config import RunConfig
-from layercut.tasks import (Example, FewShotSplits, TaskSpec, load_examples, make_splits, task_file_option_defaults,
-                            task_from_args)
+from layercut.tasks import Example, FewShotSplits, TaskOptions, TaskSpec, load_examples, make_splits, task_spec
 
 if TYPE_CHECKING:
     from layercut.healing.distill import TeacherTargets
 
 
-# The task-file flags a run's task_options may override, with their defaults.
-TASK_OPTION_DEFAULTS = task_file_option_defaults()
-
-
 def resolve_task(config: RunConfig) -> TaskSpec:
-    """The run's task: a registered name or task YAML, or a data file, with any flag overrides."""
-    unknown = sorted(set(config.task_options) - set(TASK_OPTION_DEFAULTS))
-    if unknown:
-        raise LayercutError(f"unknown task option(s) {unknown}; allowed: {', '.join(TASK_OPTION_DEFAULTS)}")
-    options = {**TASK_OPTION_DEFAULTS, **config.task_options}
-    return task_from_args(argparse.Namespace(task=None if options["data"] else config.task, **options))
+    """The run's task: a registered name or task YAML, or a data file (which `config.task` only names), with any
+    overrides of its template and label words."""
+    options = TaskOptions.from_dict(config.task_options)
+    return task_spec(None if options.data else config.task, options)
 
 
 @dataclass

@@ -42,6 +42,7 @@ from layercut.errors import LayercutError
 from layercut.model.layers import LayerSelection, parse_index_spec
 from layercut.model.sources import Trust
 from layercut.run.config import RunConfig
+from layercut.tasks.options import TASK_OPTION_NAMES
 
 DIMENSIONS = {  # experiment key -> RunConfig field
     "models": "model", "layers": "layers", "strategies": "keep_strategy", "keep_counts": "keep_count",
@@ -248,13 +249,13 @@ def _model(entry, base: Path, where: str) -> tuple[str, list | None]:
 
 def _task(entry, base: Path, where: str) -> tuple[str, dict]:
     """A task name or YAML file, or a data-file task: {name, data, template, label_words, ...}."""
-    from layercut.run.prepare import TASK_OPTION_DEFAULTS, resolve_task
+    from layercut.run.prepare import resolve_task
 
     if isinstance(entry, dict):
         options = {k: v for k, v in entry.items() if k != "name"}
-        unknown = sorted(set(options) - set(TASK_OPTION_DEFAULTS))
+        unknown = sorted(set(options) - set(TASK_OPTION_NAMES))
         if "name" not in entry or unknown:
-            raise LayercutError(f"{where}: a task entry takes 'name' and task options ({', '.join(TASK_OPTION_DEFAULTS)}), "
+            raise LayercutError(f"{where}: a task entry takes 'name' and task options ({', '.join(TASK_OPTION_NAMES)}), "
                                 f"got {sorted(entry)}")
         for key in ("data", "test_data"):
             if options.get(key):
