@@ -14,6 +14,7 @@ from torch import nn
 from layercut.adapt.batching import (PromptBatch, collate_padded, compute_prefix_cache, forward_prompts,
                                      last_real_index, reuse_prefix_cache)
 from layercut.errors import LayercutError
+from layercut.prompting.label_words import LabelWords
 
 
 def last_token_hidden(model: nn.Module, batch: PromptBatch, virtual=None) -> torch.Tensor:
@@ -115,3 +116,12 @@ class ClassificationHead(Scorer):
 
     def forward(self, batch: PromptBatch) -> torch.Tensor:
         return self.model.score(last_token_hidden(self.model, batch, self.virtual))
+
+
+def build_scorer(head: str, model: nn.Module, label_words: LabelWords, pad_id: int) -> Scorer:
+    """The scorer of a head: `lm` (label words, by first token or whole word) or `cls`."""
+    if head == "cls":
+        return ClassificationHead(model)
+    if label_words.policy == "full":
+        return WholeWordHead(model, label_words.token_ids, pad_id)
+    return LabelWordHead(model, label_words.first_ids)

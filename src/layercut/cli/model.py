@@ -10,6 +10,7 @@ from layercut.cli.flags import add_trust_arguments, trust_from_args
 from layercut.cli.importance import add_strategy_arguments, load_by_strategy_args
 from layercut.errors import LayercutError
 from layercut.model.layers import LayerSelection, format_index_spec
+from layercut.model.sources import Trust
 from layercut.run.config import BRIDGES
 
 

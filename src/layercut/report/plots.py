@@ -11,7 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from layercut.atomic import atomic_directory
-from layercut.report.markdown import HEAD_NAMES, Table
+from layercut.report.tables import HEAD_NAMES, Table
 
 
 def write_plots(tables: list[Table], shown: tuple[str, ...], folder: Path) -> list[Path]:

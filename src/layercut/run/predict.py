@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 
 from layercut.adapt.evaluation import score_prompts
+from layercut.adapt.scorers import build_scorer
 from layercut.errors import LayercutError, reported_as
 from layercut.model.checkpoint import read_record
+from layercut.model.sources import load_tokenizer
 from layercut.prompting import DemoSelector, LabelWords, PromptBuilder
 from layercut.prompting.embed import mean_pooled_embedder
 from layercut.tasks import Example, TaskSpec
@@ -35,9 +37,6 @@ class Predictor:
 def load_predictor(model_dir: str | Path) -> Predictor:
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    from layercut.model.sources import load_tokenizer
-    from layercut.run.prepare import build_scorer
 
     record = read_record(model_dir)
     if "task" not in record:

@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 from torch import nn
 
-from layercut.adapt.batching import (PromptBatch, active_dropout, common_prefix_length, group_by_prefix, make_batch,
-                                     prefix_overlap)
+from layercut.adapt.batching import active_dropout, common_prefix_length, group_by_prefix, make_batch, prefix_overlap
 from layercut.adapt.evaluation import CONTENT_FREE_TEXTS
-from layercut.adapt.scorers import ClassificationHead, LabelWordHead, WholeWordHead
+from layercut.adapt.scorers import build_scorer
 from layercut.adapt.training import Batch, Budget
 from layercut.errors import LayercutError
 from layercut.healing.partial import set_trainable
@@ -241,14 +240,6 @@ def build_prompting(config: RunConfig, spec: TaskSpec, splits: FewShotSplits, mo
     embed = mean_pooled_embedder(model, tokenizer) if config.demos == "similar" else None
     demos = DemoSelector(config.demos, splits.train, spec.num_classes, config.seed, embed=embed)
     return label_words, prompts, demos
-
-
-def build_scorer(head: str, model: nn.Module, label_words: LabelWords, pad_id: int) -> nn.Module:
-    if head == "cls":
-        return ClassificationHead(model)
-    if label_words.policy == "full":
-        return WholeWordHead(model, label_words.token_ids, pad_id)
-    return LabelWordHead(model, label_words.first_ids)
 
 
 def _load_cut_model(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) -> LoadedModel:

@@ -42,14 +42,11 @@ from layercut.errors import LayercutError
 from layercut.model.layers import LayerSelection, parse_index_spec
 from layercut.model.sources import Trust
 from layercut.run.config import RunConfig
+from layercut.sweep.grid import DIMENSIONS, SETTINGS
+from layercut.sweep.plan import model_facts
 from layercut.tasks.options import TASK_OPTION_NAMES
 
-DIMENSIONS = {  # experiment key -> RunConfig field
-    "models": "model", "layers": "layers", "strategies": "keep_strategy", "keep_counts": "keep_count",
-    "tasks": "task", "heads": "head", "methods": "method", "demos": "demos", "shots": "shots", "seeds": "seed",
-}
 KEYS = ("description", *DIMENSIONS, "arms", "settings", "evaluations")
-SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in {*DIMENSIONS.values(), "task_options"})
 # Settings a method ignores keep their first value there, so that sweeping them does not repeat identical runs.
 _TRAINING = ("learning_rate", "epochs", "max_steps", "eval_every", "batch_size", "gradient_accumulation", "patience",
              "weight_decay")
@@ -71,11 +68,6 @@ class Experiment:
     def key(self) -> str:
         """The experiment's identity: its set of runs (comments, order and spelling do not matter)."""
         return hashlib.sha256("\n".join(sorted(r.key() for r in self.runs)).encode()).hexdigest()[:16]
-
-
-def layer_choice(config: dict) -> str:
-    """How a run chose its layers, as written in the file: `first:2`, `all`, or `bi:4` for a strategy."""
-    return f"{config['keep_strategy']}:{config['keep_count']}" if config["keep_strategy"] else config["layers"]
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -203,8 +195,6 @@ def _selections(model: str, layers: list, strategy_choices: list[dict], where: s
                 trust: Trust) -> list[dict]:
     """The layer choices for one model: its `layers` entries, then the strategy choices; those the
     model's depth cannot hold are skipped (its depth is read from its config, without weights)."""
-    from layercut.sweep.plan import model_facts
-
     choices = []
     for entry in layers:
         is_count = isinstance(entry, int) and not isinstance(entry, bool)

@@ -11,9 +11,11 @@ import json
 from dataclasses import dataclass
 
 from layercut.errors import LayercutError
+from layercut.importance.strategies import check_count
 from layercut.model.layers import LayerSelection
 from layercut.model.sources import Trust
 from layercut.run.config import RunConfig
+from layercut.sweep.grid import SETTINGS, layer_choice
 
 # A rendered example (template + text). Real tasks range from ~15 tokens (TREC) to ~60 (AGNews).
 TOKENS_PER_EXAMPLE = 40
@@ -34,8 +36,6 @@ class ModelFacts:
         """How many blocks the run keeps; a LayercutError if this model cannot hold its choice."""
         if config.keep_strategy is None:
             return len(LayerSelection.parse(config.layers).indices(self.depth))
-        from layercut.importance.strategies import check_count
-
         return check_count(config.keep_count, self.depth)
 
     def non_embedding_parameters(self, kept: int) -> int:
@@ -109,7 +109,6 @@ def _task_spec(task: str, options: str):
 def describe_plan(runs: list[RunConfig], done: set[str] = frozenset()) -> str:
     """One line per run (the swept settings shown when they vary), then the count and cost; `done`: the
     keys of runs already complete."""
-    from layercut.sweep.experiment import SETTINGS, layer_choice
 
     varying = [name for name in SETTINGS if len({getattr(r, name) for r in runs}) > 1]
     header = ["#", "key", "model", "layers", "task", "head", "method", "demos", "shots", "seed", *varying, "FLOP", ""]

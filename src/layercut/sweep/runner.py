@@ -10,7 +10,8 @@ from typing import Callable
 from layercut.report.markdown import write_report
 from layercut.slim.sweep import one_pass_records, split_one_pass_runs
 from layercut.sweep.backends import make_backend
-from layercut.sweep.experiment import Experiment, layer_choice
+from layercut.sweep.experiment import Experiment
+from layercut.sweep.grid import layer_choice
 from layercut.sweep.store import ResultStore
 
 
