@@ -55,7 +55,7 @@ def list_tasks_command(args: argparse.Namespace) -> int:
 
 def show_prompt_command(args: argparse.Namespace) -> int:
     """Print one rendered training prompt (demonstrations and query), its token count and the label-word token ids."""
-    from layercut.model.sources import load_config, load_tokenizer
+    from layercut.model.sources import context_length, load_config, load_tokenizer
 
     if args.max_length is not None and args.max_length < 1:
         raise LayercutError(f"--max-length must be at least 1 token, got {args.max_length}: or leave it out for the model's context length")
@@ -68,7 +68,7 @@ def show_prompt_command(args: argparse.Namespace) -> int:
     selector = DemoSelector(args.demos, splits.train, spec.num_classes, args.seed, embed=embed)
     query = splits.train[0]
     demos = selector.for_query(query)
-    max_length = args.max_length or _context_length(load_config(args.model, trust))
+    max_length = args.max_length or context_length(load_config(args.model, trust))
     builder = PromptBuilder(spec, tokenizer, max_length)
     ids = builder.encode(query, demos)
     print(f"task {spec.name}: seed {args.seed}, K={args.shots} per class, demos '{args.demos}', "
@@ -86,13 +86,6 @@ def _source(spec: TaskSpec) -> str:
     if spec.source == "file":
         return f"file {spec.path}"
     return spec.source
-
-
-def _context_length(config) -> int:
-    for name in ("max_position_embeddings", "n_positions"):
-        if getattr(config, name, None):
-            return int(getattr(config, name))
-    return 2048  # the paper's models' context, for configs that do not say
 
 
 def _model_embedder(model_spec: str, trust):

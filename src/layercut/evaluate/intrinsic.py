@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from layercut.errors import LayercutError
+from layercut.model.sources import context_length
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,7 @@ def read_text(source: str) -> str:
 
 def default_window(model, limit: int = 1024) -> int:
     """`limit` tokens, or the model's context if that is shorter."""
-    context = getattr(model.config, "max_position_embeddings", None)
-    return min(limit, context) if context else limit
+    return min(limit, context_length(model.config))
 
 
 @torch.no_grad()

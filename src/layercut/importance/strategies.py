@@ -12,6 +12,7 @@ more from one fixed order.
 from __future__ import annotations
 
 from layercut.errors import LayercutError
+from layercut.model.layers import check_keep_count
 
 REFERENCE_STRATEGIES = ("first", "last", "spaced")  # need no calibration text
 MEASURES = ("bi", "angular", "loss", "greedy")  # each also names the strategy that reads it
@@ -28,9 +29,8 @@ def check_strategy(strategy: str) -> str:
 
 
 def check_count(count: int, depth: int) -> int:
-    if not 1 <= count <= depth:
-        raise LayercutError(f"cannot keep {count} layers of a {depth}-layer model: choose a count from 1 to {depth}")
-    return count
+    """A strategy's --keep-count, checked against the model's depth."""
+    return check_keep_count(count, depth, choose="a count")
 
 
 def check_block_size(n: int, depth: int) -> int:

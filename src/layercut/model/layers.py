@@ -46,6 +46,15 @@ def format_index_spec(indices: list[int]) -> str:
     return ",".join(parts)
 
 
+def check_keep_count(count: int | None, depth: int, rule: str = "", choose: str = "k") -> int:
+    """`count`, when a `depth`-layer model can keep that many layers (by `rule`, e.g. `first`); else an error
+    that says what to `choose`."""
+    if count is None or not 1 <= count <= depth:
+        kept = f"{rule} {count}" if rule else f"{count}"
+        raise LayercutError(f"cannot keep {kept} layers of a {depth}-layer model: choose {choose} from 1 to {depth}")
+    return count
+
+
 @dataclass(frozen=True)
 class LayerSelection:
     """A rule for choosing blocks, resolved against a model's depth by `indices()`."""
@@ -74,10 +83,7 @@ class LayerSelection:
         if self.mode == "all":
             return list(range(depth))
         if self.mode in ("first", "last"):
-            if self.count is None or not 1 <= self.count <= depth:
-                raise LayercutError(
-                    f"cannot keep {self.mode} {self.count} layers of a {depth}-layer model: choose k from 1 to {depth}"
-                )
+            check_keep_count(self.count, depth, rule=self.mode)
             return list(range(self.count)) if self.mode == "first" else list(range(depth - self.count, depth))
         named = parse_index_spec(self.spec or "")
         beyond = [i for i in named if i >= depth]

@@ -17,6 +17,7 @@ from torch import nn
 
 from layercut.errors import LayercutError
 from layercut.model.blocks import set_config_depth
+from layercut.model.layers import check_keep_count
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,7 @@ def config_size_reports(config, depths: list[int]) -> list[SizeReport]:
     full_parameters = full.num_parameters()
     reports = []
     for depth in depths:
-        if not 1 <= depth <= config.num_hidden_layers:
-            raise LayercutError(
-                f"cannot keep {depth} layers of a {config.num_hidden_layers}-layer model: choose k from 1 to {config.num_hidden_layers}"
-            )
+        check_keep_count(depth, config.num_hidden_layers)
         reports.append(size_report(_meta_model(config, depth), full_parameters))
     return reports
 

@@ -190,6 +190,15 @@ def load_config(spec: str, trust: Trust = Trust()):
         raise LayercutError(f"cannot read the config of '{spec}' ({first_line(error)}): check the model folder") from None
 
 
+def context_length(config) -> int:
+    """The most tokens the model takes, under whichever name its family gives it."""
+    for name in ("max_position_embeddings", "n_positions", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 2048  # the paper's models' context, for configs that do not say
+
+
 def load_tokenizer(spec: str, trust: Trust = Trust()):
     """The model's tokenizer, with a pad token set (decoder-only models often lack one)."""
     from transformers import AutoTokenizer

@@ -18,7 +18,7 @@ from layercut.adapt.training import Batch, Budget
 from layercut.errors import LayercutError
 from layercut.healing.partial import set_trainable
 from layercut.model.load import LoadedModel, load_model
-from layercut.model.sources import Trust
+from layercut.model.sources import Trust, context_length
 from layercut.prompting import DemoSelector, LabelWords, PromptBuilder, resolve_label_words
 from layercut.prompting.embed import mean_pooled_embedder
 from layercut.run.config import RunConfig
@@ -236,7 +236,7 @@ def build_prompting(config: RunConfig, spec: TaskSpec, splits: FewShotSplits, mo
                     tokenizer) -> tuple[LabelWords, PromptBuilder, DemoSelector]:
     """The run's label words, prompt builder and demonstrations (`similar` embeds with `model`)."""
     label_words = resolve_label_words(tokenizer, spec.label_words, config.label_word_policy)
-    prompts = PromptBuilder(spec, tokenizer, min(config.max_length, _context_length(model.config)))
+    prompts = PromptBuilder(spec, tokenizer, min(config.max_length, context_length(model.config)))
     embed = mean_pooled_embedder(model, tokenizer) if config.demos == "similar" else None
     demos = DemoSelector(config.demos, splits.train, spec.num_classes, config.seed, embed=embed)
     return label_words, prompts, demos
@@ -290,10 +290,3 @@ def _lora_targets(model: nn.Module) -> list[str] | None:
         raise LayercutError(f"no linear layers to adapt with LoRA in {type(model).__name__}: use --method full")
     return sorted(names)
 
-
-def _context_length(model_config) -> int:
-    for name in ("max_position_embeddings", "n_positions", "seq_length"):
-        value = getattr(model_config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return 2048
