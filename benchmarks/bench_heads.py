@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from layercut.adapt.batching import collate_padded
 from layercut.adapt.scorers import LabelWordHead
 from layercut.model.load import load_model
+from layercut.padding import collate_padded
 from layercut.prompting import DemoSelector, PromptBuilder, resolve_label_words
 from layercut.tasks import get_task, load_examples, make_splits
 

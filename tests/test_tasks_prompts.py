@@ -12,9 +12,9 @@ import importlib.metadata
 import pytest
 import torch
 
-from layercut.adapt.batching import collate_padded
 from layercut.cli.tasks import add_commands
 from layercut.errors import LayercutError
+from layercut.padding import collate_padded
 from layercut.prompting import DemoSelector, PromptBuilder, resolve_label_words
 from layercut.prompting.embed import mean_pooled_embedder
 from layercut.tasks import Example, get_task, load_examples

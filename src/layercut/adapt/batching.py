@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from transformers.cache_utils import DynamicLayer
 
+from layercut.padding import collate_padded
+
 
 @dataclass
 class PromptBatch:
@@ -84,20 +86,6 @@ def prefix_overlap(prompts: list[list[int]], prefix: list[int]) -> int:
     while length < limit and all(p[length] == prefix[length] for p in prompts):
         length += 1
     return length
-
-
-def collate_padded(sequences: list[list[int]], pad_id: int, left: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask). Left padding puts every prompt's last token at position -1; right
-    padding keeps a suffix right after a shared prefix."""
-    width = max(len(ids) for ids in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, ids in enumerate(sequences):
-        if ids:
-            span = slice(width - len(ids), width) if left else slice(0, len(ids))
-            input_ids[row, span] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[row, span] = 1
-    return input_ids, attention_mask
 
 
 def compute_prefix_cache(module: nn.Module, prefix_ids: torch.Tensor, start=None):
@@ -198,11 +186,6 @@ def active_dropout(model: nn.Module) -> list[str]:
                     if ("dropout" in name or "pdrop" in name) and isinstance(value, float) and value > 0})
     found += sorted({f"{type(m).__name__}(p={m.p})" for m in model.modules() if isinstance(m, nn.Dropout) and m.p > 0})
     return found
-
-
-def last_real_index(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Each row's last real token, under left or right padding."""
-    return attention_mask.shape[1] - 1 - attention_mask.flip(1).long().argmax(1)
 
 
 def _unshared_inputs(module: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict:

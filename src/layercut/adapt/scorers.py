@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from layercut.adapt.batching import (PromptBatch, collate_padded, compute_prefix_cache, forward_prompts,
-                                     last_real_index, reuse_prefix_cache)
+from layercut.adapt.batching import PromptBatch, compute_prefix_cache, forward_prompts, reuse_prefix_cache
 from layercut.errors import LayercutError
+from layercut.padding import collate_padded, last_real_index
 from layercut.prompting.label_words import LabelWords
 
 

@@ -10,6 +10,7 @@ from layercut.cli.flags import add_trust_arguments, trust_from_args
 from layercut.errors import LayercutError
 from layercut.importance.strategies import MEASURES, STRATEGIES, check_block_size, check_count, check_strategy
 from layercut.model.layers import format_index_spec
+from layercut.report.text import text_table
 
 DEFAULT_COUNTS = (2, 4, 8)  # the depths the strategies are compared at
 
@@ -136,17 +137,13 @@ def format_ranking(ranking, counts: list[int]) -> str:
     columns = [(name, values, form) for name, values, form in columns if values is not None]
     rows = [["layer"] + [name for name, _, _ in columns]]
     rows += [[str(layer)] + [form.format(values[layer]) for _, values, form in columns] for layer in range(ranking.depth)]
-    lines += ["", _aligned(rows), "", "kept layers (0-based) by strategy:"]
+    lines += ["", text_table(rows, left_columns=1), "", "kept layers (0-based) by strategy:"]
     rows = [["strategy"] + [f"K={k}" for k in counts]]
     for strategy in ranking.strategies:
         available = set(ranking.counts(strategy))
         rows.append([strategy] + [format_index_spec(ranking.keep(strategy, k)) if k in available else "-" for k in counts])
-    lines.append(_aligned(rows))
+    lines.append(text_table(rows, left_columns=1))
     if ranking.seconds:
         lines += ["", "seconds: " + ", ".join(f"{name} {value:.1f}" for name, value in ranking.seconds.items())]
     return "\n".join(lines)
 
-
-def _aligned(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows)

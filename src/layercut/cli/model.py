@@ -11,6 +11,7 @@ from layercut.cli.importance import add_strategy_arguments, load_by_strategy_arg
 from layercut.errors import LayercutError
 from layercut.model.layers import LayerSelection, format_index_spec
 from layercut.model.sources import Trust
+from layercut.report.text import text_table
 from layercut.run.config import BRIDGES
 
 
@@ -131,8 +132,7 @@ def format_size_table(model: str, depth: int, reports) -> str:
         )
         for r in reports
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
-    return header + "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
+    return header + text_table(rows, left_columns=0)
 
 
 def _config_for(model: str, trust: Trust):

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from layercut.errors import LayercutError
+from layercut.report.text import text_table
 from layercut.run.config import RunConfig
 
 
@@ -101,8 +102,7 @@ def format_profile_table(rows: list[dict]) -> str:
                          f"{r['parameters'] / 1e6:.1f}M", human_bytes(r["fp32_bytes"]),
                          f"{r['trimmed_parameters'] / 1e6:.1f}M" if vocab else "-",
                          human_bytes(r["trimmed_fp32_bytes"]) if vocab else "-") for r in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(line, widths)) for line in lines)
+    return text_table(lines, left_columns=0)
 
 
 def plot_accuracy_vs_depth(rows: list[dict], title: str, path: Path) -> None:

@@ -13,6 +13,7 @@ from layercut.prompting.demos import DemoSelector
 from layercut.prompting.label_words import POLICIES as WORD_POLICIES
 from layercut.prompting.label_words import resolve_label_words
 from layercut.prompting.templates import PromptBuilder
+from layercut.report.text import text_table
 from layercut.tasks.loaders import load_examples
 from layercut.tasks.registry import list_tasks
 from layercut.tasks.spec import TaskSpec
@@ -47,9 +48,7 @@ def list_tasks_command(args: argparse.Namespace) -> int:
     rows = [("task", "source", "train", "test", "classes", "template")]
     rows += [(s.name, _source(s), str(s.train_pool_size or "?"), str(s.test_pool_size or "?"),
               ", ".join(s.label_names), json.dumps(s.template)) for s in specs]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    print(text_table(rows))
     return 0
 
 

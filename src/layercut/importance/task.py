@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from layercut.adapt.batching import collate_padded, last_real_index
 from layercut.adapt.scorers import restricted_lm_logits
 from layercut.importance.blockio import body
 from layercut.importance.ranking import LayerRanking
+from layercut.padding import collate_padded, last_real_index
 
 BATCH_SIZE = 8
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from layercut.errors import LayercutError
+from layercut.padding import collate_padded
 
 SENTENCE_TRANSFORMER = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -29,9 +30,7 @@ def mean_pooled_embedder(model, tokenizer, batch_size: int = 16, max_length: int
                                   truncation=True, max_length=max_length)["input_ids"]
                 # Right padding: with causal attention the real tokens never see the pads after them,
                 # and absolute position embeddings (GPT-2) start at 0 for every text.
-                width = max(1, max(len(ids) for ids in batch))
-                input_ids = torch.tensor([ids + [0] * (width - len(ids)) for ids in batch], device=device)
-                mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch], device=device)
+                input_ids, mask = (tensor.to(device) for tensor in collate_padded(batch, 0, left=False))
                 output = body(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
                 hidden = getattr(output, "last_hidden_state", None)
                 hidden = output.hidden_states[-1] if hidden is None else hidden

@@ -19,13 +19,14 @@ from typing import Callable
 import torch
 from torch import nn
 
-from layercut.adapt.batching import common_prefix_length, compute_prefix_cache, forward_prompts, last_real_index, make_batch
+from layercut.adapt.batching import common_prefix_length, compute_prefix_cache, forward_prompts, make_batch
 from layercut.adapt.evaluation import Scores
 from layercut.adapt.metrics import classification_metrics
 from layercut.adapt.scorers import restricted_lm_logits
 from layercut.errors import LayercutError
 from layercut.model.blocks import find_blocks
 from layercut.model.layers import LayerSelection
+from layercut.padding import last_real_index
 from layercut.run.config import RunConfig
 
 # Where a family keeps what follows its blocks, below `model.base_model` (OPT nests it in `decoder`).

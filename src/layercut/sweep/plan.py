@@ -14,6 +14,7 @@ from layercut.errors import LayercutError
 from layercut.importance.strategies import check_count
 from layercut.model.layers import LayerSelection
 from layercut.model.sources import Trust
+from layercut.report.text import text_table
 from layercut.run.config import RunConfig
 from layercut.sweep.grid import SETTINGS, layer_choice
 
@@ -120,8 +121,7 @@ def describe_plan(runs: list[RunConfig], done: set[str] = frozenset()) -> str:
         rows.append([str(index), run.key(), run.model, layer_choice(run.to_dict()), run.task, run.head, run.method,
                      run.demos, str(run.shots), str(run.seed), *(str(getattr(run, name)) for name in varying),
                      "?" if flops is None else f"{flops:.1e}", "done" if run.key() in done else ""])
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines = [text_table([header, *rows])]
     lines.append(f"{len(runs)} runs" + (f", {len(done)} already complete" if done else ""))
     lines.append(
         f"estimated compute: {total:.2e} FLOP"
