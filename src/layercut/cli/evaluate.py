@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from layercut.cli.flags import add_trust_arguments, trust_from_args
-from layercut.cli.importance import add_strategy_arguments, load_by_strategy_args
+from layercut.cli.importance import add_strategy_arguments, strategy_choice_from_args
 from layercut.errors import LayercutError
 
 
@@ -46,6 +46,7 @@ def add_commands(subparsers) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from layercut.atomic import write_json_atomic
     from layercut.evaluate.measure import EvaluationRequest, depth_table, evaluate_loaded, format_record
+    from layercut.importance.choose import load_cut_model
     from layercut.model.layers import LayerSelection
     from layercut.model.load import load_model
     from layercut.model.sources import load_config
@@ -64,7 +65,8 @@ def run_eval(args: argparse.Namespace) -> int:
     depth = load_config(args.model, trust).num_hidden_layers
     for selection in selections:
         selection.indices(depth)  # a selection the model cannot hold fails before any load
-    by_strategy = load_by_strategy_args(args, need_tokenizer=True)
+    strategy = strategy_choice_from_args(args)
+    by_strategy = load_cut_model(args.model, strategy, trust=trust) if strategy else None
     full = load_model(args.model, "all", trust=trust) if request.compare_full else None
     records = []
     for loaded in [by_strategy] if by_strategy else (_load(args.model, s, full, depth, trust) for s in selections):

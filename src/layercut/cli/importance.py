@@ -8,7 +8,8 @@ import math
 
 from layercut.cli.flags import add_trust_arguments, trust_from_args
 from layercut.errors import LayercutError
-from layercut.importance.strategies import MEASURES, STRATEGIES, check_block_size, check_count, check_strategy
+from layercut.importance.strategies import (MEASURES, STRATEGIES, StrategyChoice, check_block_size, check_count,
+                                           check_strategy)
 from layercut.model.layers import format_index_spec
 from layercut.report.text import text_table
 
@@ -50,10 +51,8 @@ def add_strategy_arguments(parser: argparse.ArgumentParser, group) -> None:
     parser.add_argument("--ranking", metavar="FILE", help="a ranking saved by `layercut rank -o`, instead of --calibration")
 
 
-def load_by_strategy_args(args: argparse.Namespace, need_tokenizer: bool = False):
-    """The `LoadedModel` that `--keep-strategy` asks for, or None when it is not given."""
-    from layercut.importance.choose import load_model_by_strategy
-
+def strategy_choice_from_args(args: argparse.Namespace) -> StrategyChoice | None:
+    """The layer choice `--keep-strategy` asks for, or None when it is not given."""
     if args.keep_strategy is None:
         calibration = None if getattr(args, "bridge", None) else args.calibration  # a bridge fits on it too
         given = [flag for flag, value in (("--keep-count", args.keep_count), ("--calibration", calibration),
@@ -64,10 +63,7 @@ def load_by_strategy_args(args: argparse.Namespace, need_tokenizer: bool = False
     check_strategy(args.keep_strategy)
     if args.keep_count is None:
         raise LayercutError("--keep-strategy needs --keep-count K: say how many layers to keep")
-    return load_model_by_strategy(
-        args.model, args.keep_strategy, args.keep_count, calibration=args.calibration, ranking=args.ranking,
-        trust=trust_from_args(args), need_tokenizer=need_tokenizer,
-    )
+    return StrategyChoice(args.keep_strategy, args.keep_count, calibration=args.calibration, ranking=args.ranking)
 
 
 def run_rank(args: argparse.Namespace) -> int:

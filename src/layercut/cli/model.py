@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from layercut.cli.flags import add_trust_arguments, trust_from_args
-from layercut.cli.importance import add_strategy_arguments, load_by_strategy_args
+from layercut.cli.importance import add_strategy_arguments, strategy_choice_from_args
 from layercut.errors import LayercutError
 from layercut.model.layers import LayerSelection, format_index_spec
 from layercut.model.sources import Trust
@@ -60,18 +60,15 @@ def selection_from_args(args: argparse.Namespace) -> LayerSelection:
 
 def run_cut(args: argparse.Namespace) -> int:
     from layercut.healing.bridge import apply_bridge
+    from layercut.importance.choose import load_cut_model
     from layercut.model.checkpoint import check_output_folder, save_cut_model
-    from layercut.model.load import load_model
 
     check_output_folder(args.out, args.overwrite)
     texts = bridge_texts(args)
-    loaded = load_by_strategy_args(args)
-    if loaded is None:
-        selection = selection_from_args(args)
-        loaded = load_model(args.model, selection, trust=trust_from_args(args), need_tokenizer=False)
-        extra_record = {"selection": selection.describe()}
-    else:
-        extra_record = {"selection": format_index_spec(loaded.kept), **loaded.extras}
+    choice = strategy_choice_from_args(args) or selection_from_args(args)
+    loaded = load_cut_model(args.model, choice, trust=trust_from_args(args), need_tokenizer=False)
+    kept = choice.describe() if isinstance(choice, LayerSelection) else format_index_spec(loaded.kept)
+    extra_record = {"selection": kept, **loaded.extras}
     if texts:
         extra_record["bridge"] = apply_bridge(loaded, texts, args.calibration, samples=BRIDGE_SAMPLES)
     if args.trim_vocab:

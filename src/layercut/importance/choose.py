@@ -1,4 +1,7 @@
-"""Choose the layers to keep by strategy, for a model in memory or for a model to be loaded and cut."""
+"""Choose the layers to keep by strategy, for a model in memory or for a model to be loaded and cut.
+
+`load_cut_model` is the one loader for a layer choice: a rule (`LayerSelection`) or a strategy (`StrategyChoice`).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ from pathlib import Path
 
 from layercut.errors import LayercutError
 from layercut.importance.ranking import LayerRanking, rank_layers
-from layercut.importance.strategies import MEASURES, RANKED, TASK_STRATEGY, check_count, check_strategy, kept_layers
+from layercut.importance.strategies import (MEASURES, RANKED, TASK_STRATEGY, LayerChoice, check_count, check_strategy,
+                                           kept_layers)
 from layercut.model.blocks import find_blocks
-from layercut.model.layers import LayerSelection, format_index_spec
+from layercut.model.layers import LayerSelection
 from layercut.model.sources import Trust
 
 
@@ -46,6 +50,20 @@ def choose_layers(
             measures=(strategy,), packed=packed, progress=progress,
         )
     return kept_layers(strategy, count, depth, ranking)
+
+
+def load_cut_model(spec: str, choice: LayerChoice, *, head: str = "lm", num_labels: int | None = None,
+                   trust: Trust = Trust(), need_tokenizer: bool = True):
+    """`spec` with the layers `choice` keeps, under `head` (see `load_model` and `load_model_by_strategy`)."""
+    from layercut.model.load import load_model
+
+    if isinstance(choice, LayerSelection):
+        return load_model(spec, choice, head=head, num_labels=num_labels, trust=trust, need_tokenizer=need_tokenizer)
+    return load_model_by_strategy(
+        spec, choice.strategy, choice.count, calibration=choice.calibration, calibration_texts=choice.calibration_texts,
+        texts_source=choice.texts_source, ranking=choice.ranking, samples=choice.samples, head=head,
+        num_labels=num_labels, task=choice.task, trust=trust, need_tokenizer=need_tokenizer,
+    )
 
 
 def load_model_by_strategy(
@@ -108,7 +126,7 @@ def load_model_by_strategy(
             cut_layers(loaded.model, kept)
             loaded.kept = kept
         else:
-            loaded = load_model(spec, LayerSelection("keep", spec=format_index_spec(kept)), head=head, num_labels=num_labels,
+            loaded = load_model(spec, LayerSelection.keeping(kept), head=head, num_labels=num_labels,
                                 trust=trust)
         record.update(calibration=computed.calibration, seconds=computed.seconds)
     else:
@@ -116,7 +134,7 @@ def load_model_by_strategy(
         if saved is not None and saved.depth != depth:
             raise LayercutError(f"the ranking '{ranking}' is of a {saved.depth}-layer model, '{spec}' has {depth}: rank this model")
         kept = kept_layers(strategy, count, depth, saved)
-        loaded = load_model(spec, LayerSelection("keep", spec=format_index_spec(kept)), head=head, num_labels=num_labels,
+        loaded = load_model(spec, LayerSelection.keeping(kept), head=head, num_labels=num_labels,
                             trust=trust, need_tokenizer=need_tokenizer)
         if saved is not None:
             record.update(ranking=str(ranking), calibration=saved.calibration)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
 from layercut.errors import LayercutError
 
@@ -28,10 +29,14 @@ def parse_index_spec(spec: str) -> list[int]:
             indices.append(int(part))
         else:
             raise LayercutError(f"layer spec '{spec}' has a malformed item '{part}': write indices and ranges like 0-3,28,29")
+    _check_listed_once(indices, f"layer spec '{spec}'")
+    return indices
+
+
+def _check_listed_once(indices: list[int], what: str) -> None:
     duplicates = sorted({i for i in indices if indices.count(i) > 1})
     if duplicates:
-        raise LayercutError(f"layer spec '{spec}' names layer(s) {duplicates} more than once: list each layer once")
-    return indices
+        raise LayercutError(f"{what} names layer(s) {duplicates} more than once: list each layer once")
 
 
 def format_index_spec(indices: list[int]) -> str:
@@ -61,7 +66,13 @@ class LayerSelection:
 
     mode: str  # "first", "last", "keep", "drop" or "all"
     count: int | None = None
-    spec: str | None = None
+    spec: str | None = None  # keep/drop: indices and ranges as written, e.g. 0-3,28
+    layers: tuple[int, ...] | None = None  # keep: the indices themselves (a strategy's choice, `cut_layers`)
+
+    @classmethod
+    def keeping(cls, indices: Sequence[int]) -> "LayerSelection":
+        """Keep exactly the blocks at `indices` (any order; the model's order is kept)."""
+        return cls("keep", layers=tuple(int(i) for i in indices))
 
     @classmethod
     def parse(cls, text: str) -> "LayerSelection":
@@ -85,7 +96,7 @@ class LayerSelection:
         if self.mode in ("first", "last"):
             check_keep_count(self.count, depth, rule=self.mode)
             return list(range(self.count)) if self.mode == "first" else list(range(depth - self.count, depth))
-        named = parse_index_spec(self.spec or "")
+        named = self._listed() if self.layers is not None else parse_index_spec(self.spec or "")
         beyond = [i for i in named if i >= depth]
         if beyond:
             raise LayercutError(
@@ -96,7 +107,17 @@ class LayerSelection:
             raise LayercutError(f"this selection keeps no layer of the {depth}: keep at least one")
         return kept
 
+    def _listed(self) -> list[int]:
+        named = list(self.layers)
+        negative = [i for i in named if i < 0]
+        if negative:
+            raise LayercutError(f"layer index {negative[0]} is negative: indices are 0-based and >= 0")
+        _check_listed_once(named, f"layers {named}")
+        return named
+
     def describe(self) -> str:
         if self.mode in ("first", "last"):
             return f"{self.mode}:{self.count}"
+        if self.layers is not None:
+            return format_index_spec(sorted(self.layers))
         return self.mode if self.mode == "all" else f"{'drop:' if self.mode == 'drop' else ''}{self.spec}"

@@ -30,7 +30,7 @@ def cut_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
     """
     block_list = find_blocks(model)
     old_depth = len(block_list.blocks)
-    kept = LayerSelection("keep", spec=",".join(map(str, keep))).indices(old_depth)
+    kept = LayerSelection.keeping(keep).indices(old_depth)
     if kept != list(range(kept[0], kept[0] + len(kept))) or kept[0] != 0:
         if layer_index_changes_arithmetic(model.config):
             warnings.warn(

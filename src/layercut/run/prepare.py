@@ -17,7 +17,11 @@ from layercut.adapt.scorers import build_scorer
 from layercut.adapt.training import Batch, Budget
 from layercut.errors import LayercutError
 from layercut.healing.partial import set_trainable
-from layercut.model.load import LoadedModel, load_model
+from layercut.importance.choose import load_cut_model
+from layercut.importance.strategies import LayerChoice, StrategyChoice
+from layercut.importance.task import TaskCalibration
+from layercut.model.layers import LayerSelection
+from layercut.model.load import LoadedModel
 from layercut.model.sources import Trust, context_length
 from layercut.prompting import DemoSelector, LabelWords, PromptBuilder, resolve_label_words
 from layercut.prompting.embed import mean_pooled_embedder
@@ -210,7 +214,9 @@ def decide_sharing(config: RunConfig, scorer: nn.Module, prompts: list[list[int]
 def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:
     spec = resolve_task(config)
     splits = make_run_splits(config, spec)
-    loaded = _load_cut_model(config, spec, splits)
+    trust = Trust(pickle=config.allow_pickle, remote_code=config.trust_remote_code)
+    loaded = load_cut_model(config.model, _layer_choice(config, spec, splits), head=config.head,
+                            num_labels=spec.num_classes if config.head == "cls" else None, trust=trust)
     if config.bridge:
         from layercut.healing.bridge import apply_bridge
 
@@ -242,20 +248,14 @@ def build_prompting(config: RunConfig, spec: TaskSpec, splits: FewShotSplits, mo
     return label_words, prompts, demos
 
 
-def _load_cut_model(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) -> LoadedModel:
-    num_labels = spec.num_classes if config.head == "cls" else None
-    trust = Trust(pickle=config.allow_pickle, remote_code=config.trust_remote_code)
+def _layer_choice(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) -> LayerChoice:
     if config.keep_strategy is None:
-        return load_model(config.model, config.layers, head=config.head, num_labels=num_labels, trust=trust)
-    from layercut.importance import load_model_by_strategy
-    from layercut.importance.task import TaskCalibration
-
+        return LayerSelection.parse(config.layers)
     # Measures rank the layers on the run's own training texts; `task` on its own dev examples.
     texts = [e.text for e in splits.train][: config.calibration_samples]
     task = TaskCalibration(config, spec, splits) if config.keep_strategy == "task" else None
-    return load_model_by_strategy(config.model, config.keep_strategy, config.keep_count, calibration_texts=texts,
-                                  texts_source=f"{spec.name} training texts", samples=config.calibration_samples,
-                                  head=config.head, num_labels=num_labels, task=task, trust=trust)
+    return StrategyChoice(config.keep_strategy, config.keep_count, calibration_texts=texts,
+                          texts_source=f"{spec.name} training texts", samples=config.calibration_samples, task=task)
 
 
 def _apply_method(config: RunConfig, model: nn.Module) -> nn.Module | None:
