@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from layercut.cli.main import main
-from tests.cli import assert_one_line_error, run_cli
+from tests.cli import assert_one_line_error, cli_env, run_cli
 
 
 def test_cut_writes_a_checkpoint_plain_transformers_reloads(tiny_llama_folder, tmp_path):
@@ -154,3 +154,10 @@ def test_help_does_not_import_torch():
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_the_top_level_api_is_lazy_and_every_name_resolves():
+    code = ("import sys, layercut; loaded = 'torch' in sys.modules; "
+            "missing = [n for n in layercut.__all__ if getattr(layercut, n, None) is None]; print(loaded, missing)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=cli_env())
+    assert result.stdout.strip() == "False []", result.stdout

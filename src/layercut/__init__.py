@@ -12,10 +12,15 @@ _EXPORTS = {
     "SizeReport": "layercut.model.size", "config_size_reports": "layercut.model.size", "size_report": "layercut.model.size",
     "save_cut_model": "layercut.model.checkpoint",
     "LoadedModel": "layercut.model.load", "cut_layers": "layercut.model.load", "load_model": "layercut.model.load",
+    "LayerSelection": "layercut.model.layers",
+    "rank_layers": "layercut.importance.ranking", "StrategyChoice": "layercut.importance.strategies",
+    "choose_layers": "layercut.importance.choose", "load_cut_model": "layercut.importance.choose",
+    "TaskOptions": "layercut.tasks.options",
     "LayercutError": "layercut.errors",
     "RunConfig": "layercut.run.config",
     "RunRecord": "layercut.run.record", "RunResult": "layercut.run.record", "run": "layercut.run.pipeline",
-    "LayerSelection": "layercut.model.layers",
+    "load_experiment": "layercut.sweep.experiment", "run_sweep": "layercut.sweep.runner",
+    "write_report": "layercut.report.markdown",
 }
 __all__ = sorted(_EXPORTS)
 
