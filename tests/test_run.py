@@ -98,7 +98,7 @@ def test_left_and_right_padding_agree(family):
 
 def test_predict_returns_the_labels_the_evaluation_saw(tiny_llama_folder, review_file, tmp_path):
     from layercut.run.predict import load_predictor
-    from layercut.run.prepare import resolve_task
+    from layercut.run.task import resolve_task
     from layercut.tasks import load_examples, make_splits
 
     config = tiny_config(tiny_llama_folder, review_file, epochs=3)

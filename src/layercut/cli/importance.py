@@ -9,7 +9,7 @@ import math
 from layercut.cli.flags import add_trust_arguments, trust_from_args
 from layercut.errors import LayercutError
 from layercut.importance.strategies import (MEASURES, STRATEGIES, StrategyChoice, check_block_size, check_count,
-                                           check_strategy)
+                                            check_strategy)
 from layercut.model.layers import format_index_spec
 from layercut.report.text import text_table
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from layercut.errors import LayercutError
+from layercut.importance.calibration import read_calibration_texts
 from layercut.model.sources import context_length
 
 
@@ -38,8 +39,6 @@ class IntrinsicResult:
 def read_text(source: str) -> str:
     """A text file's non-empty lines (a .jsonl file's "text" fields), or a task's training texts, joined
     by blank lines: the texts calibration reads, as one stream."""
-    from layercut.importance.calibration import read_calibration_texts
-
     return "\n\n".join(read_calibration_texts(source))
 
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from layercut.errors import LayercutError
+from layercut.importance.cache import rank_layers_cached
+from layercut.importance.calibration import read_calibration_texts
 from layercut.importance.ranking import LayerRanking, rank_layers
 from layercut.importance.strategies import (MEASURES, RANKED, TASK_STRATEGY, LayerChoice, check_count, check_strategy,
-                                           kept_layers)
+                                            kept_layers)
+from layercut.importance.task import TaskCalibration, rank_by_task
 from layercut.model.blocks import find_blocks
 from layercut.model.layers import LayerSelection
-from layercut.model.sources import Trust
+from layercut.model.load import cut_layers, load_model
+from layercut.model.sources import Trust, load_config
 
 
 def choose_layers(
@@ -55,8 +59,6 @@ def choose_layers(
 def load_cut_model(spec: str, choice: LayerChoice, *, head: str = "lm", num_labels: int | None = None,
                    trust: Trust = Trust(), need_tokenizer: bool = True):
     """`spec` with the layers `choice` keeps, under `head` (see `load_model` and `load_model_by_strategy`)."""
-    from layercut.model.load import load_model
-
     if isinstance(choice, LayerSelection):
         return load_model(spec, choice, head=head, num_labels=num_labels, trust=trust, need_tokenizer=need_tokenizer)
     return load_model_by_strategy(
@@ -92,12 +94,6 @@ def load_model_by_strategy(
     place (a `cls` head loads the kept blocks afresh). Strategy `task` ranks on `task` (a
     `TaskCalibration`: a run's dev examples), or on the dev examples of the task named by `calibration`.
     """
-    from layercut.importance.cache import rank_layers_cached
-    from layercut.importance.calibration import read_calibration_texts
-    from layercut.importance.task import TaskCalibration, rank_by_task
-    from layercut.model.load import cut_layers, load_model
-    from layercut.model.sources import load_config
-
     check_strategy(strategy)
     if calibration is not None and ranking is not None:
         raise LayercutError("give either a calibration source or a saved ranking, not both")

@@ -14,6 +14,9 @@ from pathlib import Path
 
 from layercut.atomic import write_json_atomic
 from layercut.errors import LayercutError
+from layercut.importance.calibration import calibration_batches
+from layercut.importance.measures import hidden_state_measures
+from layercut.importance.removal import removal_scan
 from layercut.importance.strategies import (
     MEASURES,
     RANKED,
@@ -145,10 +148,6 @@ def rank_layers(
     bi and angular come from one hooked forward pass, loss and greedy from one removal scan; each
     pass records everything it yields (the greedy scan's first step is the removal loss).
     """
-    from layercut.importance.calibration import calibration_batches
-    from layercut.importance.measures import hidden_state_measures
-    from layercut.importance.removal import removal_scan
-
     unknown = [m for m in measures if m not in MEASURES]
     if unknown or not measures:
         raise LayercutError(f"unknown measure(s) {unknown or 'none given'}: choose from {', '.join(MEASURES)}")

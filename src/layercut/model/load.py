@@ -19,7 +19,8 @@ from layercut.model.blocks import (
     set_config_depth,
 )
 from layercut.model.layers import LayerSelection
-from layercut.model.sources import Trust, check_model_source, hub_unreachable_error, load_config
+from layercut.model.size import count_config_parameters
+from layercut.model.sources import Trust, check_model_source, has_tokenizer, hub_unreachable_error, load_config, load_tokenizer
 
 
 def cut_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
@@ -78,9 +79,6 @@ def load_model(
     `trust` allows pickle weights or the model's own code; a folder without tokenizer files loads
     with `tokenizer=None` unless `need_tokenizer`.
     """
-    from layercut.model.size import count_config_parameters
-    from layercut.model.sources import has_tokenizer, load_tokenizer
-
     selection = layers if isinstance(layers, LayerSelection) else LayerSelection.parse(layers)
     source = check_model_source(spec, trust)
     config = load_config(spec, trust)

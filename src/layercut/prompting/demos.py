@@ -38,7 +38,7 @@ class DemoSelector:
             self._fixed = [rng.sample(members, min(2, len(members))) for members in self.by_class]
         if policy == "similar":
             if embed is None:
-                from layercut.prompting.embed import sentence_transformer_embedder
+                from layercut.prompting.embed import sentence_transformer_embedder  # torch: only for `similar`
 
                 embed = sentence_transformer_embedder()
             self._embed = embed

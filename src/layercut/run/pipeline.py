@@ -20,6 +20,7 @@ from layercut.model.layers import format_index_spec
 from layercut.provenance import package_versions
 from layercut.run.config import RunConfig
 from layercut.run.memory import PeakMemory
+from layercut.run.prepare import prepare_adaptation
 from layercut.run.record import RESULT_NAME, RunRecord
 
 def check_run_folder(out: Path, overwrite: bool) -> None:
@@ -31,8 +32,6 @@ def check_run_folder(out: Path, overwrite: bool) -> None:
 def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = False,
         save_model: bool = False, show_progress: bool = True, test_scores: Scores | None = None) -> RunRecord:
     """`test_scores`: an untrained run's test scores computed elsewhere (layercut.slim's one-pass depth profile)."""
-    from layercut.run.prepare import prepare_adaptation
-
     out = Path(out) if out is not None else None
     if out is not None:
         check_run_folder(out, overwrite)

@@ -6,7 +6,7 @@ import dataclasses
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -16,28 +16,22 @@ from layercut.adapt.evaluation import CONTENT_FREE_TEXTS
 from layercut.adapt.scorers import build_scorer
 from layercut.adapt.training import Batch, Budget
 from layercut.errors import LayercutError
+from layercut.healing.bridge import apply_bridge
+from layercut.healing.distill import TeacherTargets, compute_teacher_targets, distillation_loss
 from layercut.healing.partial import set_trainable
 from layercut.importance.choose import load_cut_model
 from layercut.importance.strategies import LayerChoice, StrategyChoice
 from layercut.importance.task import TaskCalibration
+from layercut.model.blocks import find_blocks
+from layercut.model.checkpoint import save_cut_model
 from layercut.model.layers import LayerSelection
 from layercut.model.load import LoadedModel
 from layercut.model.sources import Trust, context_length
 from layercut.prompting import DemoSelector, LabelWords, PromptBuilder, resolve_label_words
 from layercut.prompting.embed import mean_pooled_embedder
 from layercut.run.config import RunConfig
-from layercut.tasks import Example, FewShotSplits, TaskOptions, TaskSpec, load_examples, make_splits, task_spec
-
-if TYPE_CHECKING:
-    from layercut.healing.distill import TeacherTargets
-
-
-def resolve_task(config: RunConfig) -> TaskSpec:
-    """The run's task: a registered name or task YAML, or a data file (which `config.task` only names), with any
-    overrides of its template and label words."""
-    options = TaskOptions.from_dict(config.task_options)
-    return task_spec(None if options.data else config.task, options)
-
+from layercut.run.task import make_run_splits, resolve_task
+from layercut.tasks import Example, FewShotSplits, TaskSpec
 
 @dataclass
 class Adaptation:
@@ -54,7 +48,7 @@ class Adaptation:
     peft_model: nn.Module | None = None
     sharing: "PrefixSharing | None" = None  # decided by `decide_sharing` once prompts exist
     trains: dict | None = None  # what full fine-tuning trains (layercut.healing.partial)
-    teacher: "TeacherTargets | None" = None  # set by `distill_from_teacher`
+    teacher: TeacherTargets | None = None  # set by `distill_from_teacher`
 
     @property
     def steps_per_epoch(self) -> int:
@@ -113,7 +107,6 @@ class Adaptation:
 
     def distill_from_teacher(self, autocast_dtype: torch.dtype | None):
         """Score the training examples with the run's teacher, once; returns the training loss to use."""
-        from layercut.healing.distill import compute_teacher_targets, distillation_loss
 
         examples = self.splits.train
         self.teacher = compute_teacher_targets(self.config.teacher, self, self.encode_all(examples), examples,
@@ -156,8 +149,6 @@ class Adaptation:
 
     def save_model(self, folder: Path, run_record: dict) -> None:
         """A plain Hugging Face checkpoint (LoRA merged in) plus what `predict` needs to prompt it."""
-        from layercut.model.checkpoint import save_cut_model
-
         model = self.peft_model.merge_and_unload() if self.peft_model is not None else self.loaded.model
         extra = {
             "head": self.config.head,
@@ -218,8 +209,6 @@ def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:
     loaded = load_cut_model(config.model, _layer_choice(config, spec, splits), head=config.head,
                             num_labels=spec.num_classes if config.head == "cls" else None, trust=trust)
     if config.bridge:
-        from layercut.healing.bridge import apply_bridge
-
         apply_bridge(loaded, [e.text for e in splits.train], f"{spec.name} training texts", config.calibration_samples,
                      device=device)
     model, tokenizer = loaded.model.to(device), loaded.tokenizer
@@ -231,11 +220,6 @@ def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:
         scorer.use_virtual_tokens(peft_model.prompt_encoder, lambda: peft_model.get_prompt(batch_size=1))
     return Adaptation(config, spec, splits, loaded, tokenizer, label_words, prompts, demos, scorer, device, peft_model,
                       trains=trains)
-
-
-def make_run_splits(config: RunConfig, spec: TaskSpec) -> FewShotSplits:
-    return make_splits(load_examples(spec), config.shots, config.seed, dev_shots=config.dev_shots,
-                       dev_size=config.dev_size, test_size=config.test_size)
 
 
 def build_prompting(config: RunConfig, spec: TaskSpec, splits: FewShotSplits, model: nn.Module,
@@ -283,7 +267,6 @@ def _lora_targets(model: nn.Module) -> list[str] | None:
 
     if model.config.model_type in KNOWN:
         return None
-    from layercut.model.blocks import find_blocks
 
     names = {name.split(".")[-1] for name, m in find_blocks(model).blocks.named_modules() if isinstance(m, nn.Linear)}
     if not names:

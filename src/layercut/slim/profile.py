@@ -26,8 +26,11 @@ from layercut.adapt.scorers import restricted_lm_logits
 from layercut.errors import LayercutError
 from layercut.model.blocks import find_blocks
 from layercut.model.layers import LayerSelection
+from layercut.model.sources import load_config
 from layercut.padding import last_real_index
 from layercut.run.config import RunConfig
+from layercut.run.pipeline import resolve_autocast, resolve_device
+from layercut.run.prepare import prepare_adaptation
 
 # Where a family keeps what follows its blocks, below `model.base_model` (OPT nests it in `decoder`).
 _FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm")
@@ -62,18 +65,12 @@ def one_pass_problem(config: RunConfig) -> str | None:
 
 def first_k_depth(config: RunConfig) -> int | None:
     """k when the run keeps exactly the first k blocks (first:k, all, 0-(k-1)); else None."""
-    from layercut.model.sources import load_config
-
     kept = LayerSelection.parse(config.layers).indices(load_config(config.model).num_hidden_layers)
     return len(kept) if kept == list(range(len(kept))) else None
 
 
 def profile_depths(config: RunConfig, depths: list[int] | None = None) -> DepthProfile:
     """Score the test split at every depth in `depths` (default 1..all) in one forward pass."""
-    from layercut.model.sources import load_config
-    from layercut.run.pipeline import resolve_autocast, resolve_device
-    from layercut.run.prepare import prepare_adaptation
-
     problem = one_pass_problem(config)
     if problem:
         raise LayercutError(f"cannot profile depths in one pass: {problem}")

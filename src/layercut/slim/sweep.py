@@ -11,8 +11,11 @@ import json
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
+from layercut.errors import LayercutError
 from layercut.run.config import RunConfig
+from layercut.run.pipeline import run
 from layercut.run.record import RunRecord
+from layercut.slim.profile import first_k_depth, one_pass_problem, profile_depths
 
 ONE_PASS = "one-pass depth profile"
 
@@ -25,8 +28,6 @@ class OnePassGroup:
 
 def split_one_pass_runs(configs: Iterable[RunConfig]) -> tuple[list[OnePassGroup], list[RunConfig]]:
     """The groups one pass can score (two depths or more), and the runs left to run one by one."""
-    from layercut.slim.profile import one_pass_problem
-
     groups: dict[str, OnePassGroup] = {}
     rest = []
     for config in configs:
@@ -49,9 +50,6 @@ def split_one_pass_runs(configs: Iterable[RunConfig]) -> tuple[list[OnePassGroup
 
 def one_pass_records(groups: list[OnePassGroup]) -> Iterator[RunRecord]:
     """Each run's record, as `run()` writes it; a group that fails gives every run a `failed` record."""
-    from layercut.run.pipeline import run
-    from layercut.slim.profile import profile_depths
-
     for group in groups:
         try:
             profile = profile_depths(group.configs[0], group.depths)
@@ -76,9 +74,6 @@ def one_pass_records(groups: list[OnePassGroup]) -> Iterator[RunRecord]:
 
 
 def _first_k_depth_or_none(config: RunConfig) -> int | None:
-    from layercut.errors import LayercutError
-    from layercut.slim.profile import first_k_depth
-
     try:
         return first_k_depth(config)
     except LayercutError:  # an unreadable model or layer choice: its own run reports the problem

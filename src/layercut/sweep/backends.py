@@ -23,7 +23,7 @@ _QUIET_WORKERS = {"env_vars": {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMER
 def execute_run(config: RunConfig) -> RunRecord:
     """One run's record; a run that raises becomes a `failed` record, so one bad cell
     does not end the sweep (KeyboardInterrupt still does)."""
-    from layercut.run.pipeline import run
+    from layercut.run.pipeline import run  # torch: `layercut --help` imports this module for BACKENDS
 
     with temporary_directory("layercut-run") as folder:
         try:

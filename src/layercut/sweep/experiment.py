@@ -39,11 +39,16 @@ from pathlib import Path
 import yaml
 
 from layercut.errors import LayercutError
+from layercut.evaluate.sweep import parse_evaluations
+from layercut.importance.strategies import check_strategy
 from layercut.model.layers import LayerSelection, parse_index_spec
-from layercut.model.sources import Trust
+from layercut.model.sources import Trust, check_model_source
+from layercut.prompting.demos import POLICIES
 from layercut.run.config import RunConfig
+from layercut.run.task import resolve_task
 from layercut.sweep.grid import DIMENSIONS, SETTINGS
 from layercut.sweep.plan import model_facts
+from layercut.tasks import load_examples, make_splits
 from layercut.tasks.options import TASK_OPTION_NAMES
 
 KEYS = ("description", *DIMENSIONS, "arms", "settings", "evaluations")
@@ -84,8 +89,6 @@ def load_experiment(path: str | Path) -> Experiment:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise LayercutError(f"'{path}' is not valid YAML ({problem}{at}): fix the syntax") from None
     runs, warnings = expand(data, path.parent.resolve(), str(path))
-    from layercut.evaluate.sweep import parse_evaluations
-
     evaluations = parse_evaluations(data.get("evaluations"), path.parent.resolve(), str(path))
     return Experiment(tuple(runs), tuple(warnings), text, str(path), evaluations)
 
@@ -134,10 +137,6 @@ def _check_runs_can_start(runs: list[RunConfig], where: str) -> None:
     """What would otherwise fail only when a run starts: its model's files (pickle, remote code, no
     weights) and its splits (K, dev and test sizes the task's data cannot hold; Hub data is read
     only by the run)."""
-    from layercut.model.sources import check_model_source
-    from layercut.run.prepare import resolve_task
-    from layercut.tasks import load_examples, make_splits
-
     for model, pickle, remote_code in sorted({(r.model, r.allow_pickle, r.trust_remote_code) for r in runs}):
         check_model_source(model, Trust(pickle=pickle, remote_code=remote_code))
     data = {}
@@ -171,8 +170,6 @@ def _checked(data: dict, key: str, where: str) -> list:
     for value in values:
         RunConfig(**{field: value})
         if field == "demos":
-            from layercut.prompting.demos import POLICIES
-
             if value not in POLICIES:
                 raise LayercutError(f"{where}: unknown demonstration policy '{value}'; use one of {', '.join(POLICIES)}")
     return values
@@ -184,8 +181,6 @@ def _strategy_choices(data: dict, where: str) -> list[dict]:
         raise LayercutError(f"{where}: 'strategies' and 'keep_counts' go together: give both (or use 'layers')")
     if "strategies" not in data:
         return []
-    from layercut.importance.strategies import check_strategy
-
     strategies = [check_strategy(str(s)) for s in _values(data, "strategies", where)]
     counts = [_coerce("keep_count", c, f"{where}: keep_counts") for c in _values(data, "keep_counts", where)]
     return [{"keep_strategy": s, "keep_count": k} for s in strategies for k in counts]
@@ -239,8 +234,6 @@ def _model(entry, base: Path, where: str) -> tuple[str, list | None]:
 
 def _task(entry, base: Path, where: str) -> tuple[str, dict]:
     """A task name or YAML file, or a data-file task: {name, data, template, label_words, ...}."""
-    from layercut.run.prepare import resolve_task
-
     if isinstance(entry, dict):
         options = {k: v for k, v in entry.items() if k != "name"}
         unknown = sorted(set(options) - set(TASK_OPTION_NAMES))

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from layercut.errors import LayercutError
 from layercut.importance.strategies import check_count
 from layercut.model.layers import LayerSelection
-from layercut.model.sources import Trust
+from layercut.model.size import config_size_reports, known_config
+from layercut.model.sources import Trust, load_config, resolve_source
 from layercut.report.text import text_table
 from layercut.run.config import RunConfig
+from layercut.run.task import resolve_task
 from layercut.sweep.grid import SETTINGS, layer_choice
 
 # A rendered example (template + text). Real tasks range from ~15 tokens (TREC) to ~60 (AGNews).
@@ -47,9 +49,6 @@ class ModelFacts:
 def model_facts(spec: str, trust: Trust = Trust()) -> ModelFacts | None:
     """None when a Hub model's config cannot be read here (offline): the plan then says so. A local
     path that does not exist, an alias typo or a damaged config is an error."""
-    from layercut.model.size import known_config
-    from layercut.model.sources import load_config, resolve_source
-
     config = known_config(spec)  # first: an offline Hub lookup takes half a minute to fail
     if config is None:
         source = resolve_source(spec)
@@ -64,8 +63,6 @@ def model_facts(spec: str, trust: Trust = Trust()) -> ModelFacts | None:
 
 @functools.lru_cache(maxsize=None)
 def _non_embedding(facts: ModelFacts, kept: int) -> int:
-    from layercut.model.size import config_size_reports
-
     return config_size_reports(facts.config, [kept])[0].non_embedding_parameters
 
 
@@ -102,8 +99,6 @@ def run_flops(config: RunConfig) -> float | None:
 
 @functools.lru_cache(maxsize=None)
 def _task_spec(task: str, options: str):
-    from layercut.run.prepare import resolve_task
-
     return resolve_task(RunConfig(task=task, task_options=json.loads(options)))
 
 

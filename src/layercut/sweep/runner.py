@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from layercut.evaluate.sweep import run_evaluations
 from layercut.report.markdown import write_report
 from layercut.slim.sweep import one_pass_records, split_one_pass_runs
 from layercut.sweep.backends import make_backend
@@ -49,8 +50,6 @@ def run_sweep(experiment: Experiment, out: str | Path, *, backend: str = "local"
                 echo(f"[{index}/{len(pending)}] {what}: FAILED: {record.error}")
         if summary.finished or summary.already_done:
             if experiment.evaluations:
-                from layercut.evaluate.sweep import run_evaluations
-
                 run_evaluations(experiment.evaluations, store.root, [r.record for r in store.records() if r.finished], echo)
             summary.report = write_report(out).report
     return summary
