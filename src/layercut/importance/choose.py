@@ -16,7 +16,7 @@ from layercut.importance.strategies import (MEASURES, RANKED, TASK_STRATEGY, Lay
 from layercut.importance.task import TaskCalibration, rank_by_task
 from layercut.model.blocks import find_blocks
 from layercut.model.layers import LayerSelection
-from layercut.model.load import cut_layers, load_model
+from layercut.model.load import LoadedModel, cut_layers, load_model
 from layercut.model.sources import Trust, load_config
 
 
@@ -57,7 +57,7 @@ def choose_layers(
 
 
 def load_cut_model(spec: str, choice: LayerChoice, *, head: str = "lm", num_labels: int | None = None,
-                   trust: Trust = Trust(), need_tokenizer: bool = True):
+                   trust: Trust = Trust(), need_tokenizer: bool = True) -> LoadedModel:
     """`spec` with the layers `choice` keeps, under `head` (see `load_model` and `load_model_by_strategy`)."""
     if isinstance(choice, LayerSelection):
         return load_model(spec, choice, head=head, num_labels=num_labels, trust=trust, need_tokenizer=need_tokenizer)

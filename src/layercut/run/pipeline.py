@@ -23,6 +23,7 @@ from layercut.run.memory import PeakMemory
 from layercut.run.prepare import prepare_adaptation
 from layercut.run.record import RESULT_NAME, RunRecord
 
+
 def check_run_folder(out: Path, overwrite: bool) -> None:
     existing = out / RESULT_NAME
     if existing.exists() and not overwrite:

@@ -33,6 +33,7 @@ from layercut.run.config import RunConfig
 from layercut.run.task import make_run_splits, resolve_task
 from layercut.tasks import Example, FewShotSplits, TaskSpec
 
+
 @dataclass
 class Adaptation:
     config: RunConfig
