@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 
-from layercut.cutting import load_model
-from layercut.heads import LabelWordHead
-from layercut.batching import collate_padded
-from layercut.tasks import DemoSelector, PromptBuilder, get_task, load_examples, make_splits, resolve_label_words
+from layercut.adapt.scorers import LabelWordHead
+from layercut.model.load import load_model
+from layercut.padding import collate_padded
+from layercut.prompting import DemoSelector, PromptBuilder, resolve_label_words
+from layercut.tasks import get_task, load_examples, make_splits
 
 DEPTHS = (1, 2, 8, 30)
 RESULTS = Path(__file__).parent / "results" / "heads_smollm2.json"

@@ -18,8 +18,8 @@ CHILD = """
 import json, resource, sys, time
 import torch
 from transformers import AutoModelForCausalLM
-from layercut.cutting import cut_layers
-from layercut.sources import resolve_source
+from layercut.model.load import cut_layers
+from layercut.model.sources import resolve_source
 folder = resolve_source("smollm2-135m").location
 k, how = int(sys.argv[1]), sys.argv[2]
 baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -44,7 +44,7 @@ def measure(k: int, how: str) -> dict:
 
 
 def main() -> None:
-    from layercut.sources import resolve_source
+    from layercut.model.sources import resolve_source
 
     resolve_source("smollm2-135m")  # convert once, outside the timings
     rows = []

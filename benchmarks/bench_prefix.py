@@ -22,13 +22,14 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from layercut.adaptation import packing_problem
-from layercut.batching import common_prefix_length, group_by_prefix, make_batch, pack_prompts, prefix_overlap
-from layercut.cutting import load_model
-from layercut.evaluation import score_prompts
-from layercut.heads import LabelWordHead
-from layercut.optim import RowSparseAdamW, sparse_embedding_gradients
-from layercut.tasks import DemoSelector, PromptBuilder, get_task, load_examples, make_splits, resolve_label_words
+from layercut.adapt.batching import common_prefix_length, group_by_prefix, make_batch, pack_prompts, prefix_overlap
+from layercut.adapt.evaluation import score_prompts
+from layercut.adapt.optim import RowSparseAdamW, sparse_embedding_gradients
+from layercut.adapt.scorers import LabelWordHead
+from layercut.model.load import load_model
+from layercut.prompting import DemoSelector, PromptBuilder, resolve_label_words
+from layercut.run.prepare import packing_problem
+from layercut.tasks import get_task, load_examples, make_splits
 
 RESULTS = Path(__file__).parent / "results" / "prefix_smollm2.json"
 

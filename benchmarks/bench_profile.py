@@ -15,9 +15,9 @@ import json
 import time
 from pathlib import Path
 
-from layercut.run import run
-from layercut.runconfig import RunConfig
-from layercut.selection import parse_index_spec
+from layercut.model.layers import parse_index_spec
+from layercut.run.config import RunConfig
+from layercut.run.pipeline import run
 from layercut.slim.profile import profile_depths
 
 RESULTS = Path(__file__).parent / "results" / "profile_smollm2.json"

@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 from layercut.atomic import write_json_atomic
-from layercut.cutting import load_model
 from layercut.importance import LayerRanking, plot_ranking, rank_layers, read_calibration_texts
-from layercut.selection import format_index_spec
+from layercut.model.layers import format_index_spec
+from layercut.model.load import load_model
 
 RESULTS = Path(__file__).parent / "results"
 COUNTS = (2, 4, 8)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import importlib.metadata
 
 from layercut.errors import LayercutError
-from layercut.tasks import list_tasks, resolve_label_words
+from layercut.prompting import resolve_label_words
+from layercut.tasks import list_tasks
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 PAPER_WORDS = {

@@ -35,6 +35,6 @@ def tiny_llama_folder(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smollm2():
     """The real packaged SmolLM2-135M, converted once into the layercut cache."""
-    from layercut.sources import resolve_source
+    from layercut.model.sources import resolve_source
 
     return resolve_source("smollm2-135m").location

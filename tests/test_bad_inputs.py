@@ -3,7 +3,7 @@ unsupported models, models without tokenizer files, damaged records, values acce
 sweeps whose errors show while expanding, unsafe sources, overwriting) ends in exactly one line
 `layercut: error: ...`, exit code 2, no traceback, and leaves no file behind.
 
-Cases run in-process through `layercut.cli.main` (fast); `test_process_boundary.py` covers what
+Cases run in-process through `layercut.cli.main.main` (fast); `test_process_boundary.py` covers what
 needs a real process (Ctrl-C, SIGKILL).
 """
 
@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from layercut.cli import main
+from layercut.cli.main import main
 from tests.tiny_models import tiny_model, tiny_model_folder, tiny_tokenizer
 
 UNWRITABLE = Path("/sys/layercut-test")  # a read-only file system: unwritable even for root

@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from layercut.blocks import find_blocks
-from layercut.cutting import cut_layers
+from layercut.model.blocks import find_blocks
+from layercut.model.load import cut_layers
 from tests.tiny_models import FAMILIES, tiny_model
 
 CUTS = {"first2": [0, 1], "set02": [0, 2], "last1": [3]}

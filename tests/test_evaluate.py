@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
-from layercut.cli import main
-from layercut.cutting import load_model
+from layercut.cli.main import main
 from layercut.evaluate.intrinsic import intrinsic_measures
+from layercut.model.load import load_model
 from tests.cli import assert_one_line_error, run_cli
 from tests.tiny_models import CALIBRATION_TEXTS, WORDS
 
@@ -132,8 +132,8 @@ def test_layers_chosen_by_strategy_are_recorded(tiny_llama_folder, tmp_path):
 
 def test_shipped_offline_tasks_are_the_builtin_data_as_multiple_choice():
     from layercut.evaluate.tasks.data import task_dataset
+    from layercut.prompting.templates import fill_template
     from layercut.tasks import get_task, load_examples
-    from layercut.tasks.prompts import fill_template
 
     spec = get_task("trec")
     data, dataset = load_examples(spec), task_dataset("trec")

@@ -8,12 +8,12 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from layercut.blocks import find_blocks
-from layercut.cutting import LoadedModel, cut_layers
 from layercut.errors import LayercutError
 from layercut.healing.bridge import fit_bridge, fold_bridge, output_projection
 from layercut.importance.calibration import calibration_batches
-from layercut.run import run
+from layercut.model.blocks import find_blocks
+from layercut.model.load import LoadedModel, cut_layers
+from layercut.run.pipeline import run
 from tests.cli import assert_one_line_error, run_cli
 from tests.test_run import tiny_config
 from tests.tiny_models import CALIBRATION_TEXTS, tiny_model, tiny_tokenizer

@@ -9,14 +9,14 @@ import types
 import pytest
 import torch
 
-from layercut.blocks import find_blocks
-from layercut.cutting import cut_layers
 from layercut.errors import LayercutError
 from layercut.importance import LayerRanking, choose_layers, rank_layers, rank_layers_cached
 from layercut.importance import cache as ranking_cache
 from layercut.importance.calibration import calibration_batches, read_calibration_texts
 from layercut.importance.removal import _nll
 from layercut.importance.strategies import drop_order, kept_layers, spaced
+from layercut.model.blocks import find_blocks
+from layercut.model.load import cut_layers
 from tests.tiny_models import CALIBRATION_TEXTS, FAMILIES, tiny_model, tiny_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -260,7 +260,7 @@ def test_packed_batches_are_full_and_per_text_batches_right_padded():
 @pytest.mark.slow
 def test_real_smollm2_ranking(smollm2):
     """On real weights: the embedding-facing first layer matters most, and replay equals a real cut."""
-    from layercut.cutting import load_model
+    from layercut.model.load import load_model
 
     loaded = load_model(smollm2)
     texts = [
@@ -285,7 +285,7 @@ def test_real_smollm2_ranking(smollm2):
 
 
 def test_rankings_are_cached_by_model_texts_and_measure(tiny_llama_folder, tmp_path, monkeypatch):
-    from layercut.cutting import load_model
+    from layercut.model.load import load_model
 
     monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path))
     computed = []

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from layercut.cli import main
+from layercut.cli.main import main
 from layercut.importance import LayerRanking
 from tests.tiny_models import CALIBRATION_TEXTS
 

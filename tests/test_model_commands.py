@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from layercut.cli import main
-from tests.cli import assert_one_line_error, run_cli
+from layercut.cli.main import main
+from tests.cli import assert_one_line_error, cli_env, run_cli
 
 
 def test_cut_writes_a_checkpoint_plain_transformers_reloads(tiny_llama_folder, tmp_path):
@@ -27,7 +27,7 @@ def test_cut_writes_a_checkpoint_plain_transformers_reloads(tiny_llama_folder, t
 
     full = AutoModelForCausalLM.from_pretrained(tiny_llama_folder).eval()
     ids = torch.tensor([[4, 9, 11, 13]])
-    from layercut.cutting import cut_layers
+    from layercut.model.load import cut_layers
 
     with torch.no_grad():
         assert torch.allclose(cut_layers(full, [0, 2])(ids).logits, model.eval()(ids).logits, atol=1e-6)
@@ -44,7 +44,7 @@ def test_cut_selections(tiny_llama_folder, tmp_path, flags, kept):
 
 
 def test_keep_first_at_load_time_equals_cutting_by_hand(tiny_llama_folder):
-    from layercut.cutting import cut_layers, load_model
+    from layercut.model.load import cut_layers, load_model
 
     loaded = load_model(str(tiny_llama_folder), "first:2")
     by_hand = cut_layers(AutoModelForCausalLM.from_pretrained(tiny_llama_folder).eval(), [0, 1])
@@ -55,7 +55,7 @@ def test_keep_first_at_load_time_equals_cutting_by_hand(tiny_llama_folder):
 
 
 def test_info_json_counts_match_loaded_models(tiny_llama_folder, capsys):
-    from layercut.cutting import load_model
+    from layercut.model.load import load_model
 
     assert main(["info", str(tiny_llama_folder), "--keep-first", "1", "4", "--json"]) == 0
     cuts = json.loads(capsys.readouterr().out)["cuts"]
@@ -126,8 +126,8 @@ def test_existing_output_needs_overwrite(tiny_llama_folder, tmp_path):
 
 
 def test_unlocatable_blocks_name_the_model_class():
-    from layercut.blocks import find_blocks
     from layercut.errors import LayercutError
+    from layercut.model.blocks import find_blocks
 
     with pytest.raises(LayercutError, match="Linear"):
         find_blocks(torch.nn.Linear(2, 2))
@@ -136,8 +136,8 @@ def test_unlocatable_blocks_name_the_model_class():
 def test_missing_gguf_package_is_named(monkeypatch, tmp_path):
     import importlib.util
 
-    from layercut import sources
     from layercut.errors import LayercutError
+    from layercut.model import sources
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real_find_spec(name, *a))
@@ -150,7 +150,14 @@ def test_missing_gguf_package_is_named(monkeypatch, tmp_path):
 
 def test_help_does_not_import_torch():
     """`layercut --help` and every command's parser load without torch or transformers (they take seconds)."""
-    code = ("import sys; from layercut.cli import build_parser; build_parser(); "
+    code = ("import sys; from layercut.cli.main import build_parser; build_parser(); "
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_the_top_level_api_is_lazy_and_every_name_resolves():
+    code = ("import sys, layercut; loaded = 'torch' in sys.modules; "
+            "missing = [n for n in layercut.__all__ if getattr(layercut, n, None) is None]; print(loaded, missing)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=cli_env())
+    assert result.stdout.strip() == "False []", result.stdout

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from layercut.atomic import is_temporary
-from layercut.sweep.store import missing_field
+from layercut.run.record import RunRecord
 from tests.cli import run_cli, start_cli
 
 TEMPLATE = ["--template", "Review: {text} Sentiment:", "--label-words", "Negative,Positive"]
@@ -62,7 +62,7 @@ def check_run(out: Path) -> None:
 
 def check_sweep(out: Path) -> None:
     for result in (out / "runs").glob("*/result.json"):
-        assert missing_field(json.loads(result.read_text())) is None, result
+        assert RunRecord.load(result.parent).missing_field() is None, result
     check_report(out)
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from layercut.cli import main
+from layercut.cli.main import main
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def test_converted_weights_are_real(smollm2):
 
 
 def test_cache_serves_later_loads_quickly(smollm2):
-    from layercut.sources import resolve_source
+    from layercut.model.sources import resolve_source
 
     start = time.perf_counter()
     assert resolve_source("smollm2-135m").location == smollm2
@@ -50,7 +50,7 @@ def test_cut_smollm2_to_two_layers(smollm2, tmp_path):
 
 
 def test_interrupted_conversion_leaves_no_cache(monkeypatch, tmp_path):
-    from layercut import sources
+    from layercut.model import sources
 
     monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path))
 
@@ -68,8 +68,8 @@ def test_interrupted_conversion_leaves_no_cache(monkeypatch, tmp_path):
 
 def test_one_layer_smollm2_learns_trec(smollm2, tmp_path):
     """Fine-tuning the 1-layer model lifts dev accuracy well above the majority class (1/6 on a balanced dev set)."""
-    from layercut.run import run
-    from layercut.runconfig import RunConfig
+    from layercut.run.config import RunConfig
+    from layercut.run.pipeline import run
 
     config = RunConfig(layers="first:1", task="trec", shots=16, seed=0, learning_rate=1e-3, batch_size=4,
                        epochs=4, patience=0, test_size=30)

@@ -5,11 +5,14 @@ import json
 import pytest
 import torch
 
+from layercut.adapt.batching import PromptBatch
+from layercut.adapt.scorers import LabelWordHead, last_token_hidden
+from layercut.cli.main import build_parser
+from layercut.cli.run import config_from_args
 from layercut.errors import LayercutError
-from layercut.batching import PromptBatch
-from layercut.heads import LabelWordHead, last_token_hidden
-from layercut.run import RunResult, run
-from layercut.runconfig import RunConfig
+from layercut.run.config import RunConfig
+from layercut.run.pipeline import run
+from layercut.run.record import RunRecord
 from tests.cli import assert_one_line_error, run_cli
 from tests.tiny_models import FAMILIES, tiny_model
 
@@ -94,9 +97,9 @@ def test_left_and_right_padding_agree(family):
 
 
 def test_predict_returns_the_labels_the_evaluation_saw(tiny_llama_folder, review_file, tmp_path):
-    from layercut.predict import load_predictor
+    from layercut.run.predict import load_predictor
+    from layercut.run.task import resolve_task
     from layercut.tasks import load_examples, make_splits
-    from layercut.adaptation import resolve_task
 
     config = tiny_config(tiny_llama_folder, review_file, epochs=3)
     result = run(config, tmp_path, save_model=True, show_progress=False).record
@@ -122,7 +125,7 @@ def test_nan_loss_stops_keeps_last_good_weights_and_the_result(tiny_llama_folder
     config = tiny_config(tiny_llama_folder, review_file, epochs=3, share_prefix=False)  # one forward per step
     with pytest.raises(LayercutError, match="epoch 2, step 1.*last good weights"):
         run(config, tmp_path, show_progress=False)
-    saved = RunResult.load(tmp_path).record
+    saved = RunRecord.load(tmp_path).record
     assert saved["status"] == "diverged" and saved["metrics"]["num_examples"] > 0
     assert saved["dev"]["best_epoch"] == 1 and len(saved["dev"]["curve"]) == 1
 
@@ -159,8 +162,8 @@ def test_existing_result_needs_overwrite(tiny_llama_folder, review_file, tmp_pat
 
 @pytest.mark.parametrize("head", ["lm", "cls"])
 def test_a_run_keeps_the_layers_its_strategy_chooses(tiny_llama_folder, review_file, tmp_path, monkeypatch, head):
-    from layercut.cutting import load_model
     from layercut.importance import LayerRanking
+    from layercut.model.load import load_model
 
     monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / "cache"))
     config = tiny_config(tiny_llama_folder, review_file, layers="all", keep_strategy="bi", keep_count=2, head=head, epochs=1)
@@ -173,3 +176,11 @@ def test_a_run_keeps_the_layers_its_strategy_chooses(tiny_llama_folder, review_f
     assert ranking.calibration["source"] == "reviews training texts"
     cut = load_model(str(tiny_llama_folder), record["layers"]["spec"], head=head, num_labels=2 if head == "cls" else None)
     assert record["parameters"]["total"] == cut.model.num_parameters()
+
+
+def test_the_run_flags_are_every_config_field_with_its_default(tmp_path):
+    args = build_parser().parse_args(["run", "--out", str(tmp_path)])
+    assert config_from_args(args) == RunConfig()
+    args = build_parser().parse_args(["run", "--out", str(tmp_path), "--data", "reviews.csv", "--label-words", "a,b"])
+    config = config_from_args(args)
+    assert (config.task, config.task_options) == ("reviews", {"data": "reviews.csv", "label_words": "a,b"})

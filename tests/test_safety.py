@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from layercut.atomic import _HOST, _temporary_prefix, remove_stale_temporaries, write_text_atomic
-from layercut.cli import main
+from layercut.cli.main import main
 from layercut.progress import progress_bar
 from tests.tiny_models import tiny_model, tiny_tokenizer
 
@@ -113,12 +113,12 @@ def test_a_refused_sweep_creates_nothing(tiny_llama_folder, review_file, tmp_pat
 @pytest.mark.parametrize("code, fix", [(errno.EBUSY, "in use"), (errno.ENOSPC, "disk space"), (errno.EACCES, "permissions"),
                                        (errno.EROFS, "writable file system")])
 def test_file_system_errors_become_one_line(monkeypatch, capsys, code, fix):
-    import layercut.tasks.commands
+    import layercut.cli.tasks
 
     def failing(args):
         raise OSError(code, os.strerror(code), "/data/out/result.json")
 
-    monkeypatch.setattr(layercut.tasks.commands, "list_tasks_command", failing)
+    monkeypatch.setattr(layercut.cli.tasks, "list_tasks_command", failing)
     assert main(["tasks"]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("layercut: error: cannot use '/data/out/result.json' (") and fix in line
@@ -126,8 +126,8 @@ def test_file_system_errors_become_one_line(monkeypatch, capsys, code, fix):
 
 def test_unexpected_errors_keep_their_traceback(monkeypatch):
     """A bug is not the user's fault: hiding it behind a message would hide it from the report too."""
-    import layercut.tasks.commands
+    import layercut.cli.tasks
 
-    monkeypatch.setattr(layercut.tasks.commands, "list_tasks_command", lambda args: 1 / 0)
+    monkeypatch.setattr(layercut.cli.tasks, "list_tasks_command", lambda args: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         main(["tasks"])

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from layercut.adaptation import packing_problem
-from layercut.batching import (active_dropout, common_prefix_length, group_by_prefix, make_batch, pack_prompts,
-                               prefix_overlap, reuse_prefix_cache)
-from layercut.heads import ClassificationHead, LabelWordHead, WholeWordHead
-from layercut.optim import RowSparseAdamW, sparse_embedding_gradients
-from layercut.run import run
+from layercut.adapt.batching import (active_dropout, common_prefix_length, group_by_prefix, make_batch, pack_prompts,
+                                     prefix_overlap, reuse_prefix_cache)
+from layercut.adapt.optim import RowSparseAdamW, sparse_embedding_gradients
+from layercut.adapt.scorers import ClassificationHead, LabelWordHead, WholeWordHead
+from layercut.run.pipeline import run
+from layercut.run.prepare import packing_problem
 from tests.test_run import tiny_config
 from tests.tiny_models import FAMILIES, tiny_model
 

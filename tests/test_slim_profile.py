@@ -7,13 +7,13 @@ import pytest
 import torch
 import yaml
 
-from layercut.batching import common_prefix_length
-from layercut.cli import main
-from layercut.cutting import load_model
+from layercut.adapt.batching import common_prefix_length
+from layercut.adapt.evaluation import score_prompts
+from layercut.adapt.scorers import LabelWordHead
+from layercut.cli.main import main
 from layercut.errors import LayercutError
-from layercut.evaluation import score_prompts
-from layercut.heads import LabelWordHead
-from layercut.run import run
+from layercut.model.load import load_model
+from layercut.run.pipeline import run
 from layercut.slim.profile import profile_depths, score_depths
 from layercut.sweep import ResultStore, load_experiment, run_sweep
 from tests.test_run import tiny_config as tiny_run_config
@@ -77,7 +77,7 @@ def test_sweep_scores_untrained_depths_in_one_pass_with_complete_records(tiny_ll
     experiment = load_experiment(experiment_file)
     summary = run_sweep(experiment, tmp_path / "out", echo=lambda line: None)
     assert summary.finished == 6 and not summary.failed and summary.report.is_file()
-    records = {r["key"]: r for r in ResultStore(tmp_path / "out").records()}
+    records = {r.key: r.record for r in ResultStore(tmp_path / "out").records()}
     icl = [c for c in experiment.runs if c.method == "icl"]
     for config in icl:
         one_pass = records[config.key()]
@@ -109,7 +109,7 @@ def test_profile_command_prints_accuracy_and_sizes_per_depth(tiny_llama_folder, 
 
 
 def test_run_refuses_precomputed_scores_that_do_not_fit(tiny_llama_folder, review_file):
-    from layercut.evaluation import Scores
+    from layercut.adapt.evaluation import Scores
 
     config = tiny_run_config(tiny_llama_folder, review_file, method="icl")
     with pytest.raises(LayercutError, match="precomputed test scores"):

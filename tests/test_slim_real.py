@@ -7,13 +7,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from layercut.batching import make_batch
-from layercut.cli import main
-from layercut.heads import LabelWordHead
-from layercut.run import run
-from layercut.runconfig import RunConfig
+from layercut.adapt.batching import make_batch
+from layercut.adapt.scorers import LabelWordHead
+from layercut.cli.main import main
+from layercut.prompting import DemoSelector, PromptBuilder, resolve_label_words
+from layercut.run.config import RunConfig
+from layercut.run.pipeline import run
 from layercut.slim.profile import profile_depths
-from layercut.tasks import DemoSelector, PromptBuilder, get_task, load_examples, make_splits, resolve_label_words
+from layercut.tasks import get_task, load_examples, make_splits
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from layercut.cli import main
-from layercut.predict import load_predictor
+from layercut.cli.main import main
+from layercut.run.predict import load_predictor
 from layercut.slim.trim import choose_tokens, trim_vocabulary
 from tests.cli import assert_one_line_error, run_cli
 from tests.tiny_models import POSITIVE, tiny_bpe_tokenizer, tiny_config

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from layercut.cli import main
+from layercut.cli.main import main
 from layercut.errors import LayercutError
+from layercut.report.markdown import build_tables
+from layercut.run.record import RunRecord
 from layercut.sweep import ResultStore, load_experiment, run_sweep, write_report
-from layercut.sweep.report import build_tables
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -73,7 +74,7 @@ def test_a_strategy_gets_its_own_table_and_ranks_once(tiny_llama_folder, review_
     assert comparison[6].startswith(f"| bi | {accuracy['bi', '2']:.1f} [")
     # Both bi runs rank the same model on the same training texts: the second reads the first's ranking.
     assert len(list((tmp_path / "cache" / "rankings").glob("*.json"))) == 1
-    rankings = {(r["config"]["keep_strategy"], r["config"]["keep_count"]): r["layers"]["ranking"]
+    rankings = {(r.config["keep_strategy"], r.config["keep_count"]): r.record["layers"]["ranking"]
                 for r in ResultStore(tmp_path / "out").records()}
     assert rankings["last", 2] is None and rankings["bi", 2] == rankings["bi", 3]  # one ranking, its timing included
     assert rankings["bi", 2]["calibration"]["source"] == "reviews training texts" and rankings["bi", 2]["seconds"]["bi_angular"] >= 0
@@ -125,7 +126,7 @@ def test_sweep_runs_resumes_and_reports(tiny_llama_folder, review_file, tmp_path
 
 def test_a_failing_run_is_recorded_retried_and_does_not_stop_the_sweep(tiny_llama_folder, review_file, tmp_path, capsys,
                                                                        monkeypatch):
-    run_module = importlib.import_module("layercut.run")  # `layercut.run` is the function
+    run_module = importlib.import_module("layercut.run.pipeline")  # `layercut.run` is the function
     real_run = run_module.run
 
     def run_failing_at_5_shots(config, *args, **kwargs):  # a failure no check before the run can see
@@ -194,8 +195,9 @@ def test_report_from_stored_results_picks_settings_on_dev(tmp_path):
         fake_record("k8", 1, "a", 0, 0.55, None, method="icl"),
     ]
     for record in records:
-        store.save(record)
-    store.save({"status": "failed", "key": "k9", "config": {**records[0]["config"], "seed": 9}, "error": "LayercutError: boom"})
+        store.save(RunRecord(record))
+    store.save(RunRecord({"status": "failed", "key": "k9", "config": {**records[0]["config"], "seed": 9},
+                          "error": "LayercutError: boom"}))
     (tmp_path / "experiment.yaml").write_text("tasks: [b, a]\n")  # columns follow the file
     files = write_report(tmp_path)
     report = files.report.read_text()

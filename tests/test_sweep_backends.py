@@ -58,7 +58,7 @@ def test_ray_backend_gives_the_local_results(tiny_llama_folder, review_file, tmp
     finally:
         ray.shutdown()
     assert summary.finished == 2 and not summary.failed
-    local, remote = ({r["key"]: r for r in ResultStore(tmp_path / name).records()} for name in ("local", "ray"))
+    local, remote = ({r.key: r.record for r in ResultStore(tmp_path / name).records()} for name in ("local", "ray"))
     assert sorted(local) == sorted(remote) == sorted(r.key() for r in experiment.runs)
     for key in local:
         assert remote[key]["metrics"] == local[key]["metrics"]

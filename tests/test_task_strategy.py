@@ -3,14 +3,15 @@
 import pytest
 import torch
 
-from layercut.adaptation import build_prompting, make_run_splits, resolve_task
-from layercut.cutting import cut_layers, load_model
-from layercut.evaluation import score_prompts
-from layercut.heads import LabelWordHead
+from layercut.adapt.evaluation import score_prompts
+from layercut.adapt.scorers import LabelWordHead
 from layercut.importance import task as task_strategy
 from layercut.importance.ranking import LayerRanking
 from layercut.importance.strategies import kept_layers
-from layercut.run import run
+from layercut.model.load import cut_layers, load_model
+from layercut.run.pipeline import run
+from layercut.run.prepare import build_prompting
+from layercut.run.task import make_run_splits, resolve_task
 from tests.cli import assert_one_line_error, run_cli
 from tests.test_run import tiny_config
 
@@ -36,10 +37,8 @@ def test_task_strategy_keeps_the_layers_greedy_task_removal_reaches_last(tiny_ll
 def test_the_task_order_is_computed_once_and_reused(tiny_llama_folder, review_file, tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path))
     scans = []
-    import layercut.importance.removal as removal
-
-    real = removal.removal_scan
-    monkeypatch.setattr(removal, "removal_scan", lambda *a, **k: scans.append(1) or real(*a, **k))
+    real = task_strategy.removal_scan
+    monkeypatch.setattr(task_strategy, "removal_scan", lambda *a, **k: scans.append(1) or real(*a, **k))
     for count in (1, 3):
         config = tiny_config(tiny_llama_folder, review_file, layers="all", keep_strategy="task", keep_count=count,
                              method="icl")

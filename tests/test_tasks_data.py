@@ -8,10 +8,11 @@ import json
 
 import pytest
 
+from layercut.cli.flags import add_task_arguments, task_from_args, task_options_from_args
+from layercut.cli.tasks import add_commands
 from layercut.errors import LayercutError
-from layercut.tasks import (Example, TaskData, TaskSpec, add_task_arguments, get_task, list_tasks, load_examples,
-                            load_task_yaml, make_splits, task_from_args, task_from_file)
-from layercut.tasks.commands import add_commands
+from layercut.tasks import (Example, TaskData, TaskOptions, TaskSpec, get_task, list_tasks, load_examples, load_task_yaml,
+                            make_splits, task_from_file, task_spec)
 from layercut.tasks.packaged import read_packaged
 
 OFFLINE = ["trec", "mr", "bbc"]
@@ -286,6 +287,14 @@ def test_task_from_args(tmp_path):
         task_from_args(parse(["mr", "--data", str(path)]))
     with pytest.raises(LayercutError, match="name a task"):
         task_from_args(parse([]))
+
+
+def test_task_options_are_plain_values_the_flags_default_to():
+    assert task_options_from_args(parse(["mr"])) == TaskOptions() and TaskOptions().changed() == {}
+    options = TaskOptions.from_dict({"label_words": "Bad,Good"})
+    assert options.changed() == {"label_words": "Bad,Good"} and task_spec("mr", options).label_words == ("Bad", "Good")
+    with pytest.raises(LayercutError, match=r"unknown task option\(s\) \['words'\]; allowed: data, test_data, text_column"):
+        TaskOptions.from_dict({"words": "Bad,Good"})
 
 
 # --- few-shot splits -------------------------------------------------------------------------------

@@ -12,11 +12,12 @@ import importlib.metadata
 import pytest
 import torch
 
+from layercut.cli.tasks import add_commands
 from layercut.errors import LayercutError
-from layercut.batching import collate_padded
-from layercut.tasks import DemoSelector, Example, PromptBuilder, get_task, load_examples, resolve_label_words
-from layercut.tasks.embed import mean_pooled_embedder
-from layercut.tasks.commands import add_commands
+from layercut.padding import collate_padded
+from layercut.prompting import DemoSelector, PromptBuilder, resolve_label_words
+from layercut.prompting.embed import mean_pooled_embedder
+from layercut.tasks import Example, get_task, load_examples
 from layercut.tasks.spec import TaskSpec
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -294,10 +295,10 @@ def test_mean_pooled_embedder_from_a_tiny_causal_lm(gpt2_tokenizer, family):
 
 @pytest.fixture
 def show_prompt(monkeypatch, smollm2_tokenizer, capsys):
-    import layercut.sources
+    import layercut.model.sources
 
-    monkeypatch.setattr(layercut.sources, "load_tokenizer", lambda spec, trust: smollm2_tokenizer)
-    monkeypatch.setattr(layercut.sources, "load_config", lambda spec, trust: argparse.Namespace(max_position_embeddings=2048))
+    monkeypatch.setattr(layercut.model.sources, "load_tokenizer", lambda spec, trust: smollm2_tokenizer)
+    monkeypatch.setattr(layercut.model.sources, "load_config", lambda spec, trust: argparse.Namespace(max_position_embeddings=2048))
 
     def run(*argv):
         parser = argparse.ArgumentParser()

@@ -9,13 +9,18 @@ import sys
 import types
 
 _EXPORTS = {
-    "SizeReport": "layercut.accounting", "config_size_reports": "layercut.accounting", "size_report": "layercut.accounting",
-    "save_cut_model": "layercut.checkpoint",
-    "LoadedModel": "layercut.cutting", "cut_layers": "layercut.cutting", "load_model": "layercut.cutting",
+    "SizeReport": "layercut.model.size", "config_size_reports": "layercut.model.size", "size_report": "layercut.model.size",
+    "save_cut_model": "layercut.model.checkpoint",
+    "LoadedModel": "layercut.model.load", "cut_layers": "layercut.model.load", "load_model": "layercut.model.load",
+    "LayerSelection": "layercut.model.layers",
+    "rank_layers": "layercut.importance.ranking", "StrategyChoice": "layercut.importance.strategies",
+    "choose_layers": "layercut.importance.choose", "load_cut_model": "layercut.importance.choose",
+    "TaskOptions": "layercut.tasks.options",
     "LayercutError": "layercut.errors",
-    "RunResult": "layercut.run", "run": "layercut.run",
-    "RunConfig": "layercut.runconfig",
-    "LayerSelection": "layercut.selection",
+    "RunConfig": "layercut.run.config",
+    "RunRecord": "layercut.run.record", "RunResult": "layercut.run.record", "run": "layercut.run.pipeline",
+    "load_experiment": "layercut.sweep.experiment", "run_sweep": "layercut.sweep.runner",
+    "write_report": "layercut.report.markdown",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -27,7 +32,7 @@ def __getattr__(name: str):
 
 
 class _Package(types.ModuleType):
-    """Importing the submodule `layercut.run` must not replace the function `layercut.run`."""
+    """Importing the subpackage `layercut.run` must not replace the function `layercut.run`."""
 
     def __setattr__(self, name: str, value) -> None:
         if name in _EXPORTS and isinstance(value, types.ModuleType):

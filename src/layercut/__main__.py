@@ -1,3 +1,3 @@
-from layercut.cli import entry_point
+from layercut.cli.main import entry_point
 
 entry_point()

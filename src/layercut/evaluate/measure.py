@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from layercut.errors import LayercutError
+from layercut.evaluate.harness import include_paths, lm_eval_table, require_lm_eval, run_lm_eval, summary
+from layercut.model.layers import format_index_spec
+from layercut.provenance import package_versions
 
 PERCENT_METRICS = ("acc", "acc_norm", "exact_match")  # lm-eval metrics shown in %
 INTRINSIC_COLUMNS = ("top-1 agreement", "KL to full")
@@ -44,8 +47,7 @@ class EvaluationRequest:
 
     def checked(self) -> "EvaluationRequest":
         """This request with its text read, once every check that needs no model has passed."""
-        from layercut.evaluate.harness import include_paths, require_lm_eval
-        from layercut.evaluate.intrinsic import read_text
+        from layercut.evaluate.intrinsic import read_text  # torch: `layercut report` imports this module
 
         if self.lm_eval:
             require_lm_eval()
@@ -62,11 +64,9 @@ class EvaluationRequest:
 
 def evaluate_loaded(loaded, request: EvaluationRequest, reference=None) -> dict:
     """Run `request` on `loaded` (a `LoadedModel`); `reference`: the uncut model, for --compare-full."""
-    from layercut.accounting import size_report
-    from layercut.evaluate.harness import run_lm_eval, summary
+    # torch: `layercut report` imports this module
     from layercut.evaluate.intrinsic import default_window, intrinsic_measures
-    from layercut.provenance import package_versions
-    from layercut.selection import format_index_spec
+    from layercut.model.size import size_report
 
     if request.compare_full and reference is None:
         raise ValueError("compare_full needs the uncut model as `reference`")
@@ -104,8 +104,6 @@ def format_record(record: dict) -> str:
     lines = [f"{record['model']}: layers {layers['spec']} ({layers['count']} of {layers['source_depth']}), "
              f"{params['total'] / 1e6:.1f}M parameters ({params['percent_of_source']:.1f}% of full)"]
     if record["lm_eval"] is not None:
-        from layercut.evaluate.harness import lm_eval_table
-
         lines += ["", lm_eval_table(record["lm_eval"]).rstrip()]
     intrinsic = record["intrinsic"]
     if intrinsic is not None:

@@ -22,8 +22,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
+from layercut.atomic import write_json_atomic
 from layercut.errors import LayercutError
-from layercut.evaluate.measure import INTRINSIC_COLUMNS, EvaluationRequest, figure_cell, figures
+from layercut.evaluate.measure import EvaluationRequest, INTRINSIC_COLUMNS, evaluate_loaded, figure_cell, figures
+from layercut.model.layers import LayerSelection, format_index_spec
+from layercut.model.sources import load_config
 
 FOLDER = "evaluations"
 EVALUATION_NOTE = (
@@ -60,11 +63,7 @@ def parse_evaluations(entries, base: Path, where: str) -> tuple[EvaluationReques
 def run_evaluations(requests: tuple[EvaluationRequest, ...], root: Path, records: list[dict],
                     echo: Callable[[str], None] = print) -> None:
     """Each request on each (model, kept layers) of the finished `records` and on each full model, unless stored."""
-    from layercut.atomic import write_json_atomic
-    from layercut.cutting import load_model
-    from layercut.evaluate.measure import evaluate_loaded
-    from layercut.selection import LayerSelection, format_index_spec
-    from layercut.sources import load_config
+    from layercut.model.load import load_model  # torch: `layercut report` imports this module
 
     depths: dict[str, set[str]] = defaultdict(set)
     for record in records:

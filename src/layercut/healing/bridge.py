@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from layercut.blocks import find_blocks
 from layercut.errors import LayercutError
 from layercut.importance.blockio import block_output, body, model_device
-from layercut.importance.calibration import CalibrationBatch
+from layercut.importance.calibration import CalibrationBatch, calibration_batches
 from layercut.importance.removal import running_only
+from layercut.model.blocks import find_blocks
+from layercut.model.load import load_model
 
 # The module whose output a block adds to its residual stream last, per family (first match wins).
 OUTPUT_PROJECTIONS = ("mlp.down_proj", "mlp.c_proj", "mlp.dense_4h_to_h", "mlp.fc2", "mlp.fc_out", "fc2")
@@ -117,9 +118,6 @@ def apply_bridge(loaded, texts: list[str], source: str, samples: int, max_length
                  device: torch.device | None = None) -> dict:
     """Fit a bridge for `loaded` (a cut `LoadedModel`) on `texts` against its uncut source (run on `device`,
     by default the cut model's), fold it in, and record it in `loaded.extras["bridge"]`."""
-    from layercut.cutting import load_model
-    from layercut.importance.calibration import calibration_batches
-
     full = load_model(loaded.spec, "all").model.to(device or model_device(loaded.model))
     output_projection(full, find_blocks(full).blocks[loaded.kept[-1]])  # an unfoldable family fails before the fit
     batches = calibration_batches(loaded.tokenizer, texts, samples=samples, max_length=max_length)

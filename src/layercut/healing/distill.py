@@ -9,6 +9,7 @@ teacher prompt is its first-epoch prompt (demonstrations resampled later do not 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from layercut.adapt.evaluation import score_prompts
+from layercut.adapt.scorers import build_scorer
 from layercut.errors import LayercutError
-from layercut.evaluation import score_prompts
+from layercut.model.checkpoint import RECORD_NAME
+from layercut.model.load import load_model
+from layercut.run.record import RESULT_NAME
 from layercut.tasks import Example
-
-RECORD_NAME = "layercut.json"
 
 
 @dataclass
@@ -36,10 +39,8 @@ class TeacherTargets:
 
 def teacher_folder(source: str) -> tuple[str, dict | None]:
     """Where the teacher's weights are, and the layercut record of a model saved by a run (None otherwise)."""
-    import json
-
     path = Path(source).expanduser()
-    if (path / "result.json").is_file():  # a run folder: its saved model
+    if (path / RESULT_NAME).is_file():  # a run folder: its saved model
         if not (path / "model" / RECORD_NAME).is_file():
             raise LayercutError(f"the run '{source}' saved no model: rerun it with --save-model, or give a model")
         path = path / "model"
@@ -53,9 +54,6 @@ def compute_teacher_targets(source: str, student, prompts: list[list[int]], exam
                             batch_size: int, device: torch.device, autocast_dtype) -> TeacherTargets:
     """Score `prompts` (the training examples' prompts) with the teacher once. `student` is the run's
     Adaptation: its tokenizer, label words and task must be the teacher's too."""
-    from layercut.adaptation import build_scorer
-    from layercut.cutting import load_model
-
     start = time.perf_counter()
     location, saved = teacher_folder(source)
     head = saved["head"] if saved else "lm"

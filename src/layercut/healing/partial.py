@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from layercut.blocks import find_blocks
 from layercut.errors import LayercutError
-from layercut.runconfig import train_layers_count
+from layercut.model.blocks import find_blocks
+from layercut.run.config import train_layers_count
 
 
 def set_trainable(model: nn.Module, train_layers: str, freeze_embeddings: bool) -> dict:

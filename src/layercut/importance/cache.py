@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from layercut.importance.ranking import LayerRanking, rank_layers
+from layercut.model.sources import cache_root, resolve_source
 from layercut.provenance import package_versions
-from layercut.sources import cache_root, resolve_source
 
 
 def rank_layers_cached(model, tokenizer, texts: list[str], *, model_spec: str, measures: tuple[str, ...],

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from layercut.errors import LayercutError
+from layercut.padding import collate_padded
 
 SHUFFLE_SEED = 0  # fixed, so the same source always gives the same calibration batches
 
@@ -102,7 +103,8 @@ def calibration_batches(
     if not sequences:
         raise LayercutError("the calibration texts give no tokens with this tokenizer: give other text")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return [_pad(sequences[i : i + batch_size], pad) for i in range(0, len(sequences), batch_size)]
+    return [CalibrationBatch(*collate_padded(sequences[i : i + batch_size], pad, left=False))
+            for i in range(0, len(sequences), batch_size)]
 
 
 def _packed(tokenizer, texts: list[str], samples: int, max_length: int) -> list[list[int]]:
@@ -119,13 +121,3 @@ def _packed(tokenizer, texts: list[str], samples: int, max_length: int) -> list[
 def _per_text(tokenizer, texts: list[str], samples: int, max_length: int) -> list[list[int]]:
     encoded = (tokenizer(text, truncation=True, max_length=max_length)["input_ids"] for text in texts[:samples])
     return [ids for ids in encoded if ids]
-
-
-def _pad(sequences: list[list[int]], pad: int) -> CalibrationBatch:
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        ids[row, : len(sequence)] = torch.tensor(sequence)
-        mask[row, : len(sequence)] = 1
-    return CalibrationBatch(ids, mask)

@@ -1,15 +1,23 @@
-"""Choose the layers to keep by strategy, for a model in memory or for a model to be loaded and cut."""
+"""Choose the layers to keep by strategy, for a model in memory or for a model to be loaded and cut.
+
+`load_cut_model` is the one loader for a layer choice: a rule (`LayerSelection`) or a strategy (`StrategyChoice`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from layercut.blocks import find_blocks
 from layercut.errors import LayercutError
+from layercut.importance.cache import rank_layers_cached
+from layercut.importance.calibration import read_calibration_texts
 from layercut.importance.ranking import LayerRanking, rank_layers
-from layercut.importance.strategies import MEASURES, RANKED, TASK_STRATEGY, check_count, check_strategy, kept_layers
-from layercut.selection import LayerSelection, format_index_spec
-from layercut.sources import Trust
+from layercut.importance.strategies import (MEASURES, RANKED, TASK_STRATEGY, LayerChoice, check_count, check_strategy,
+                                            kept_layers)
+from layercut.importance.task import TaskCalibration, rank_by_task
+from layercut.model.blocks import find_blocks
+from layercut.model.layers import LayerSelection
+from layercut.model.load import LoadedModel, cut_layers, load_model
+from layercut.model.sources import Trust, load_config
 
 
 def choose_layers(
@@ -48,6 +56,18 @@ def choose_layers(
     return kept_layers(strategy, count, depth, ranking)
 
 
+def load_cut_model(spec: str, choice: LayerChoice, *, head: str = "lm", num_labels: int | None = None,
+                   trust: Trust = Trust(), need_tokenizer: bool = True) -> LoadedModel:
+    """`spec` with the layers `choice` keeps, under `head` (see `load_model` and `load_model_by_strategy`)."""
+    if isinstance(choice, LayerSelection):
+        return load_model(spec, choice, head=head, num_labels=num_labels, trust=trust, need_tokenizer=need_tokenizer)
+    return load_model_by_strategy(
+        spec, choice.strategy, choice.count, calibration=choice.calibration, calibration_texts=choice.calibration_texts,
+        texts_source=choice.texts_source, ranking=choice.ranking, samples=choice.samples, head=head,
+        num_labels=num_labels, task=choice.task, trust=trust, need_tokenizer=need_tokenizer,
+    )
+
+
 def load_model_by_strategy(
     spec: str,
     strategy: str,
@@ -74,12 +94,6 @@ def load_model_by_strategy(
     place (a `cls` head loads the kept blocks afresh). Strategy `task` ranks on `task` (a
     `TaskCalibration`: a run's dev examples), or on the dev examples of the task named by `calibration`.
     """
-    from layercut.cutting import cut_layers, load_model
-    from layercut.importance.cache import rank_layers_cached
-    from layercut.importance.calibration import read_calibration_texts
-    from layercut.importance.task import TaskCalibration, rank_by_task
-    from layercut.sources import load_config
-
     check_strategy(strategy)
     if calibration is not None and ranking is not None:
         raise LayercutError("give either a calibration source or a saved ranking, not both")
@@ -108,7 +122,7 @@ def load_model_by_strategy(
             cut_layers(loaded.model, kept)
             loaded.kept = kept
         else:
-            loaded = load_model(spec, LayerSelection("keep", spec=format_index_spec(kept)), head=head, num_labels=num_labels,
+            loaded = load_model(spec, LayerSelection.keeping(kept), head=head, num_labels=num_labels,
                                 trust=trust)
         record.update(calibration=computed.calibration, seconds=computed.seconds)
     else:
@@ -116,7 +130,7 @@ def load_model_by_strategy(
         if saved is not None and saved.depth != depth:
             raise LayercutError(f"the ranking '{ranking}' is of a {saved.depth}-layer model, '{spec}' has {depth}: rank this model")
         kept = kept_layers(strategy, count, depth, saved)
-        loaded = load_model(spec, LayerSelection("keep", spec=format_index_spec(kept)), head=head, num_labels=num_labels,
+        loaded = load_model(spec, LayerSelection.keeping(kept), head=head, num_labels=num_labels,
                             trust=trust, need_tokenizer=need_tokenizer)
         if saved is not None:
             record.update(ranking=str(ranking), calibration=saved.calibration)

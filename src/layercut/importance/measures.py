@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from layercut.blocks import find_blocks
 from layercut.importance.blockio import block_input, block_output, body, model_device
 from layercut.importance.calibration import CalibrationBatch
+from layercut.model.blocks import find_blocks
+from layercut.padding import last_real_index
 from layercut.progress import progress_bar
 
 
@@ -25,11 +26,6 @@ from layercut.progress import progress_bar
 class HiddenStateMeasures:
     block_influence: list[float]  # one per layer
     angular_distance: dict[int, list[float]]  # n -> one per start layer l = 0 .. depth - n
-
-
-def last_real_positions(mask: torch.Tensor) -> torch.Tensor:
-    """Index of each row's last real token, for right or left padding."""
-    return mask.shape[1] - 1 - mask.flip(1).argmax(1)
 
 
 def hidden_state_measures(
@@ -61,7 +57,7 @@ def hidden_state_measures(
         with torch.no_grad():
             for batch in progress_bar(batches, desc="hidden states", unit="batch", enabled=progress):
                 mask = batch.attention_mask.to(device)
-                current.update(mask=mask.float(), last=last_real_positions(mask))
+                current.update(mask=mask.float(), last=last_real_index(mask))
                 body(model)(input_ids=batch.input_ids.to(device), attention_mask=mask, use_cache=False)
                 unit = F.normalize(torch.stack(last).double(), dim=-1)  # (depth + 1, batch, hidden)
                 cos = torch.einsum("ibh,jbh->bij", unit, unit).clamp(-1.0, 1.0)

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from layercut.atomic import write_json_atomic
-from layercut.blocks import find_blocks
 from layercut.errors import LayercutError
+from layercut.importance.calibration import calibration_batches
+from layercut.importance.measures import hidden_state_measures
+from layercut.importance.removal import removal_scan
 from layercut.importance.strategies import (
     MEASURES,
     RANKED,
@@ -24,7 +26,8 @@ from layercut.importance.strategies import (
     is_nested,
     kept_layers,
 )
-from layercut.selection import format_index_spec
+from layercut.model.blocks import find_blocks
+from layercut.model.layers import format_index_spec
 
 FORMAT = 1
 
@@ -145,10 +148,6 @@ def rank_layers(
     bi and angular come from one hooked forward pass, loss and greedy from one removal scan; each
     pass records everything it yields (the greedy scan's first step is the removal loss).
     """
-    from layercut.importance.calibration import calibration_batches
-    from layercut.importance.measures import hidden_state_measures
-    from layercut.importance.removal import removal_scan
-
     unknown = [m for m in measures if m not in MEASURES]
     if unknown or not measures:
         raise LayercutError(f"unknown measure(s) {unknown or 'none given'}: choose from {', '.join(MEASURES)}")

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from layercut.blocks import find_blocks, per_layer_config_fields, set_config_depth
 from layercut.errors import LayercutError
 from layercut.importance.blockio import block_input, body, model_device, with_hidden
 from layercut.importance.calibration import CalibrationBatch
+from layercut.model.blocks import find_blocks, per_layer_config_fields, set_config_depth
 from layercut.progress import progress_bar
 
 

@@ -11,7 +11,12 @@ more from one fixed order.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
 from layercut.errors import LayercutError
+from layercut.model.layers import LayerSelection, check_keep_count
 
 REFERENCE_STRATEGIES = ("first", "last", "spaced")  # need no calibration text
 MEASURES = ("bi", "angular", "loss", "greedy")  # each also names the strategy that reads it
@@ -28,9 +33,8 @@ def check_strategy(strategy: str) -> str:
 
 
 def check_count(count: int, depth: int) -> int:
-    if not 1 <= count <= depth:
-        raise LayercutError(f"cannot keep {count} layers of a {depth}-layer model: choose a count from 1 to {depth}")
-    return count
+    """A strategy's --keep-count, checked against the model's depth."""
+    return check_keep_count(count, depth, choose="a count")
 
 
 def check_block_size(n: int, depth: int) -> int:
@@ -101,3 +105,21 @@ def _measure(ranking, strategy: str):
     if value is None:
         raise LayercutError(f"this ranking lacks the '{strategy}' measure: rerun `layercut rank` with --measures including {strategy}")
     return value
+
+
+@dataclass(frozen=True)
+class StrategyChoice:
+    """Keep the `count` layers `strategy` chooses, ranked on `calibration` (a task, or a text or .jsonl file),
+    on `calibration_texts` (labelled `texts_source`), on a run's dev examples (`task`), or by a saved `ranking`."""
+
+    strategy: str
+    count: int
+    calibration: str | None = None
+    calibration_texts: list[str] | None = None
+    texts_source: str = ""
+    ranking: str | Path | None = None
+    samples: int = 64
+    task: object = None  # a TaskCalibration, for strategy `task`
+
+
+LayerChoice = Union[LayerSelection, StrategyChoice]

@@ -16,10 +16,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from layercut.batching import collate_padded, last_real_index
-from layercut.heads import restricted_lm_logits
+from layercut.adapt.scorers import restricted_lm_logits
 from layercut.importance.blockio import body
+from layercut.importance.cache import cached_ranking, ranking_key
 from layercut.importance.ranking import LayerRanking
+from layercut.importance.removal import removal_scan
+from layercut.padding import collate_padded, last_real_index
+from layercut.run.config import RunConfig
+from layercut.run.task import make_run_splits, resolve_task
 
 BATCH_SIZE = 8
 
@@ -35,9 +39,6 @@ class TaskCalibration:
     @classmethod
     def for_task(cls, model: str, task: str) -> "TaskCalibration":
         """A task's dev examples under the default run settings (`layercut cut --keep-strategy task`)."""
-        from layercut.adaptation import make_run_splits, resolve_task
-        from layercut.runconfig import RunConfig
-
         config = RunConfig(model=model, task=task)
         spec = resolve_task(config)
         return cls(config, spec, make_run_splits(config, spec))
@@ -73,9 +74,7 @@ class LabelWordLoss:
 
 def rank_by_task(loaded, task: TaskCalibration, progress: bool = True) -> LayerRanking:
     """The greedy removal order of `loaded` (the whole causal LM) scored on the task's dev examples; cached."""
-    from layercut.adaptation import build_prompting
-    from layercut.importance.cache import cached_ranking, ranking_key
-    from layercut.importance.removal import removal_scan
+    from layercut.run.prepare import build_prompting  # run setup imports this module: a top-level import is a cycle
 
     config = task.config
     label_words, prompts, demos = build_prompting(config, task.spec, task.splits, loaded.model, loaded.tokenizer)

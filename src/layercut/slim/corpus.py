@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layercut.errors import LayercutError
-from layercut.tasks import PromptBuilder, TaskSpec, get_task, load_examples
+from layercut.prompting import PromptBuilder
+from layercut.tasks import TaskSpec, get_task, load_examples
 
 # Long enough that no prompt is cut: the corpus is every text whole.
 _NO_TRUNCATION = 10**9

@@ -19,14 +19,18 @@ from typing import Callable
 import torch
 from torch import nn
 
-from layercut.batching import common_prefix_length, compute_prefix_cache, forward_prompts, last_real_index, make_batch
-from layercut.blocks import find_blocks
+from layercut.adapt.batching import common_prefix_length, compute_prefix_cache, forward_prompts, make_batch
+from layercut.adapt.evaluation import Scores
+from layercut.adapt.metrics import classification_metrics
+from layercut.adapt.scorers import restricted_lm_logits
 from layercut.errors import LayercutError
-from layercut.evaluation import Scores
-from layercut.heads import restricted_lm_logits
-from layercut.metrics import classification_metrics
-from layercut.runconfig import RunConfig
-from layercut.selection import LayerSelection
+from layercut.model.blocks import find_blocks
+from layercut.model.layers import LayerSelection
+from layercut.model.sources import load_config
+from layercut.padding import last_real_index
+from layercut.run.config import RunConfig
+from layercut.run.pipeline import resolve_autocast, resolve_device
+from layercut.run.prepare import prepare_adaptation
 
 # Where a family keeps what follows its blocks, below `model.base_model` (OPT nests it in `decoder`).
 _FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm")
@@ -61,18 +65,12 @@ def one_pass_problem(config: RunConfig) -> str | None:
 
 def first_k_depth(config: RunConfig) -> int | None:
     """k when the run keeps exactly the first k blocks (first:k, all, 0-(k-1)); else None."""
-    from layercut.sources import load_config
-
     kept = LayerSelection.parse(config.layers).indices(load_config(config.model).num_hidden_layers)
     return len(kept) if kept == list(range(len(kept))) else None
 
 
 def profile_depths(config: RunConfig, depths: list[int] | None = None) -> DepthProfile:
     """Score the test split at every depth in `depths` (default 1..all) in one forward pass."""
-    from layercut.adaptation import prepare_adaptation
-    from layercut.run import resolve_autocast, resolve_device
-    from layercut.sources import load_config
-
     problem = one_pass_problem(config)
     if problem:
         raise LayercutError(f"cannot profile depths in one pass: {problem}")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass
 
-from layercut.accounting import count_config_parameters
+from layercut.model.size import count_config_parameters
+from layercut.slim.trim import choose_tokens, config_token_ids
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,5 @@ def depth_sizes(config, depths: list[int], trimmed_vocab_size: int | None = None
 
 def trimmed_vocab_size(tokenizer, corpus, config) -> int:
     """How many tokens `layercut cut --trim-vocab` keeps for this corpus (no model needed)."""
-    from layercut.slim.trim import choose_tokens, config_token_ids
-
     return len(choose_tokens(tokenizer, corpus.texts, corpus.label_words, config_token_ids(config),
                              vocab_size=config.vocab_size).kept_ids)

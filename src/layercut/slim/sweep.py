@@ -11,7 +11,11 @@ import json
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from layercut.runconfig import RunConfig
+from layercut.errors import LayercutError
+from layercut.run.config import RunConfig
+from layercut.run.pipeline import run
+from layercut.run.record import RunRecord
+from layercut.slim.profile import first_k_depth, one_pass_problem, profile_depths
 
 ONE_PASS = "one-pass depth profile"
 
@@ -24,8 +28,6 @@ class OnePassGroup:
 
 def split_one_pass_runs(configs: Iterable[RunConfig]) -> tuple[list[OnePassGroup], list[RunConfig]]:
     """The groups one pass can score (two depths or more), and the runs left to run one by one."""
-    from layercut.slim.profile import one_pass_problem
-
     groups: dict[str, OnePassGroup] = {}
     rest = []
     for config in configs:
@@ -46,38 +48,32 @@ def split_one_pass_runs(configs: Iterable[RunConfig]) -> tuple[list[OnePassGroup
     return one_pass, rest
 
 
-def one_pass_records(groups: list[OnePassGroup]) -> Iterator[dict]:
+def one_pass_records(groups: list[OnePassGroup]) -> Iterator[RunRecord]:
     """Each run's record, as `run()` writes it; a group that fails gives every run a `failed` record."""
-    from layercut.run import run
-    from layercut.slim.profile import profile_depths
-    from layercut.sweep.backends import failed_record
-
     for group in groups:
         try:
             profile = profile_depths(group.configs[0], group.depths)
         except Exception as error:  # like execute_run: one bad cell does not end the sweep
-            yield from (failed_record(config, error) for config in group.configs)
+            yield from (RunRecord.failed(config, error) for config in group.configs)
             continue
         for config, depth in zip(group.configs, group.depths):
             try:
-                record = run(config, show_progress=False, test_scores=profile.scores[depth]).record
+                result = run(config, show_progress=False, test_scores=profile.scores[depth])
             except Exception as error:
-                yield failed_record(config, error)
+                yield RunRecord.failed(config, error)
                 continue
             # The pass scored every depth at once: no per-depth speed was measured. Its time is split evenly
             # over the group's runs, so a report's total compute counts it once.
+            record = result.record
             record["timing"]["eval_seconds"] = profile.seconds / len(group.configs)
             record["timing"]["eval_examples_per_second"] = None
             record["scored_by"] = {"method": ONE_PASS, "depths": profile.depths, "pass_seconds": profile.seconds,
                                    "note": "timing.eval_seconds is an even share of the one pass over all depths; "
                                            "memory.peak_bytes covers this run's own set-up only"}
-            yield record
+            yield result
 
 
 def _first_k_depth_or_none(config: RunConfig) -> int | None:
-    from layercut.errors import LayercutError
-    from layercut.slim.profile import first_k_depth
-
     try:
         return first_k_depth(config)
     except LayercutError:  # an unreadable model or layer choice: its own run reports the problem

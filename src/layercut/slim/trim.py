@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from layercut.errors import LayercutError
+from layercut.slim.corpus import resolve_corpus
 
 _BYTE_FALLBACK_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
 _CONFIG_TOKEN_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "unk_token_id",
@@ -158,8 +159,6 @@ def trim_vocabulary(model: nn.Module, tokenizer, texts: list[str], keep_words: l
 
 def trim_loaded(loaded, corpus_name: str) -> tuple:
     """A cut model (LoadedModel) trimmed to a task's or text file's vocabulary, and the trim's record."""
-    from layercut.slim.corpus import resolve_corpus
-
     corpus = resolve_corpus(corpus_name, loaded.tokenizer)
     model, tokenizer, record = trim_vocabulary(loaded.model, loaded.tokenizer, corpus.texts, corpus.label_words,
                                                corpus.description)

@@ -8,9 +8,9 @@
 
 import importlib
 
-# Imported on first use: the command line imports `layercut.sweep.commands`, which must not load torch.
+# Imported on first use: the command line imports `layercut.cli.sweep`, which must not load torch.
 _EXPORTS = {"Experiment": "layercut.sweep.experiment", "load_experiment": "layercut.sweep.experiment",
-            "write_report": "layercut.sweep.report", "SweepSummary": "layercut.sweep.runner",
+            "write_report": "layercut.report.markdown", "SweepSummary": "layercut.sweep.runner",
             "run_sweep": "layercut.sweep.runner", "ResultStore": "layercut.sweep.store"}
 __all__ = sorted(_EXPORTS)
 

@@ -6,12 +6,12 @@ store; so the same experiment gives the same results, and a Ray cluster needs no
 
 from __future__ import annotations
 
-import json
 from typing import Iterable, Iterator
 
 from layercut.atomic import temporary_directory
 from layercut.errors import LayercutError
-from layercut.runconfig import RunConfig
+from layercut.run.config import RunConfig
+from layercut.run.record import RESULT_NAME, RunRecord
 
 BACKENDS = ("local", "ray")
 # Ray forwards workers' output to the driver: keep library progress bars and chatter off it,
@@ -20,29 +20,25 @@ _QUIET_WORKERS = {"env_vars": {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMER
                                "TOKENIZERS_PARALLELISM": "false"}}
 
 
-def execute_run(config: RunConfig) -> dict:
-    """One run's result record; a run that raises becomes a `failed` record, so one bad cell
+def execute_run(config: RunConfig) -> RunRecord:
+    """One run's record; a run that raises becomes a `failed` record, so one bad cell
     does not end the sweep (KeyboardInterrupt still does)."""
-    from layercut.run import RESULT_NAME, run
+    from layercut.run.pipeline import run  # torch: `layercut --help` imports this module for BACKENDS
 
     with temporary_directory("layercut-run") as folder:
         try:
-            return run(config, folder, show_progress=False).record
+            return run(config, folder, show_progress=False)
         except Exception as error:
-            written = folder / RESULT_NAME
-            if written.exists():  # diverged: run() wrote its record before raising
-                return json.loads(written.read_text())
-            return failed_record(config, error)
-
-
-def failed_record(config: RunConfig, error: Exception) -> dict:
-    return {"status": "failed", "key": config.key(), "config": config.to_dict(), "error": f"{type(error).__name__}: {error}"}
+            written = RunRecord.read(folder / RESULT_NAME)
+            if written is not None:  # diverged: run() wrote its record before raising
+                return written
+            return RunRecord.failed(config, error)
 
 
 class LocalBackend:
     name = "local"
 
-    def execute(self, configs: Iterable[RunConfig]) -> Iterator[dict]:
+    def execute(self, configs: Iterable[RunConfig]) -> Iterator[RunRecord]:
         for config in configs:
             yield execute_run(config)
 
@@ -60,7 +56,7 @@ class RayBackend:
             raise LayercutError("--backend ray needs Ray: run `pip install 'layercut[ray]'`, or use --backend local") from None
         self.ray, self.address = ray, address
 
-    def execute(self, configs: Iterable[RunConfig]) -> Iterator[dict]:
+    def execute(self, configs: Iterable[RunConfig]) -> Iterator[RunRecord]:
         configs = list(configs)
         if not configs:  # nothing left to run: do not start Ray for it
             return

@@ -39,16 +39,19 @@ from pathlib import Path
 import yaml
 
 from layercut.errors import LayercutError
-from layercut.runconfig import RunConfig
-from layercut.selection import LayerSelection, parse_index_spec
-from layercut.sources import Trust
+from layercut.evaluate.sweep import parse_evaluations
+from layercut.importance.strategies import check_strategy
+from layercut.model.layers import LayerSelection, parse_index_spec
+from layercut.model.sources import Trust, check_model_source
+from layercut.prompting.demos import POLICIES
+from layercut.run.config import RunConfig
+from layercut.run.task import resolve_task
+from layercut.sweep.grid import DIMENSIONS, SETTINGS
+from layercut.sweep.plan import model_facts
+from layercut.tasks import load_examples, make_splits
+from layercut.tasks.options import TASK_OPTION_NAMES
 
-DIMENSIONS = {  # experiment key -> RunConfig field
-    "models": "model", "layers": "layers", "strategies": "keep_strategy", "keep_counts": "keep_count",
-    "tasks": "task", "heads": "head", "methods": "method", "demos": "demos", "shots": "shots", "seeds": "seed",
-}
 KEYS = ("description", *DIMENSIONS, "arms", "settings", "evaluations")
-SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in {*DIMENSIONS.values(), "task_options"})
 # Settings a method ignores keep their first value there, so that sweeping them does not repeat identical runs.
 _TRAINING = ("learning_rate", "epochs", "max_steps", "eval_every", "batch_size", "gradient_accumulation", "patience",
              "weight_decay")
@@ -72,11 +75,6 @@ class Experiment:
         return hashlib.sha256("\n".join(sorted(r.key() for r in self.runs)).encode()).hexdigest()[:16]
 
 
-def layer_choice(config: dict) -> str:
-    """How a run chose its layers, as written in the file: `first:2`, `all`, or `bi:4` for a strategy."""
-    return f"{config['keep_strategy']}:{config['keep_count']}" if config["keep_strategy"] else config["layers"]
-
-
 def load_experiment(path: str | Path) -> Experiment:
     path = Path(path)
     try:
@@ -91,8 +89,6 @@ def load_experiment(path: str | Path) -> Experiment:
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise LayercutError(f"'{path}' is not valid YAML ({problem}{at}): fix the syntax") from None
     runs, warnings = expand(data, path.parent.resolve(), str(path))
-    from layercut.evaluate.sweep import parse_evaluations
-
     evaluations = parse_evaluations(data.get("evaluations"), path.parent.resolve(), str(path))
     return Experiment(tuple(runs), tuple(warnings), text, str(path), evaluations)
 
@@ -141,10 +137,6 @@ def _check_runs_can_start(runs: list[RunConfig], where: str) -> None:
     """What would otherwise fail only when a run starts: its model's files (pickle, remote code, no
     weights) and its splits (K, dev and test sizes the task's data cannot hold; Hub data is read
     only by the run)."""
-    from layercut.adaptation import resolve_task
-    from layercut.sources import check_model_source
-    from layercut.tasks import load_examples, make_splits
-
     for model, pickle, remote_code in sorted({(r.model, r.allow_pickle, r.trust_remote_code) for r in runs}):
         check_model_source(model, Trust(pickle=pickle, remote_code=remote_code))
     data = {}
@@ -178,8 +170,6 @@ def _checked(data: dict, key: str, where: str) -> list:
     for value in values:
         RunConfig(**{field: value})
         if field == "demos":
-            from layercut.tasks.demos import POLICIES
-
             if value not in POLICIES:
                 raise LayercutError(f"{where}: unknown demonstration policy '{value}'; use one of {', '.join(POLICIES)}")
     return values
@@ -191,8 +181,6 @@ def _strategy_choices(data: dict, where: str) -> list[dict]:
         raise LayercutError(f"{where}: 'strategies' and 'keep_counts' go together: give both (or use 'layers')")
     if "strategies" not in data:
         return []
-    from layercut.importance.strategies import check_strategy
-
     strategies = [check_strategy(str(s)) for s in _values(data, "strategies", where)]
     counts = [_coerce("keep_count", c, f"{where}: keep_counts") for c in _values(data, "keep_counts", where)]
     return [{"keep_strategy": s, "keep_count": k} for s in strategies for k in counts]
@@ -202,8 +190,6 @@ def _selections(model: str, layers: list, strategy_choices: list[dict], where: s
                 trust: Trust) -> list[dict]:
     """The layer choices for one model: its `layers` entries, then the strategy choices; those the
     model's depth cannot hold are skipped (its depth is read from its config, without weights)."""
-    from layercut.sweep.plan import model_facts
-
     choices = []
     for entry in layers:
         is_count = isinstance(entry, int) and not isinstance(entry, bool)
@@ -248,13 +234,11 @@ def _model(entry, base: Path, where: str) -> tuple[str, list | None]:
 
 def _task(entry, base: Path, where: str) -> tuple[str, dict]:
     """A task name or YAML file, or a data-file task: {name, data, template, label_words, ...}."""
-    from layercut.adaptation import TASK_OPTION_DEFAULTS, resolve_task
-
     if isinstance(entry, dict):
         options = {k: v for k, v in entry.items() if k != "name"}
-        unknown = sorted(set(options) - set(TASK_OPTION_DEFAULTS))
+        unknown = sorted(set(options) - set(TASK_OPTION_NAMES))
         if "name" not in entry or unknown:
-            raise LayercutError(f"{where}: a task entry takes 'name' and task options ({', '.join(TASK_OPTION_DEFAULTS)}), "
+            raise LayercutError(f"{where}: a task entry takes 'name' and task options ({', '.join(TASK_OPTION_NAMES)}), "
                                 f"got {sorted(entry)}")
         for key in ("data", "test_data"):
             if options.get(key):

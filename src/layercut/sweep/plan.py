@@ -11,9 +11,14 @@ import json
 from dataclasses import dataclass
 
 from layercut.errors import LayercutError
-from layercut.runconfig import RunConfig
-from layercut.selection import LayerSelection
-from layercut.sources import Trust
+from layercut.importance.strategies import check_count
+from layercut.model.layers import LayerSelection
+from layercut.model.size import config_size_reports, known_config
+from layercut.model.sources import Trust, load_config, resolve_source
+from layercut.report.text import text_table
+from layercut.run.config import RunConfig
+from layercut.run.task import resolve_task
+from layercut.sweep.grid import SETTINGS, layer_choice
 
 # A rendered example (template + text). Real tasks range from ~15 tokens (TREC) to ~60 (AGNews).
 TOKENS_PER_EXAMPLE = 40
@@ -34,8 +39,6 @@ class ModelFacts:
         """How many blocks the run keeps; a LayercutError if this model cannot hold its choice."""
         if config.keep_strategy is None:
             return len(LayerSelection.parse(config.layers).indices(self.depth))
-        from layercut.importance.strategies import check_count
-
         return check_count(config.keep_count, self.depth)
 
     def non_embedding_parameters(self, kept: int) -> int:
@@ -46,9 +49,6 @@ class ModelFacts:
 def model_facts(spec: str, trust: Trust = Trust()) -> ModelFacts | None:
     """None when a Hub model's config cannot be read here (offline): the plan then says so. A local
     path that does not exist, an alias typo or a damaged config is an error."""
-    from layercut.accounting import known_config
-    from layercut.sources import load_config, resolve_source
-
     config = known_config(spec)  # first: an offline Hub lookup takes half a minute to fail
     if config is None:
         source = resolve_source(spec)
@@ -63,8 +63,6 @@ def model_facts(spec: str, trust: Trust = Trust()) -> ModelFacts | None:
 
 @functools.lru_cache(maxsize=None)
 def _non_embedding(facts: ModelFacts, kept: int) -> int:
-    from layercut.accounting import config_size_reports
-
     return config_size_reports(facts.config, [kept])[0].non_embedding_parameters
 
 
@@ -101,15 +99,12 @@ def run_flops(config: RunConfig) -> float | None:
 
 @functools.lru_cache(maxsize=None)
 def _task_spec(task: str, options: str):
-    from layercut.adaptation import resolve_task
-
     return resolve_task(RunConfig(task=task, task_options=json.loads(options)))
 
 
 def describe_plan(runs: list[RunConfig], done: set[str] = frozenset()) -> str:
     """One line per run (the swept settings shown when they vary), then the count and cost; `done`: the
     keys of runs already complete."""
-    from layercut.sweep.experiment import SETTINGS, layer_choice
 
     varying = [name for name in SETTINGS if len({getattr(r, name) for r in runs}) > 1]
     header = ["#", "key", "model", "layers", "task", "head", "method", "demos", "shots", "seed", *varying, "FLOP", ""]
@@ -121,8 +116,7 @@ def describe_plan(runs: list[RunConfig], done: set[str] = frozenset()) -> str:
         rows.append([str(index), run.key(), run.model, layer_choice(run.to_dict()), run.task, run.head, run.method,
                      run.demos, str(run.shots), str(run.seed), *(str(getattr(run, name)) for name in varying),
                      "?" if flops is None else f"{flops:.1e}", "done" if run.key() in done else ""])
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines = [text_table([header, *rows])]
     lines.append(f"{len(runs)} runs" + (f", {len(done)} already complete" if done else ""))
     lines.append(
         f"estimated compute: {total:.2e} FLOP"

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from layercut.evaluate.sweep import run_evaluations
+from layercut.report.markdown import write_report
 from layercut.slim.sweep import one_pass_records, split_one_pass_runs
 from layercut.sweep.backends import make_backend
-from layercut.sweep.experiment import Experiment, layer_choice
-from layercut.sweep.report import write_report
-from layercut.sweep.store import FINISHED, ResultStore
+from layercut.sweep.experiment import Experiment
+from layercut.sweep.grid import layer_choice
+from layercut.sweep.store import ResultStore
 
 
 @dataclass
@@ -36,20 +38,18 @@ def run_sweep(experiment: Experiment, out: str | Path, *, backend: str = "local"
         records = itertools.chain(one_pass_records(one_pass), executor.execute(one_by_one))
         for index, record in enumerate(records, 1):
             store.save(record)
-            config = record["config"]
-            what = (f"{record['key']} {config['model']} {layer_choice(config)} {config['task']} {config['head']} "
+            config = record.config
+            what = (f"{record.key} {config['model']} {layer_choice(config)} {config['task']} {config['head']} "
                     f"{config['method']} seed {config['seed']}")
-            if record["status"] in FINISHED:
+            if record.finished:
                 summary.finished += 1
-                note = "" if record["status"] == "complete" else f" ({record['status']})"
-                echo(f"[{index}/{len(pending)}] {what}: accuracy {record['metrics']['accuracy']:.4f}{note}")
+                note = "" if record.status == "complete" else f" ({record.status})"
+                echo(f"[{index}/{len(pending)}] {what}: accuracy {record.accuracy:.4f}{note}")
             else:
-                summary.failed.append(record["key"])
-                echo(f"[{index}/{len(pending)}] {what}: FAILED: {record['error']}")
+                summary.failed.append(record.key)
+                echo(f"[{index}/{len(pending)}] {what}: FAILED: {record.error}")
         if summary.finished or summary.already_done:
             if experiment.evaluations:
-                from layercut.evaluate.sweep import run_evaluations
-
-                run_evaluations(experiment.evaluations, store.root, [r for r in store.records() if r["status"] in FINISHED], echo)
+                run_evaluations(experiment.evaluations, store.root, [r.record for r in store.records() if r.finished], echo)
             summary.report = write_report(out).report
     return summary

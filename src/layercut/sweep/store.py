@@ -13,26 +13,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 from layercut.atomic import is_temporary, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from layercut.errors import LayercutError
-from layercut.run import RESULT_NAME
+from layercut.run.record import FAILURE_NAME, RESULT_NAME, RunRecord, read_json
 
-FAILURE_NAME = "failure.json"
 LOCK_NAME = ".lock"
-# What reports read from a record; a record without them is damaged.
-_CONFIG_FIELDS = ("model", "layers", "keep_strategy", "keep_count", "task", "task_options", "head", "method", "demos",
-                  "shots", "seed")
-_FINISHED_FIELDS = ("metrics.accuracy", "metrics.macro_f1", "metrics.num_examples", "layers.kept", "layers.spec",
-                    "layers.source_depth", "parameters.total", "parameters.non_embedding", "parameters.percent_of_source",
-                    "timing.train_seconds", "timing.eval_examples_per_second", "memory.peak_bytes", "dev")
-# `diverged` is final too: run() stops on a non-finite loss and evaluates the last good weights;
-# the same configuration would diverge again.
-FINISHED = ("complete", "diverged")
 
 
 class ResultStore:
@@ -44,29 +33,27 @@ class ResultStore:
 
     def is_done(self, key: str) -> bool:
         """A run is done when its result is whole; one that lacks fields is run again."""
-        record = read_json(self.folder(key) / RESULT_NAME)
-        return record is not None and record.get("status") in FINISHED and missing_field(record) is None
+        record = RunRecord.read(self.folder(key) / RESULT_NAME)
+        return record is not None and record.finished and record.missing_field() is None
 
-    def save(self, record: dict) -> None:
-        folder = self.folder(record["key"])
-        if record["status"] in FINISHED:
-            write_json_atomic(folder / RESULT_NAME, record)
+    def save(self, record: RunRecord) -> None:
+        folder = self.folder(record.key)
+        record.write(folder)
+        if record.finished:
             (folder / FAILURE_NAME).unlink(missing_ok=True)
-        else:
-            write_json_atomic(folder / FAILURE_NAME, record)
 
-    def records(self) -> list[dict]:
+    def records(self) -> list[RunRecord]:
         """Each run once: its result if it finished, else its last failure."""
         runs = self.root / "runs"
         records = []
         for folder in sorted(runs.iterdir() if runs.is_dir() else []):
             path = folder / RESULT_NAME if (folder / RESULT_NAME).exists() else folder / FAILURE_NAME
-            record = read_json(path)
+            record = RunRecord.read(path)
             if record is None:
                 if path.exists():
                     raise LayercutError(f"'{path}' is damaged (not a JSON object): delete '{folder}' and run the sweep again")
                 continue
-            missing = missing_field(record)
+            missing = record.missing_field()
             if missing:
                 raise LayercutError(f"'{path}' lacks the field '{missing}': delete '{folder}' and run the sweep again to redo that run")
             records.append(record)
@@ -124,26 +111,3 @@ class ResultStore:
                 f"'{self.root}' holds the results of another experiment ({owner.get('source')}, {owner.get('runs')} runs): "
                 "choose another --out, or pass --allow-different to add this experiment's runs to it"
             )
-
-
-def read_json(path: Path) -> dict | None:
-    """The JSON object in `path`; None when it is missing, unreadable or not an object."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def missing_field(record: dict) -> str | None:
-    """The first field a report reads that `record` lacks (dotted, e.g. `metrics.accuracy`), or None."""
-    paths = ["key", "status", *(f"config.{name}" for name in _CONFIG_FIELDS)]
-    if record.get("status") in FINISHED:
-        paths += _FINISHED_FIELDS
-    for path in paths:
-        value = record
-        for part in path.split("."):
-            if not isinstance(value, dict) or part not in value:
-                return path
-            value = value[part]
-    return None

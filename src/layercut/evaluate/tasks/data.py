@@ -30,8 +30,8 @@ def task_dataset(name: str):
     """A `datasets.DatasetDict` (train, test) of a layercut task, in lm-eval's document format."""
     import datasets
 
+    from layercut.prompting.templates import fill_template
     from layercut.tasks import get_task, load_examples
-    from layercut.tasks.prompts import fill_template
 
     spec = get_task(name)
     data = load_examples(spec)

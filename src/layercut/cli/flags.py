@@ -1,0 +1,54 @@
+"""Flags several commands share: loading trust, and the task (a name, or a data file and its columns)."""
+
+from __future__ import annotations
+
+import argparse
+
+from layercut.model.sources import Trust
+from layercut.tasks.options import TaskOptions, task_spec
+from layercut.tasks.spec import TaskSpec
+
+
+def add_trust_arguments(parser: argparse.ArgumentParser) -> None:
+    """--allow-pickle and --trust-remote-code, for every command that loads a model."""
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="load pickle weights (pytorch_model.bin) when a model has no safetensors; unpickling can run code")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="run model code shipped with the model (auto_map in its config); only for sources you trust")
+
+
+def trust_from_args(args: argparse.Namespace) -> Trust:
+    return Trust(pickle=args.allow_pickle, remote_code=args.trust_remote_code)
+
+
+def add_task_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", nargs="?", help="a built-in task (`layercut tasks`) or a task YAML file")
+    add_task_file_arguments(parser)
+
+
+def add_task_file_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `TaskOptions`: a task described by its data file, and overrides of any task's template and words."""
+    defaults = TaskOptions()
+    group = parser.add_argument_group("task from a data file (instead of a task name)")
+    group.add_argument("--data", metavar="FILE", help="a CSV, TSV, JSONL or Parquet file of labelled texts")
+    group.add_argument("--test-data", metavar="FILE", help="its test set (default: a fixed stratified hold-out)")
+    group.add_argument("--text-column", default=defaults.text_column, metavar="C",
+                       help=f"column with the text (default: {defaults.text_column})")
+    group.add_argument("--text-b-column", metavar="C", help="column with a second text, for pair tasks")
+    group.add_argument("--label-column", default=defaults.label_column, metavar="C",
+                       help=f"column with the label (default: {defaults.label_column})")
+    group.add_argument("--label-names", metavar="N1,N2,...", help="class names in order (default: from the data)")
+    parser.add_argument("--template", metavar="T",
+                        help=r"prompt template with {text}, ending before the label word, e.g. 'Review: {text}\nSentiment:'")
+    parser.add_argument("--label-words", metavar="W1,W2,...", help="one label word per class, in class order")
+
+
+def task_options_from_args(args: argparse.Namespace) -> TaskOptions:
+    return TaskOptions(data=args.data, test_data=args.test_data, text_column=args.text_column,
+                       text_b_column=args.text_b_column, label_column=args.label_column, label_names=args.label_names,
+                       template=args.template, label_words=args.label_words)
+
+
+def task_from_args(args: argparse.Namespace) -> TaskSpec:
+    """The task named by TASK or described by --data and the column flags, with any overrides applied."""
+    return task_spec(args.task, task_options_from_args(args))

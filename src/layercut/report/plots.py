@@ -1,0 +1,145 @@
+"""The report's figures: accuracy vs layers kept (per model, one panel per task), accuracy vs
+parameters, and evaluation speed-up vs layers kept. Bare `Figure`s draw with Agg and leave
+pyplot's global state alone; the folder is replaced whole, so it never mixes two reports."""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from layercut.atomic import atomic_directory
+from layercut.report.tables import HEAD_NAMES, Table
+
+
+def write_plots(tables: list[Table], shown: tuple[str, ...], folder: Path) -> list[Path]:
+    names = []
+    with atomic_directory(folder, overwrite=True) as tmp:
+        for model in sorted({t.fields["model"] for t in tables}):
+            name = f"accuracy_vs_layers_{_slug(model)}.png"
+            _accuracy_vs_layers(model, [t for t in tables if t.fields["model"] == model], shown).savefig(tmp / name, dpi=110)
+            names.append(name)
+            trained = [t for t in tables if t.fields["model"] == model and any(
+                cell.runs and (cell.runs[0].get("dev") or {}).get("curve") for row in t.rows for cell in row.cells.values())]
+            for measure in ("dev_accuracy", "train_loss"):
+                if trained:
+                    name = f"{measure}_curves_{_slug(model)}.png"
+                    _training_curves(model, trained, shown, measure).savefig(tmp / name, dpi=110)
+                    names.append(name)
+        for name, draw in (("accuracy_vs_parameters.png", _accuracy_vs_parameters),
+                           ("speedup_vs_layers.png", _speedup_vs_layers)):
+            draw(tables, shown).savefig(tmp / name, dpi=110)
+            names.append(name)
+    return [folder / name for name in names]
+
+
+def _accuracy_vs_layers(model: str, tables: list[Table], shown: tuple[str, ...]):
+    """Mean test accuracy over seeds with a ±1 std band, one line per head/method/strategy."""
+    tasks = sorted({task for table in tables for task in table.tasks})
+    columns = min(3, len(tasks))
+    figure = _figure(f"Test accuracy vs layers kept: {model}", (4.5 * columns, 3.6 * math.ceil(len(tasks) / columns)))
+    panels = figure.subplots(math.ceil(len(tasks) / columns), columns, squeeze=False).flat
+    for task, axes in zip(tasks, panels):  # tasks first: zip must not take a panel it will not use
+        for table in tables:
+            rows = [row for row in table.rows if task in row.cells]
+            if not rows:
+                continue
+            kept = [row.kept for row in rows]
+            means = [row.cells[task].mean for row in rows]
+            spreads = [100 * statistics.stdev(row.cells[task].accuracies) if len(row.cells[task].accuracies) > 1 else 0.0
+                       for row in rows]
+            line, = axes.plot(kept, means, marker="o", label=table.label(shown))
+            axes.fill_between(kept, [m - s for m, s in zip(means, spreads)], [m + s for m, s in zip(means, spreads)],
+                              color=line.get_color(), alpha=0.2)
+        _layers_axis(axes, [row.kept for table in tables for row in table.rows])
+        axes.set(title=task, ylabel="test accuracy (%)")
+        axes.legend(fontsize=7)
+    for axes in panels:  # the grid's unused panels
+        axes.set_visible(False)
+    return figure
+
+
+def _training_curves(model: str, tables: list[Table], shown: tuple[str, ...], measure: str):
+    """Dev accuracy or training loss against optimizer steps, one line per depth (the lowest seed's run of
+    the setting picked on dev), one panel per table and task."""
+    panels = [(table, task) for table in tables for task in table.tasks]
+    columns = min(3, len(panels))
+    title = {"dev_accuracy": "Dev accuracy", "train_loss": "Training loss"}[measure]
+    figure = _figure(f"{title} during training: {model}", (4.5 * columns, 3.4 * math.ceil(len(panels) / columns)))
+    grid = figure.subplots(math.ceil(len(panels) / columns), columns, squeeze=False).flat
+    for (table, task), axes in zip(panels, grid):
+        for row in table.rows:
+            cell = row.cells.get(task)
+            curve = (cell.runs[0].get("dev") or {}).get("curve") if cell and cell.runs else None
+            if curve:
+                scale = 100 if measure == "dev_accuracy" else 1
+                axes.plot([p.get("step", p["epoch"]) for p in curve], [scale * p[measure] for p in curve],
+                          label=f"{row.label} layers")
+        axes.set(title=f"{task}: {table.label(shown)}", xlabel="optimizer steps",
+                 ylabel="dev accuracy (%)" if measure == "dev_accuracy" else "training loss")
+        axes.title.set_fontsize(8)
+        axes.legend(fontsize=6)
+    for axes in grid:
+        axes.set_visible(False)
+    return figure
+
+
+def _accuracy_vs_parameters(tables: list[Table], shown: tuple[str, ...]):
+    figure = _figure("Average test accuracy vs parameters kept", (7, 4.5))
+    axes = figure.subplots()
+    for table in tables:
+        points = [(row.parameters / 1e6, row.average(table.tasks)) for row in table.rows]
+        points = [(x, y) for x, y in points if y is not None]
+        if points:
+            axes.plot(*zip(*points), marker="o", label=f"{table.fields['model']}: {table.label(shown)}")
+    axes.set(xscale="log", xlabel="parameters (millions, log scale)", ylabel="average test accuracy over tasks (%)")
+    axes.legend(fontsize=7)
+    return figure
+
+
+def _speedup_vs_layers(tables: list[Table], shown: tuple[str, ...]):
+    """Test examples per second relative to the deepest model run, per model, head and method."""
+    figure = _figure("Evaluation speed-up vs layers kept", (7, 4.5))
+    axes = figure.subplots()
+    lines: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    depth = {}
+    for table in tables:
+        key = (table.fields["model"], table.fields["head"], table.fields["method"])
+        for row in (row for row in table.rows if row.eval_speed is not None):  # one-pass depths: no own speed
+            lines[key][row.kept].append(row.eval_speed)
+            depth[key] = row.source_depth
+    for (model, head, method), speeds in lines.items():  # in the tables' order
+        kept = sorted(speeds)
+        base = statistics.fmean(speeds[kept[-1]])
+        against = "the full model" if kept[-1] == depth[(model, head, method)] else f"{kept[-1]} layers"
+        axes.plot(kept, [statistics.fmean(speeds[k]) / base for k in kept], marker="o",
+                  label=f"{model}: {HEAD_NAMES[head]}, {method} (vs {against})")
+    if lines:
+        _layers_axis(axes, [k for speeds in lines.values() for k in speeds])
+        axes.legend(fontsize=7)
+    axes.set(ylabel="test examples per second (× the deepest run)")
+    return figure
+
+
+def _figure(title: str, size: tuple[float, float]):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size, layout="constrained")
+    figure.suptitle(title)
+    return figure
+
+
+def _layers_axis(axes, kept: list[int]) -> None:
+    """Depths like 1, 2, 4, ..., 30 spread evenly on a log axis, labelled with the depths themselves."""
+    ticks = sorted(set(kept))
+    if ticks[-1] >= 8 * ticks[0]:
+        axes.set_xscale("log", base=2)
+    axes.set_xticks(ticks, [str(k) for k in ticks])
+    axes.minorticks_off()
+    axes.set_xlabel("layers kept")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[-60:]

@@ -1,0 +1,159 @@
+"""The full configuration of one run: what `run()` takes, what result.json records, what a sweep varies."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+
+from layercut.errors import LayercutError
+from layercut.tasks.options import check_task_with_data
+
+HEADS = ("lm", "cls")
+METHODS = ("full", "lora", "prefix", "icl")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One experiment cell. Defaults follow the paper where it is explicit (AdamW, lr 5e-5 constant, no warm-up,
+    early stopping on dev with the best-dev weights kept) and train to convergence where a CPU allows: batch 8,
+    up to 30 epochs, dev checked every epoch, stop after 8 checks without gain (the paper: batch 1, up to 50
+    epochs, patience 15)."""
+
+    model: str = "smollm2-135m"
+    layers: str = "all"  # first:K, last:K, all, drop:SPEC, or an index SPEC
+    task: str = "trec"  # a task name or a task YAML file
+    task_options: dict = field(default_factory=dict)  # --data/--text-column/... for a data-file task
+    shots: int = 16  # training examples per class
+    seed: int = 0
+    head: str = "lm"
+    method: str = "full"
+    demos: str = "fixed"
+    label_word_policy: str = "first"
+    learning_rate: float = 5e-5
+    epochs: int = 30  # the budget, unless max_steps is given
+    max_steps: int | None = None  # a budget in batches instead of epochs
+    eval_every: int | None = None  # batches between dev evaluations (default: one epoch)
+    batch_size: int = 8
+    gradient_accumulation: int = 1
+    patience: int = 8  # dev evaluations without gain before stopping (0: never)
+    weight_decay: float = 0.0
+    dev_shots: int | None = None  # dev examples per class (default: shots, as LM-BFF)
+    dev_size: int | None = None
+    test_size: int | None = None  # None: the whole test pool
+    max_length: int = 512
+    eval_batch_size: int = 16
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    prefix_tokens: int = 20  # virtual tokens of prefix tuning (the paper's scripts: 20)
+    keep_strategy: str | None = None  # choose layers by importance (see `layercut rank`)
+    keep_count: int | None = None
+    calibration_samples: int = 64
+    share_prefix: bool = True  # compute the prompts' common prefix (fixed demonstrations) once
+    train_layers: str = "all"  # all, or last:N (the last N kept blocks, the final norm and the head train)
+    freeze_embeddings: bool = False  # the input embeddings (and a head tied to them) stay as loaded
+    bridge: str | None = None  # lstsq: a linear map fitted where the cut blocks were, folded into the weights
+    teacher: str | None = None  # a model or run folder whose class distribution the training distills
+    distill_weight: float = 0.5  # share of the KL term in the loss (the rest: cross-entropy on the labels)
+    distill_temperature: float = 1.0
+    device: str = "auto"
+    dtype: str = "auto"
+    allow_pickle: bool = False  # load pickle weights (pytorch_model.bin), which can run code: trusted sources only
+    trust_remote_code: bool = False  # run model code shipped with the model (auto_map)
+
+    def __post_init__(self) -> None:
+        _one_of("head", self.head, HEADS)
+        _one_of("method", self.method, METHODS)
+        _one_of("device", self.device, DEVICES)
+        _one_of("dtype", self.dtype, DTYPES)
+        if self.head == "cls" and self.method == "icl":
+            raise LayercutError(
+                "--head cls with --method icl evaluates an untrained classification head, which means nothing: "
+                "use --head lm for in-context learning, or train the head (--method full or lora)"
+            )
+        if not 0 < self.learning_rate < math.inf:
+            raise LayercutError(f"learning rate must be > 0 and finite, got {self.learning_rate}: e.g. --lr 5e-5")
+        if not 0 <= self.weight_decay < math.inf:
+            raise LayercutError(f"weight decay must be >= 0 and finite, got {self.weight_decay}: e.g. --weight-decay 0.01")
+        for name in ("epochs", "batch_size", "gradient_accumulation", "shots", "eval_batch_size", "max_length",
+                     "prefix_tokens", "lora_rank", "lora_alpha", "calibration_samples"):
+            if getattr(self, name) < 1:
+                raise LayercutError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        for name in ("max_steps", "eval_every", "dev_shots", "dev_size", "test_size", "keep_count"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:  # an empty dev set would silently stop early stopping
+                raise LayercutError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        check_task_with_data(self.task, self.task_options)
+        if self.patience < 0:
+            raise LayercutError(f"patience must be >= 0, got {self.patience}")
+        _check_healing(self)
+        if (self.keep_strategy is None) != (self.keep_count is None):
+            raise LayercutError("--keep-strategy and --keep-count go together: give both (or use --layers)")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise LayercutError(f"unknown run setting(s) {unknown}; allowed: {', '.join(sorted(names))}")
+        return cls(**data)
+
+    def key(self) -> str:
+        """The run's identity in a sweep: a hash of the settings that differ from the defaults, so that a
+        new setting whose default keeps the old behaviour leaves stored runs' keys (and a sweep's resume)
+        intact. Changing a default's behaviour must bump KEY_VERSION."""
+        defaults = _defaults()
+        changed = {name: value for name, value in self.to_dict().items() if value != defaults[name]}
+        text = json.dumps({"version": KEY_VERSION, **changed}, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def trains(self) -> bool:
+        return self.method != "icl"
+
+
+KEY_VERSION = 2
+
+
+def _defaults() -> dict:
+    return RunConfig().to_dict()
+
+
+BRIDGES = ("lstsq",)
+
+
+def train_layers_count(text: str) -> int | None:
+    """N of `last:N`, None for `all`."""
+    if text == "all":
+        return None
+    mode, _, count = text.partition(":")
+    if mode != "last" or not count.isdigit() or int(count) < 1:
+        raise LayercutError(f"--train-layers '{text}' is not all or last:N: write e.g. last:1 or all")
+    return int(count)
+
+
+def _check_healing(config: RunConfig) -> None:
+    partial = train_layers_count(config.train_layers) is not None or config.freeze_embeddings
+    if partial and config.method != "full":
+        raise LayercutError(f"--train-layers/--freeze-embeddings choose what full fine-tuning trains, not "
+                            f"--method {config.method}: use --method full")
+    if config.bridge is not None:
+        _one_of("bridge", config.bridge, BRIDGES)
+    if config.teacher is not None and not config.trains:
+        raise LayercutError("--teacher distills during training, and --method icl does not train: "
+                            "use --method full, lora or prefix")
+    if not 0.0 <= config.distill_weight <= 1.0:
+        raise LayercutError(f"--distill-weight must lie in [0, 1], got {config.distill_weight}")
+    if not config.distill_temperature > 0:
+        raise LayercutError(f"--distill-temperature must be > 0, got {config.distill_temperature}")
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise LayercutError(f"unknown {name} '{value}': use one of {', '.join(allowed)}")

@@ -1,0 +1,148 @@
+"""One run = one pure function: `run(config) -> RunRecord`; artefacts go to the run's folder.
+
+Load the (cut) model, build few-shot splits and prompts, adapt (full fine-tuning, LoRA, or
+nothing), evaluate on the test split, and record everything needed to trust and repeat it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+
+import torch
+
+from layercut.adapt.evaluation import Scores, calibrated_record, score_prompts
+from layercut.adapt.metrics import classification_metrics
+from layercut.adapt.training import cross_entropy_loss, train
+from layercut.errors import LayercutError
+from layercut.model.layers import format_index_spec
+from layercut.provenance import package_versions
+from layercut.run.config import RunConfig
+from layercut.run.memory import PeakMemory
+from layercut.run.prepare import prepare_adaptation
+from layercut.run.record import RESULT_NAME, RunRecord
+
+
+def check_run_folder(out: Path, overwrite: bool) -> None:
+    existing = out / RESULT_NAME
+    if existing.exists() and not overwrite:
+        raise LayercutError(f"'{out}' already holds a run's result ({RESULT_NAME}): choose another --out or pass --overwrite")
+
+
+def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = False,
+        save_model: bool = False, show_progress: bool = True, test_scores: Scores | None = None) -> RunRecord:
+    """`test_scores`: an untrained run's test scores computed elsewhere (layercut.slim's one-pass depth profile)."""
+    out = Path(out) if out is not None else None
+    if out is not None:
+        check_run_folder(out, overwrite)
+    if save_model and config.method == "prefix":
+        raise LayercutError("a prefix-tuned model is the cut model plus learned virtual tokens, which a plain "
+                            "checkpoint cannot hold: drop --save-model, or use --method full or lora")
+    device = resolve_device(config.device)
+    autocast_dtype = resolve_autocast(config.dtype, device)
+    _seed_everything(config.seed)
+
+    with PeakMemory(device) as memory:
+        setup = prepare_adaptation(config, device)
+        dev_prompts = setup.encode_all(setup.splits.dev)
+        test_prompts = setup.encode_all(setup.splits.test)
+        if test_scores is not None and (config.trains or len(test_scores.predictions) != len(test_prompts)):
+            raise LayercutError("precomputed test scores fit only an untrained run (--method icl) on the same test split")
+        pad_id = setup.tokenizer.pad_token_id
+        sharing = setup.decide_sharing(test_prompts)
+
+        def dev_scores() -> tuple[float, float]:
+            scores = score_prompts(setup.scorer, dev_prompts, pad_id, config.eval_batch_size, device, autocast_dtype,
+                                   share_prefix=sharing.evaluation)
+            return scores.accuracy([e.label for e in setup.splits.dev]), scores.loss([e.label for e in setup.splits.dev])
+
+        outcome = None
+        if config.trains:
+            loss_fn = setup.distill_from_teacher(autocast_dtype) if config.teacher else cross_entropy_loss
+            outcome = train(
+                setup.scorer, setup.training_batches, dev_scores, setup.budget(),
+                learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+                gradient_accumulation=config.gradient_accumulation, autocast_dtype=autocast_dtype,
+                show_progress=show_progress, loss_fn=loss_fn,
+            )
+        scores = test_scores if test_scores is not None else score_prompts(
+            setup.scorer, test_prompts, pad_id, config.eval_batch_size, device, autocast_dtype,
+            share_prefix=sharing.evaluation)
+        content_free = score_prompts(setup.scorer, setup.content_free_prompts(), pad_id, config.eval_batch_size, device,
+                                     autocast_dtype)
+
+    labels = [e.label for e in setup.splits.test]
+    record = {
+        "status": "diverged" if outcome and outcome.diverged else "complete",
+        "key": config.key(),
+        "config": config.to_dict(),
+        "seed": config.seed,
+        "task": setup.task_record(),
+        "layers": {"kept": setup.loaded.kept, "spec": format_index_spec(setup.loaded.kept),
+                   "source_depth": setup.loaded.source_depth, "strategy": config.keep_strategy,
+                   "ranking": _ranking_record(setup.loaded.extras.get("layer_strategy"))},
+        "metrics": classification_metrics(labels, scores.predictions, list(setup.spec.label_names)),
+        "calibrated": calibrated_record(scores, content_free, labels, list(setup.spec.label_names)),
+        "predictions": {"uids": [e.uid for e in setup.splits.test], "predicted": scores.predictions,
+                        "probabilities": [[round(p, 5) for p in row] for row in scores.probabilities]},
+        "dev": dataclasses.asdict(outcome) if outcome else None,
+        "parameters": setup.parameter_record(),
+        "healing": {"trains": setup.trains, "bridge": setup.loaded.extras.get("bridge"), "teacher": setup.teacher_record()},
+        "timing": {
+            "train_seconds": outcome.seconds if outcome else 0.0,
+            "train_step_seconds": outcome.seconds / outcome.steps if outcome and outcome.steps else None,
+            "eval_seconds": scores.seconds,
+            "eval_examples_per_second": scores.examples_per_second,
+        },
+        "prefix_sharing": {**sharing.record(), "test_prefix_tokens": scores.shared_prefix_tokens},
+        "memory": {"peak_bytes": memory.peak_bytes, "kind": memory.kind},
+        "device": str(device),
+        "splits": {"hashes": setup.splits.hashes, "drawn": setup.split_rule(),
+                   "sizes": {name: len(getattr(setup.splits, name)) for name in ("train", "dev", "test")}},
+        "label_words": setup.label_word_record(),
+        "demonstrations": setup.demo_record(),
+        "versions": package_versions(),
+    }
+    result = RunRecord(record)
+    if out is not None:
+        if save_model:
+            setup.save_model(out / "model", record)
+        result.write(out)
+    if outcome and outcome.diverged:
+        where = f"; partial result in {out / RESULT_NAME}" if out is not None else ""
+        raise LayercutError(f"training stopped: {outcome.diverged}; the last good weights were kept and evaluated{where}; lower --lr")
+    return result
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise LayercutError("--device cuda but no CUDA GPU is available here: use --device cpu (or auto)")
+    return torch.device(name)
+
+
+def resolve_autocast(name: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA when supported; fp32 on CPU, where bf16 matmul is several times slower."""
+    if name == "float32" or (name == "auto" and device.type == "cpu"):
+        return None
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        if name == "bfloat16":
+            raise LayercutError("this GPU does not support bfloat16: use --dtype float32")
+        return None
+    return torch.bfloat16
+
+
+def _ranking_record(layer_strategy: dict | None) -> dict | None:
+    """How a measure ranked the layers (calibration and seconds); None when nothing was ranked."""
+    if not layer_strategy or "seconds" not in layer_strategy:
+        return None
+    return {"calibration": layer_strategy["calibration"], "seconds": layer_strategy["seconds"]}
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)

@@ -1,0 +1,109 @@
+"""A run's record: the JSON object `run()` writes to result.json, or a failed run's failure.json.
+
+`RunRecord` is the one owner of these files: it writes them whole (atomically), reads them back,
+and checks that what reports read is there. Everything else reads runs through it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from layercut.atomic import write_json_atomic
+from layercut.run.config import RunConfig
+
+RESULT_NAME = "result.json"
+FAILURE_NAME = "failure.json"
+# `diverged` is final too: run() stops on a non-finite loss and evaluates the last good weights;
+# the same configuration would diverge again.
+FINISHED = ("complete", "diverged")
+# What reports read from a record; a record without them is damaged.
+_CONFIG_FIELDS = ("model", "layers", "keep_strategy", "keep_count", "task", "task_options", "head", "method", "demos",
+                  "shots", "seed")
+_FINISHED_FIELDS = ("metrics.accuracy", "metrics.macro_f1", "metrics.num_examples", "layers.kept", "layers.spec",
+                    "layers.source_depth", "parameters.total", "parameters.non_embedding", "parameters.percent_of_source",
+                    "timing.train_seconds", "timing.eval_examples_per_second", "memory.peak_bytes", "dev")
+
+
+@dataclass
+class RunRecord:
+    """One run's record; `accuracy` and friends are shortcuts into the JSON object `record`."""
+
+    record: dict
+
+    @classmethod
+    def failed(cls, config: RunConfig, error: Exception) -> RunRecord:
+        """The record of a run that raised: its configuration and the error, to try it again later."""
+        return cls({"status": "failed", "key": config.key(), "config": config.to_dict(),
+                    "error": f"{type(error).__name__}: {error}"})
+
+    @classmethod
+    def load(cls, folder: str | Path) -> RunRecord:
+        """The finished run in `folder` (its result.json)."""
+        return cls(json.loads((Path(folder) / RESULT_NAME).read_text()))
+
+    @classmethod
+    def read(cls, path: Path) -> RunRecord | None:
+        """The record in `path`; None when it is missing, unreadable or not a JSON object."""
+        data = read_json(path)
+        return cls(data) if data is not None else None
+
+    @property
+    def key(self) -> str:
+        return self.record["key"]
+
+    @property
+    def status(self) -> str | None:
+        return self.record.get("status")
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    @property
+    def config(self) -> dict:
+        return self.record["config"]
+
+    @property
+    def accuracy(self) -> float:
+        return self.record["metrics"]["accuracy"]
+
+    @property
+    def error(self) -> str:
+        return self.record.get("error", "")
+
+    @property
+    def file_name(self) -> str:
+        return RESULT_NAME if self.finished else FAILURE_NAME
+
+    def write(self, folder: str | Path) -> Path:
+        """Write the record into `folder` (result.json when finished, else failure.json), whole or not at all."""
+        path = Path(folder) / self.file_name
+        write_json_atomic(path, self.record)
+        return path
+
+    def missing_field(self) -> str | None:
+        """The first field a report reads that the record lacks (dotted, e.g. `metrics.accuracy`), or None."""
+        paths = ["key", "status", *(f"config.{name}" for name in _CONFIG_FIELDS)]
+        if self.finished:
+            paths += _FINISHED_FIELDS
+        for path in paths:
+            value = self.record
+            for part in path.split("."):
+                if not isinstance(value, dict) or part not in value:
+                    return path
+                value = value[part]
+        return None
+
+
+RunResult = RunRecord  # the name `layercut.run()`'s outcome has always been exported under
+
+
+def read_json(path: Path) -> dict | None:
+    """The JSON object in `path`; None when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
