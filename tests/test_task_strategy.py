@@ -10,7 +10,7 @@ from layercut.importance.ranking import LayerRanking
 from layercut.importance.strategies import kept_layers
 from layercut.model.load import cut_layers, load_model
 from layercut.run.pipeline import run
-from layercut.run.prepare import build_prompting
+from layercut.prompting.build import build_prompting
 from layercut.run.task import make_run_splits, resolve_task
 from tests.cli import assert_one_line_error, run_cli
 from tests.test_run import tiny_config

@@ -22,6 +22,7 @@ from layercut.importance.cache import cached_ranking, ranking_key
 from layercut.importance.ranking import LayerRanking
 from layercut.importance.removal import removal_scan
 from layercut.padding import collate_padded, last_real_index
+from layercut.prompting.build import build_prompting
 from layercut.run.config import RunConfig
 from layercut.run.task import make_run_splits, resolve_task
 
@@ -74,8 +75,6 @@ class LabelWordLoss:
 
 def rank_by_task(loaded, task: TaskCalibration, progress: bool = True) -> LayerRanking:
     """The greedy removal order of `loaded` (the whole causal LM) scored on the task's dev examples; cached."""
-    from layercut.run.prepare import build_prompting  # run setup imports this module: a top-level import is a cycle
-
     config = task.config
     label_words, prompts, demos = build_prompting(config, task.spec, task.splits, loaded.model, loaded.tokenizer)
     dev = task.splits.dev[: config.calibration_samples]

@@ -27,9 +27,9 @@ from layercut.model.blocks import find_blocks
 from layercut.model.checkpoint import save_cut_model
 from layercut.model.layers import LayerSelection
 from layercut.model.load import LoadedModel
-from layercut.model.sources import Trust, context_length
-from layercut.prompting import DemoSelector, LabelWords, PromptBuilder, resolve_label_words
-from layercut.prompting.embed import mean_pooled_embedder
+from layercut.model.sources import Trust
+from layercut.prompting import DemoSelector, LabelWords, PromptBuilder
+from layercut.prompting.build import build_prompting
 from layercut.run.config import RunConfig
 from layercut.run.task import make_run_splits, resolve_task
 from layercut.tasks import Example, FewShotSplits, TaskSpec
@@ -254,16 +254,6 @@ def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:
         scorer.use_virtual_tokens(peft_model.prompt_encoder, lambda: peft_model.get_prompt(batch_size=1))
     return Adaptation(config, spec, splits, loaded, tokenizer, label_words, prompts, demos, scorer, device, peft_model,
                       trains=trains)
-
-
-def build_prompting(config: RunConfig, spec: TaskSpec, splits: FewShotSplits, model: nn.Module,
-                    tokenizer) -> tuple[LabelWords, PromptBuilder, DemoSelector]:
-    """The run's label words, prompt builder and demonstrations (`similar` embeds with `model`)."""
-    label_words = resolve_label_words(tokenizer, spec.label_words, config.label_word_policy)
-    prompts = PromptBuilder(spec, tokenizer, min(config.max_length, context_length(model.config)))
-    embed = mean_pooled_embedder(model, tokenizer) if config.demos == "similar" else None
-    demos = DemoSelector(config.demos, splits.train, spec.num_classes, config.seed, embed=embed)
-    return label_words, prompts, demos
 
 
 def _layer_choice(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) -> LayerChoice:
