@@ -21,7 +21,7 @@ from layercut.adapt.evaluation import score_prompts
 from layercut.adapt.scorers import build_scorer
 from layercut.errors import LayercutError
 from layercut.model.checkpoint import RECORD_NAME
-from layercut.model.load import load_model
+from layercut.model.load import head_labels, load_model
 from layercut.run.record import RESULT_NAME
 from layercut.tasks import Example
 
@@ -61,7 +61,7 @@ def compute_teacher_targets(source: str, student, prompts: list[list[int]], exam
     if saved and saved["label_words"]["token_ids"] != student.label_words.token_ids and head == "lm":
         raise LayercutError(f"the teacher '{source}' scores other label words than this run: give a teacher "
                             "trained on the same task and label words, or the uncut model")
-    teacher = load_model(location, "all", head=head, num_labels=classes if head == "cls" else None)
+    teacher = load_model(location, "all", head=head, num_labels=head_labels(head, classes))
     if teacher.tokenizer.get_vocab() != student.tokenizer.get_vocab():
         raise LayercutError(f"the teacher '{source}' has another tokenizer than the student '{student.config.model}': "
                             "distill from a model of the same family and vocabulary")

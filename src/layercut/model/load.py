@@ -96,7 +96,7 @@ def load_model(
         config.num_labels = num_labels
         if tokenizer is not None:
             config.pad_token_id = tokenizer.pad_token_id
-    model_class = _auto_class(head)
+    model_class = auto_class(head)
     # Dropped blocks are reported as unexpected weights (and a new head as missing): that is the point.
     with warnings.catch_warnings(), _transformers_quiet():
         warnings.simplefilter("ignore")
@@ -126,7 +126,13 @@ def _transformers_quiet():
         hf_logging.set_verbosity(level)
 
 
-def _auto_class(head: str):
+def head_labels(head: str, classes: int) -> int | None:
+    """The `num_labels` a model is loaded with: the task's classes for a classification head, none for the LM."""
+    return classes if head == "cls" else None
+
+
+def auto_class(head: str):
+    """The transformers Auto class a head loads: the causal LM (label words) or a sequence classifier."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     if head == "lm":

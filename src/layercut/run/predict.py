@@ -11,6 +11,7 @@ from layercut.adapt.evaluation import score_prompts
 from layercut.adapt.scorers import build_scorer
 from layercut.errors import LayercutError, reported_as
 from layercut.model.checkpoint import read_record
+from layercut.model.load import auto_class
 from layercut.model.sources import load_tokenizer
 from layercut.prompting import DemoSelector, LabelWords, PromptBuilder
 from layercut.prompting.embed import mean_pooled_embedder
@@ -36,7 +37,6 @@ class Predictor:
 
 def load_predictor(model_dir: str | Path) -> Predictor:
     from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     record = read_record(model_dir)
     if "task" not in record:
@@ -51,7 +51,7 @@ def load_predictor(model_dir: str | Path) -> Predictor:
         pool = [Example(**e) for e in demos_record["pool"]]
         demo_policy, demo_seed = demos_record["policy"], demos_record["seed"]
         max_length = int(record["max_length"])
-    model_class = AutoModelForSequenceClassification if head == "cls" else AutoModelForCausalLM
+    model_class = auto_class(head)
     with reported_as(f"cannot load the model in '{model_dir}'", "its files are damaged or incomplete: save the model again",
                      OSError, ValueError, SafetensorError, RuntimeError):
         model = model_class.from_pretrained(model_dir, use_safetensors=True).eval()

@@ -26,7 +26,7 @@ from layercut.importance.task import TaskCalibration
 from layercut.model.blocks import find_blocks
 from layercut.model.checkpoint import save_cut_model
 from layercut.model.layers import LayerSelection
-from layercut.model.load import LoadedModel
+from layercut.model.load import LoadedModel, head_labels
 from layercut.model.sources import Trust
 from layercut.prompting import DemoSelector, LabelWords, PromptBuilder
 from layercut.prompting.build import build_prompting
@@ -241,7 +241,7 @@ def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:
     splits = make_run_splits(config, spec)
     trust = Trust(pickle=config.allow_pickle, remote_code=config.trust_remote_code)
     loaded = load_cut_model(config.model, _layer_choice(config, spec, splits), head=config.head,
-                            num_labels=spec.num_classes if config.head == "cls" else None, trust=trust)
+                            num_labels=head_labels(config.head, spec.num_classes), trust=trust)
     if config.bridge:
         apply_bridge(loaded, [e.text for e in splits.train], f"{spec.name} training texts", config.calibration_samples,
                      device=device)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from layercut.errors import LayercutError
 from layercut.model.checkpoint import save_cut_model
-from layercut.model.load import LoadedModel, load_model
+from layercut.model.load import LoadedModel, head_labels, load_model
 from layercut.slim.corpus import resolve_corpus, task_corpus
 from layercut.slim.trim import TrimmedVocabulary, trim_vocabulary
 from layercut.tasks import TaskSpec
@@ -24,7 +24,7 @@ def trim_saved_model(model_dir: str | Path, record: dict, corpus_name: str | Non
     if corpus_name is None and task is None:
         raise LayercutError(f"'{model_dir}' was not adapted to a task: give the texts to keep with --corpus TASK_OR_FILE")
     head = record.get("head", "lm")
-    num_labels = len(task["label_names"]) if head == "cls" else None
+    num_labels = head_labels(head, len(task["label_names"]))
     model_only = load_model(str(model_dir), "all", head=head, num_labels=num_labels)
     tokenizer = model_only.tokenizer
     if corpus_name is None:
