@@ -85,15 +85,9 @@ def training(scorer, prompts, labels, pad_id, prefix: list[int] | None, packed: 
     def step(index: int) -> None:
         chunk = order[index * batch_size:(index + 1) * batch_size]
         batch_prompts = [prompts[i] for i in chunk]
-        if packed:
-            loss = torch.nn.functional.cross_entropy(scorer(pack_prompts(batch_prompts, prefix)),
-                                                     torch.tensor([labels[i] for i in chunk]))
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            return
-        groups = group_by_prefix(batch_prompts, prefix) if shared else [list(range(len(chunk)))]
-        batches = [make_batch([batch_prompts[i] for i in g], pad_id,
+        groups = group_by_prefix(batch_prompts, prefix) if shared and not packed else [list(range(len(chunk)))]
+        batches = [pack_prompts([batch_prompts[i] for i in g], prefix) if packed else
+                   make_batch([batch_prompts[i] for i in g], pad_id,
                               prefix_overlap([batch_prompts[i] for i in g], prefix) if shared else 0) for g in groups]
         targets = torch.tensor([labels[chunk[i]] for g in groups for i in g])
         loss = torch.nn.functional.cross_entropy(scorer.score_together(batches), targets)

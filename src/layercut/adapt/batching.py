@@ -4,9 +4,10 @@ With fixed demonstrations every prompt of a run starts with the same block of to
 keys and values are computed once (batch 1) and broadcast to the batch; each prompt's own tokens (its
 suffix) then run against them, right-padded so that no padding sits between prefix and suffix, with
 positions continuing after the prefix. The split is made on the token ids each prompt already has, so
-the model sees exactly the tokens of the unshared path. In training the prefix is computed with
-gradients once per batch: the broadcast sums its gradient over the batch, which is the loss and the
-gradient of computing every prompt whole.
+the model sees exactly the tokens of the unshared path. In training a batch is packed into one sequence
+that holds the prefix once (PackedPrompts) where the model allows it, else the prefix is computed with
+gradients once per batch and broadcast; either way its gradient is summed over the batch, which is the
+loss and the gradient of computing every prompt whole.
 """
 
 from __future__ import annotations
@@ -206,12 +207,7 @@ def truncated_cache(cache, length: int):
         return cache
     if not all(type(layer) is DynamicLayer for layer in cache.layers):
         return None
-    part = copy.copy(cache)
-    part.layers = [copy.copy(layer) for layer in cache.layers]
-    for layer in part.layers:
-        if layer.is_initialized:
-            layer.keys, layer.values = layer.keys[..., :length, :], layer.values[..., :length, :]
-    return part
+    return _copy_with(cache, lambda tensor: tensor[..., :length, :])
 
 
 def _cached(cache) -> int:
@@ -219,14 +215,18 @@ def _cached(cache) -> int:
 
 
 def broadcast_cache(cache, batch_size: int):
-    """A fresh copy of a batch-1 cache whose keys/values are views broadcast to `batch_size` (the forward
-    appends to its copy, never to the prefix's own tensors)."""
+    """A batch-1 cache's keys/values as views broadcast to `batch_size`."""
+    return _copy_with(cache, lambda tensor: tensor.expand(batch_size, *tensor.shape[1:]))
+
+
+def _copy_with(cache, view: Callable[[torch.Tensor], torch.Tensor]):
+    """A fresh copy of `cache` whose layers hold `view` of their keys and values: the forward appends to the
+    copy, never to the prefix's own tensors."""
     fresh = copy.copy(cache)
     fresh.layers = [copy.copy(layer) for layer in cache.layers]
     for layer in fresh.layers:
         if layer.is_initialized:
-            layer.keys = layer.keys.expand(batch_size, *layer.keys.shape[1:])
-            layer.values = layer.values.expand(batch_size, *layer.values.shape[1:])
+            layer.keys, layer.values = view(layer.keys), view(layer.values)
     return fresh
 
 

@@ -91,19 +91,17 @@ class Adaptation:
         for start in range(0, len(order), self.config.batch_size):
             chunk = order[start:start + self.config.batch_size]
             prompts = [self.prompts.encode(e, self.demos.for_query(e, epoch=epoch, index=start + i)) for i, e in enumerate(chunk)]
-            if self.sharing is not None and self.sharing.packed:
-                labels = torch.tensor([e.label for e in chunk], device=self.device)
-                teacher = self.teacher.for_examples(chunk, self.device) if self.teacher else None
-                yield [(pack_prompts(prompts, prefix, self.device), labels, teacher)]
-                continue
-            groups = group_by_prefix(prompts, prefix) if prefix else [list(range(len(chunk)))]
+            packed = self.sharing is not None and self.sharing.packed
+            groups = group_by_prefix(prompts, prefix) if prefix and not packed else [list(range(len(chunk)))]
             batch = []
             for group in groups:
-                members = [prompts[i] for i in group]
-                shared = prefix_overlap(members, prefix) if prefix else 0
-                labels = torch.tensor([chunk[i].label for i in group], device=self.device)
-                teacher = self.teacher.for_examples([chunk[i] for i in group], self.device) if self.teacher else None
-                batch.append((make_batch(members, self.tokenizer.pad_token_id, shared, self.device), labels, teacher))
+                members, examples = [prompts[i] for i in group], [chunk[i] for i in group]
+                inputs = (pack_prompts(members, prefix, self.device) if packed else
+                          make_batch(members, self.tokenizer.pad_token_id, prefix_overlap(members, prefix) if prefix else 0,
+                                     self.device))
+                labels = torch.tensor([e.label for e in examples], device=self.device)
+                teacher = self.teacher.for_examples(examples, self.device) if self.teacher else None
+                batch.append((inputs, labels, teacher))
             yield batch
 
     def decide_sharing(self, prompts: list[list[int]]) -> "PrefixSharing":
