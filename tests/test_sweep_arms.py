@@ -38,4 +38,8 @@ def test_the_healing_experiment_expands():
     experiment = load_experiment(ROOT / "configs" / "healing.yaml")
     arms = {(r.keep_strategy, r.method, r.bridge, r.train_layers, r.teacher) for r in experiment.runs if r.keep_count}
     assert len(arms) == 9 and {r.task for r in experiment.runs} == {"trec", "mr"}
-    assert {r.seed for r in experiment.runs} == {0, 1, 2} and {r.keep_count for r in experiment.runs} == {None, 1, 2, 4, 8}
+    assert {r.seed for r in experiment.runs} == {0, 42, 421} and {r.keep_count for r in experiment.runs} == {1, 2, 4, 8}
+    # training the last 2 blocks of a 1-layer model is skipped when the grid is planned, not failed when run
+    assert not any(r.keep_count == 1 and r.train_layers == "last:2" for r in experiment.runs)
+    assert experiment.warnings == ("skipped 6 grid cell(s): --train-layers last:2 asks for more blocks than the 1 kept: "
+                                   "choose N from 1 to 1, or all",)

@@ -12,6 +12,7 @@ from layercut.model.load import cut_layers, load_model
 from layercut.run.pipeline import run
 from layercut.prompting.build import build_prompting
 from layercut.run.task import make_run_splits, resolve_task
+from layercut.padding import collate_padded
 from tests.cli import assert_one_line_error, run_cli
 from tests.test_run import tiny_config
 
@@ -72,3 +73,37 @@ def test_greedy_task_removal_drops_the_layer_that_hurts_the_dev_loss_least(tiny_
 def test_cut_by_task_needs_a_task(tiny_llama_folder, tmp_path):
     result = run_cli("cut", tiny_llama_folder, "--keep-strategy", "task", "--keep-count", "2", "-o", tmp_path / "o")
     assert_one_line_error(result, "strategy 'task' needs --calibration TASK")
+
+
+def test_packed_dev_prompts_give_the_padded_scan(tiny_llama_folder, review_file, tmp_path, monkeypatch, one_thread):
+    """The scan packs the dev prompts (the demonstrations once); its order and losses are the padded batches'."""
+    config = tiny_config(tiny_llama_folder, review_file, layers="all", keep_strategy="task", keep_count=2, method="icl")
+    calibration = task_strategy.TaskCalibration(config, resolve_task(config), make_run_splits(config, resolve_task(config)))
+    scans = {}
+    for name, packs in (("packed", True), ("padded", False)):
+        monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / name))
+        if not packs:
+            monkeypatch.setattr(task_strategy, "dev_batches", lambda *a: (_padded(*a), "padded"))
+        scans[name] = task_strategy.rank_by_task(load_model(str(tiny_llama_folder), "all"), calibration, progress=False)
+    assert scans["packed"].calibration["packing"].startswith("packed: ")
+    assert scans["packed"].task_order == scans["padded"].task_order
+    assert scans["packed"].task_loss == pytest.approx(scans["padded"].task_loss, rel=1e-5)
+
+
+def _padded(model, encoded, labels, pad_id, objective):
+    batches = []
+    for start in range(0, len(encoded), task_strategy.BATCH_SIZE):
+        ids, mask = collate_padded(encoded[start:start + task_strategy.BATCH_SIZE], pad_id, left=False)
+        batches.append(task_strategy.DevBatch(ids, mask, torch.tensor(labels[start:start + task_strategy.BATCH_SIZE])))
+    return batches
+
+
+def test_a_family_that_cannot_pack_scans_padded_batches(one_thread):
+    """BLOOM builds ALiBi from a 2-D mask: its dev prompts stay in padded batches, and the record says so."""
+    from tests.tiny_models import tiny_model
+    model = tiny_model("bloom").eval()
+    encoded = [[5, 6, 7, 8, 9, 10 + i] for i in range(10)]
+    objective = task_strategy.LabelWordLoss(torch.tensor([11, 12]))
+    batches, packing = task_strategy.dev_batches(model, encoded, [i % 2 for i in range(10)], 0, objective)
+    assert packing.startswith("padded batches: BloomForCausalLM") and len(batches) == 2
+    assert all(isinstance(batch, task_strategy.DevBatch) for batch in batches)

@@ -24,6 +24,9 @@ from transformers.cache_utils import DynamicLayer
 
 from layercut.padding import collate_padded
 
+# Shared (or packed) and whole-prompt scores may differ by float reordering only (fp32).
+SHARING_TOLERANCE = 1e-4
+
 
 @dataclass
 class PromptBatch:

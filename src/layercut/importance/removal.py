@@ -55,10 +55,15 @@ def running_only(model, indices: list[int]):
 
 
 class NextTokenLoss:
-    """The objective of the calibration measures: summed next-token loss, averaged over real next tokens."""
+    """The objective of the calibration measures: summed next-token loss, averaged over real next tokens.
+    An objective sums a batch's loss (`summed`) over `count` units; `forward` is the pass without the loss
+    (the one whose block inputs the scan records)."""
 
     def summed(self, model, batch: CalibrationBatch) -> float:
         return _nll(_logits(model, batch), batch)
+
+    def forward(self, model, batch: CalibrationBatch) -> None:
+        body(model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
 
     def count(self, batch: CalibrationBatch) -> int:
         return batch.loss_tokens
@@ -66,7 +71,7 @@ class NextTokenLoss:
 
 def removal_scan(model, batches: list, greedy: bool, progress: bool = True, objective=NextTokenLoss()) -> RemovalScan:
     """Loss without each layer; with `greedy`, repeatedly remove the least harmful layer and rescore.
-    `objective` sums a batch's loss (`summed`) over `count` units; by default the next-token loss."""
+    `objective`: by default the next-token loss (see NextTokenLoss)."""
     blocks = list(find_blocks(model).blocks)
     depth = len(blocks)
     if depth < 2:
@@ -118,7 +123,7 @@ def _record_inputs(model, blocks, current, batch, objective, with_loss: bool) ->
         with running_only(model, current):
             if with_loss:
                 return inputs, objective.summed(model, batch)
-            body(model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+            objective.forward(model, batch)
             return inputs, 0.0
     finally:
         for handle in handles:

@@ -4,10 +4,16 @@ Each round removes the layer whose absence raises the label-word loss on the run
 least (the first-token label words through the LM head, at each prompt's last real token), prompted
 exactly as the run prompts them. The order is computed once per model, prompts and labels and stored
 with the other rankings (`importance/cache.py`), so a sweep over layer counts ranks once.
+
+The greedy scan runs the dev set about depth³/6 block-passes deep, so the prompts are packed as training
+packs them (adapt/batching.py): the demonstrations once, then each prompt's own tokens, in one sequence.
+Where packed scores differ from whole-prompt ones (a family that cannot take the packed mask), the scan
+keeps padded batches, and the ranking's calibration record says which it used.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -16,6 +22,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from layercut.adapt.batching import (SHARING_TOLERANCE, PackedPrompts, common_prefix_length, forward_packed,
+                                     pack_prompts)
 from layercut.adapt.scorers import restricted_lm_logits
 from layercut.importance.blockio import body
 from layercut.importance.cache import cached_ranking, ranking_key
@@ -56,6 +64,26 @@ class DevBatch:
     def to(self, device) -> "DevBatch":
         return DevBatch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device))
 
+    def last_hidden(self, model) -> torch.Tensor:
+        """The final hidden state at each prompt's last real token."""
+        hidden = body(model)(input_ids=self.input_ids, attention_mask=self.attention_mask, use_cache=False).last_hidden_state
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last_real_index(self.attention_mask)]
+
+
+@dataclass(frozen=True)
+class PackedDevBatch:
+    """The dev prompts packed into one sequence (the shared demonstrations once) and their classes."""
+
+    packed: PackedPrompts
+    labels: torch.Tensor
+
+    def to(self, device) -> "PackedDevBatch":
+        moved = PackedPrompts(*(getattr(self.packed, f.name).to(device) for f in dataclasses.fields(PackedPrompts)))
+        return PackedDevBatch(moved, self.labels.to(device))
+
+    def last_hidden(self, model) -> torch.Tensor:
+        return forward_packed(body(model), self.packed)
+
 
 @dataclass(frozen=True)
 class LabelWordLoss:
@@ -63,13 +91,17 @@ class LabelWordLoss:
 
     token_ids: torch.Tensor
 
-    def summed(self, model, batch: DevBatch) -> float:
-        hidden = body(model)(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).last_hidden_state
-        last = hidden[torch.arange(hidden.shape[0], device=hidden.device), last_real_index(batch.attention_mask)]
-        logits = restricted_lm_logits(model, last, self.token_ids.to(hidden.device))
-        return float(F.cross_entropy(logits.float(), batch.labels, reduction="sum"))
+    def logits(self, model, batch: DevBatch | PackedDevBatch) -> torch.Tensor:
+        last = batch.last_hidden(model)
+        return restricted_lm_logits(model, last, self.token_ids.to(last.device)).float()
 
-    def count(self, batch: DevBatch) -> int:
+    def summed(self, model, batch: DevBatch | PackedDevBatch) -> float:
+        return float(F.cross_entropy(self.logits(model, batch), batch.labels, reduction="sum"))
+
+    def forward(self, model, batch: DevBatch | PackedDevBatch) -> None:
+        batch.last_hidden(model)
+
+    def count(self, batch: DevBatch | PackedDevBatch) -> int:
         return len(batch.labels)
 
 
@@ -86,22 +118,40 @@ def rank_by_task(loaded, task: TaskCalibration, progress: bool = True) -> LayerR
     key = ranking_key(loaded.spec, [identity], {"objective": "label-word loss on dev", "measures": ["task"]})
 
     def compute() -> LayerRanking:
-        pad = loaded.tokenizer.pad_token_id
-        batches = []
-        for start in range(0, len(encoded), BATCH_SIZE):
-            ids, mask = collate_padded(encoded[start:start + BATCH_SIZE], pad, left=False)
-            batches.append(DevBatch(ids, mask, torch.tensor(labels[start:start + BATCH_SIZE])))
         began = time.perf_counter()
         loaded.model.eval()
-        scan = removal_scan(loaded.model, batches, greedy=True, progress=progress,
-                            objective=LabelWordLoss(torch.tensor(label_words.first_ids)))
+        objective = LabelWordLoss(torch.tensor(label_words.first_ids))
+        batches, packing = dev_batches(loaded.model, encoded, labels, loaded.tokenizer.pad_token_id, objective)
+        scan = removal_scan(loaded.model, batches, greedy=True, progress=progress, objective=objective)
         return LayerRanking(
             model=loaded.spec, depth=len(scan.removal_loss), task_order=scan.greedy_order, task_loss=scan.greedy_loss,
             calibration={"source": f"{task.spec.name} dev examples", "examples": len(dev),
                          "tokens": sum(map(len, encoded)), "objective": "label-word loss",
-                         "full_loss": scan.full_loss,
+                         "full_loss": scan.full_loss, "packing": packing,
                          "prompts_sha256": hashlib.sha256(identity.encode()).hexdigest()[:16]},
             seconds={"task": round(time.perf_counter() - began, 2)},
         )
 
     return cached_ranking(key, compute)
+
+
+def dev_batches(model, encoded: list[list[int]], labels: list[int], pad_id: int,
+                objective: LabelWordLoss) -> tuple[list, str]:
+    """The dev prompts packed into one sequence where that scores them as whole prompts do (within
+    SHARING_TOLERANCE, checked on the whole model), else padded batches; and which, in words."""
+    padded = []
+    for start in range(0, len(encoded), BATCH_SIZE):
+        ids, mask = collate_padded(encoded[start:start + BATCH_SIZE], pad_id, left=False)
+        padded.append(DevBatch(ids, mask, torch.tensor(labels[start:start + BATCH_SIZE])))
+    device = next(model.parameters()).device
+    prefix = encoded[0][:common_prefix_length(encoded)]
+    packed = PackedDevBatch(pack_prompts(encoded, prefix, device), torch.tensor(labels, device=device))
+    with torch.no_grad():
+        whole = torch.cat([objective.logits(model, batch.to(device)) for batch in padded])
+        try:
+            gap = (objective.logits(model, packed) - whole).abs().max().item()
+        except (ValueError, RuntimeError, TypeError) as error:  # e.g. BLOOM builds ALiBi from a 2-D mask
+            return padded, f"padded batches: {type(model).__name__} does not take packed prompts ({type(error).__name__})"
+    if not gap <= SHARING_TOLERANCE:
+        return padded, f"padded batches: packed scores differ by {gap:.2g} in {type(model).__name__}"
+    return [packed], f"packed: {len(prefix)} shared tokens once, then {len(encoded)} prompts' own tokens"

@@ -23,6 +23,7 @@ from layercut.errors import LayercutError
 from layercut.evaluate.sweep import EVALUATION_NOTE, EvaluationColumns
 from layercut.importance.strategies import STRATEGIES
 from layercut.report.plots import write_plots
+from layercut.report.repairs import repair_comparison
 from layercut.report.tables import Table, build_tables
 from layercut.run.config import RunConfig
 from layercut.run.record import FINISHED, read_json
@@ -103,6 +104,7 @@ def markdown(tables: list[Table], shown: tuple[str, ...], records: list[dict], f
         lines += _other_measures(table)
         lines += _pick_notes(table)
     lines += _strategy_comparison(tables, shown)
+    lines += repair_comparison(tables, shown)
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem.replace('_', ' ')}](plots/{p.name})" for p in plots]
     if failed:
@@ -155,7 +157,7 @@ def _strategy_comparison(tables: list[Table], shown: tuple[str, ...]) -> list[st
     """Where several layer strategies ran, one table per model, head, method and task: strategies side by side."""
     groups: dict[tuple, list[Table]] = defaultdict(list)
     for table in tables:
-        if table.fields["keep_strategy"]:
+        if table.fields["keep_strategy"] and not table.repaired:
             groups[tuple(v for k, v in table.fields.items() if k != "keep_strategy")].append(table)
     lines = []
     for members in (m for m in groups.values() if len(m) > 1):

@@ -8,13 +8,17 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from layercut.run.config import HEADS, METHODS
+from layercut.run.config import HEADS, METHODS, RunConfig
 from layercut.sweep.grid import layer_choice
 
-TABLE_FIELDS = ("model", "head", "method", "keep_strategy", "demos", "shots")
+# What a healing arm varies: each value is its own table (a repair is compared, never picked on dev).
+REPAIR_FIELDS = ("bridge", "train_layers", "freeze_embeddings", "teacher")
+TABLE_FIELDS = ("model", "head", "method", "keep_strategy", "demos", "shots", *REPAIR_FIELDS)
 _NOT_SETTINGS = {*TABLE_FIELDS, "layers", "keep_count", "task", "task_options", "seed"}
+_DEFAULTS = RunConfig().to_dict()  # for records written before a field existed
 HEAD_NAMES = {"lm": "LM head", "cls": "classification head"}
-METHOD_NAMES = {"full": "full fine-tuning", "lora": "LoRA", "icl": "in-context learning (no training)"}
+METHOD_NAMES = {"full": "full fine-tuning", "lora": "LoRA", "prefix": "prefix tuning",
+                "icl": "in-context learning (no training)"}
 
 
 @dataclass
@@ -77,16 +81,34 @@ class Table:
         """The row that kept every layer of the model, if the table has one."""
         return next((row for row in self.rows if row.kept == row.source_depth), None)
 
-    def label(self, shown: tuple[str, ...], with_strategy: bool = True) -> str:
+    @property
+    def repaired(self) -> bool:
+        return any(self.fields[name] != _DEFAULTS[name] for name in REPAIR_FIELDS)
+
+    def label(self, shown: tuple[str, ...], with_strategy: bool = True, with_head: bool = True) -> str:
         """e.g. `LM head, full fine-tuning, layers chosen by bi`; `shown`: varying fields to name too."""
-        parts = [HEAD_NAMES[self.fields["head"]], METHOD_NAMES[self.fields["method"]]]
+        parts = [HEAD_NAMES[self.fields["head"]]] if with_head else []
+        parts.append(METHOD_NAMES[self.fields["method"]])
         if with_strategy and self.fields["keep_strategy"]:
             parts.append(f"layers chosen by {self.fields['keep_strategy']}")
+        parts += self.repair_parts()
         if "demos" in shown:
             parts.append(f"demos {self.fields['demos']}")
         if "shots" in shown:
             parts.append(f"{self.fields['shots']} shots")
         return ", ".join(parts)
+
+    def repair_parts(self) -> list[str]:
+        fields, parts = self.fields, []
+        if fields["bridge"]:
+            parts.append(f"{fields['bridge']} bridge")
+        if fields["train_layers"] != _DEFAULTS["train_layers"]:
+            parts.append(f"training only the {fields['train_layers']} blocks")
+        if fields["freeze_embeddings"]:
+            parts.append("embeddings frozen")
+        if fields["teacher"]:
+            parts.append(f"distilled from {fields['teacher']}")
+        return parts
 
 
 def build_tables(records: list[dict], order: dict[str, list[str]] | None = None) -> list[Table]:
@@ -94,7 +116,7 @@ def build_tables(records: list[dict], order: dict[str, list[str]] | None = None)
     order = order or {}
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for record in records:
-        groups[tuple(record["config"][name] for name in TABLE_FIELDS)].append(record)
+        groups[table_key(record["config"])].append(record)
     tables = []
     for key in sorted(groups, key=lambda key: _table_order(key, order.get("models", []))):
         members = groups[key]
@@ -108,10 +130,19 @@ def build_tables(records: list[dict], order: dict[str, list[str]] | None = None)
     return tables
 
 
+def table_key(config: dict) -> tuple:
+    """The record's TABLE_FIELDS; `first` chosen as a strategy keeps the same layers as `--layers first:K`."""
+    fields = {name: config.get(name, _DEFAULTS[name]) for name in TABLE_FIELDS}
+    if fields["keep_strategy"] == "first":
+        fields["keep_strategy"] = None
+    return tuple(fields.values())
+
+
 def _table_order(key: tuple, models: list[str]) -> tuple:
     fields = dict(zip(TABLE_FIELDS, key))
     return (_ranked(fields["model"], models), HEADS.index(fields["head"]), METHODS.index(fields["method"]),
-            fields["keep_strategy"] or "", fields["demos"], fields["shots"])
+            fields["keep_strategy"] or "", fields["demos"], fields["shots"],
+            *(str(fields[name]) for name in REPAIR_FIELDS))
 
 
 def _ranked(value: str, listed: list[str]) -> tuple:

@@ -128,6 +128,14 @@ def _defaults() -> dict:
 BRIDGES = ("lstsq",)
 
 
+def _kept_count(config: RunConfig) -> int | None:
+    """How many blocks the run keeps, where the config alone says (a count, first:K, last:K)."""
+    if config.keep_count is not None:
+        return config.keep_count
+    mode, _, count = config.layers.partition(":")
+    return int(count) if mode in ("first", "last") and count.isdigit() else None
+
+
 def train_layers_count(text: str) -> int | None:
     """N of `last:N`, None for `all`."""
     if text == "all":
@@ -139,10 +147,14 @@ def train_layers_count(text: str) -> int | None:
 
 
 def _check_healing(config: RunConfig) -> None:
-    partial = train_layers_count(config.train_layers) is not None or config.freeze_embeddings
-    if partial and config.method != "full":
+    count = train_layers_count(config.train_layers)
+    if (count is not None or config.freeze_embeddings) and config.method != "full":
         raise LayercutError(f"--train-layers/--freeze-embeddings choose what full fine-tuning trains, not "
                             f"--method {config.method}: use --method full")
+    kept = _kept_count(config)
+    if count is not None and kept is not None and count > kept:  # known before loading: a sweep skips the cell
+        raise LayercutError(f"--train-layers {config.train_layers} asks for more blocks than the {kept} kept: "
+                            f"choose N from 1 to {kept}, or all")
     if config.bridge is not None:
         _one_of("bridge", config.bridge, BRIDGES)
     if config.teacher is not None and not config.trains:

@@ -11,7 +11,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from layercut.adapt.batching import (active_dropout, common_prefix_length, group_by_prefix, make_batch, pack_prompts,
+from layercut.adapt.batching import (SHARING_TOLERANCE, active_dropout, common_prefix_length, group_by_prefix, make_batch, pack_prompts,
                                      prefix_overlap)
 from layercut.adapt.evaluation import CONTENT_FREE_TEXTS
 from layercut.adapt.scorers import build_scorer
@@ -179,9 +179,6 @@ class PrefixSharing:
         return {"evaluation": self.evaluation, "training": self.training, "training_packed": self.packed,
                 "reasons": self.reasons, "prefix_tokens": len(self.prefix)}
 
-
-# Shared and whole-prompt scores may differ by float reordering only (fp32).
-SHARING_TOLERANCE = 1e-4
 
 
 def decide_sharing(config: RunConfig, scorer: nn.Module, prompts: list[list[int]], pad_id: int,

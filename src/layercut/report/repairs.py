@@ -1,0 +1,97 @@
+"""The report's healing comparison: every repair of a cut model side by side, per task and layers kept.
+
+Where a store holds repaired runs (a bridge, partial fine-tuning, distillation; issue 14's arms), each
+variant (method, layer strategy, repair) is a row, each layer count a column, and each cell says how much of
+the full-depth accuracy it keeps. The reference is the plain full fine-tuning table's full-depth row (same
+model, head, demonstrations and shots). A cost table follows: training seconds per run and trainable
+parameters, the two costs a repair adds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+from layercut.report.tables import HEAD_NAMES, Cell, Table
+
+
+def repair_comparison(tables: list[Table], shown: tuple[str, ...]) -> list[str]:
+    groups: dict[tuple, list[Table]] = defaultdict(list)
+    for table in tables:
+        groups[tuple(table.fields[name] for name in ("model", "head", "demos", "shots"))].append(table)
+    lines = []
+    for members in groups.values():
+        if any(table.repaired for table in members):
+            lines += _group(members, shown)
+    return lines
+
+
+def _group(members: list[Table], shown: tuple[str, ...]) -> list[str]:
+    reference = next((t for t in members if _plain(t) and t.full_depth), None)
+    variants = sorted(members, key=lambda t: (not _plain(t), t.repaired, t.label(shown, with_head=False)))
+    counts = sorted({row.kept for t in members for row in t.rows if row.kept != row.source_depth})
+    first = members[0]
+    title = f"{first.fields['model']}: {HEAD_NAMES[first.fields['head']]}" + "".join(
+        f", {name} {first.fields[name]}" for name in ("demos", "shots") if name in shown)
+    seeds = max(table.seeds for table in members)
+    lines = []
+    for task in first.tasks if reference is None else reference.tasks:
+        full = reference.full_depth.cells.get(task) if reference else None
+        lines += ["", f"## {title}, {task}: repairs of the cut model compared", "",
+                  "Test accuracy (%), mean ± std over seeds, and in brackets the share of the full-depth accuracy "
+                  + (f"kept (the reference: {reference.label(shown, with_head=False)}, all layers, {full.text(seeds)})."
+                     if full else "kept (none shown: this store has no full-depth run of plain full fine-tuning)."), "",
+                  "| Variant | " + " | ".join(f"{k} layers" for k in counts) + " |", "|---|" + "---:|" * len(counts)]
+        best: dict[int, tuple[float, str]] = {}
+        for table in variants:
+            cells = _cells_by_count(table, task)
+            label = table.label(shown, with_head=False)
+            lines.append(f"| {label} | " + " | ".join(_text(cells.get(k), seeds, full) for k in counts) + " |")
+            for k, cell in cells.items():
+                if cell.mean > best.get(k, (-1.0, ""))[0]:
+                    best[k] = (cell.mean, label)
+        lines += ["", "Best per layer count: " + "; ".join(
+            f"{k} layers: {best[k][1]} ({best[k][0]:.1f})" for k in counts if k in best) + "."]
+        lines += ["", "Cost per run, mean over seeds: training seconds, + the repair's own seconds where it has "
+                      "any (the bridge's fit, the teacher's scores, the task ranking), / trainable parameters.", "",
+                  "| Variant | " + " | ".join(f"{k} layers" for k in counts) + " |", "|---|" + "---:|" * len(counts)]
+        for table in variants:
+            cells = _cells_by_count(table, task)
+            lines.append(f"| {table.label(shown, with_head=False)} | "
+                         + " | ".join(_cost(cells.get(k)) for k in counts) + " |")
+    return lines
+
+
+def _plain(table: Table) -> bool:
+    return table.fields["method"] == "full" and not table.fields["keep_strategy"] and not table.repaired
+
+
+def _cells_by_count(table: Table, task: str) -> dict[int, Cell]:
+    return {row.kept: row.cells[task] for row in table.rows if task in row.cells and row.kept != row.source_depth}
+
+
+def _text(cell: Cell | None, seeds: int, full: Cell | None) -> str:
+    if cell is None:
+        return "–"
+    return cell.text(seeds) + (f" ({100 * cell.mean / full.mean:.0f}%)" if full and full.mean else "")
+
+
+def _cost(cell: Cell | None) -> str:
+    if cell is None:
+        return "–"
+    seconds = statistics.fmean(r["timing"]["train_seconds"] for r in cell.runs)
+    repair = statistics.fmean(_repair_seconds(r) for r in cell.runs)
+    trainable = statistics.fmean(r["parameters"].get("trainable", 0) for r in cell.runs)
+    return f"{seconds:.0f} s" + (f" + {repair:.0f} s" if repair >= 0.5 else "") + f" / {_millions(trainable)}"
+
+
+def _repair_seconds(record: dict) -> float:
+    healing = record.get("healing") or {}
+    ranking = record["layers"].get("ranking") or {}
+    parts = [(healing.get("bridge") or {}).get("seconds"), (healing.get("teacher") or {}).get("seconds"),
+             *(ranking.get("seconds") or {}).values()]
+    return sum(part for part in parts if part)
+
+
+def _millions(n: float) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k" if n >= 1e3 else f"{n:.0f}"
