@@ -66,15 +66,20 @@ def test_interrupted_conversion_leaves_no_cache(monkeypatch, tmp_path):
     assert list(models.iterdir()) == []  # the temporary folder is removed too
 
 
-def test_one_layer_smollm2_learns_trec(smollm2, tmp_path):
-    """Fine-tuning the 1-layer model lifts dev accuracy well above the majority class (1/6 on a balanced dev set)."""
+def test_one_layer_smollm2_learns_trec_at_k64(smollm2, tmp_path):
+    """The default budget (batch 8, up to 30 epochs, early stopping on dev) lifts the 1-layer model's dev accuracy
+    well above the majority class at K=64 (issue 12). Measured: best dev 58.0% (seed 0) against a majority
+    class of 24.5% on the 200 natural-distribution dev questions; asserted: at least 20 points above it."""
+    from collections import Counter
+
     from layercut.run.config import RunConfig
     from layercut.run.pipeline import run
+    from layercut.run.task import make_run_splits, resolve_task
 
-    config = RunConfig(layers="first:1", task="trec", shots=16, seed=0, learning_rate=1e-3, batch_size=4,
-                       epochs=4, patience=0, test_size=30)
+    config = RunConfig(layers="first:1", task="trec", shots=64, seed=0, dev_size=200)
+    dev = make_run_splits(config, resolve_task(config)).dev
+    majority = max(Counter(e.label for e in dev).values()) / len(dev)
     result = run(config, tmp_path, show_progress=False).record
     curve = [epoch["dev_accuracy"] for epoch in result["dev"]["curve"]]
-    assert result["dev"]["best_dev_accuracy"] >= 0.35, curve
-    assert curve[0] < result["dev"]["best_dev_accuracy"]
-    assert result["parameters"]["total"] == 31_904_832 or round(result["parameters"]["total"] / 1e6, 1) == 31.9
+    assert result["dev"]["best_dev_accuracy"] >= majority + 0.20, (majority, curve)
+    assert round(result["parameters"]["total"] / 1e6, 1) == 31.9
