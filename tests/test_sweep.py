@@ -13,6 +13,7 @@ from layercut.cli.main import main
 from layercut.errors import LayercutError
 from layercut.report.markdown import build_tables
 from layercut.run.record import RunRecord
+from layercut.run.config import RunConfig
 from layercut.sweep import ResultStore, load_experiment, run_sweep, write_report
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -224,3 +225,19 @@ def test_dry_run_of_shipped_experiments(name, runs, capsys):
 def test_load_experiment_error_names_the_file(tmp_path):
     with pytest.raises(LayercutError, match="cannot read experiment file"):
         load_experiment(tmp_path / "missing.yaml")
+
+
+def test_dry_run_counts_each_layer_ranking_once():
+    """Rankings are cached: a grid over layer counts pays for one per task and seed; SLEB-style greedy scans cost
+    about depth/3 times a single removal round."""
+    from layercut.sweep.plan import describe_plan, ranking_flops
+
+    runs = [RunConfig(keep_strategy=strategy, keep_count=count, layers="all", seed=seed)
+            for strategy in ("task", "loss") for count in (2, 4) for seed in (0, 1)]
+    rankings = dict(filter(None, map(ranking_flops, runs)))
+    assert len(rankings) == 4  # 2 strategies x 2 seeds; the counts share their ranking
+    assert ranking_flops(RunConfig(layers="first:2")) is None
+    greedy = ranking_flops(RunConfig(keep_strategy="greedy", keep_count=2, layers="all"))[1]
+    one_round = ranking_flops(RunConfig(keep_strategy="loss", keep_count=2, layers="all"))[1]
+    assert 8 < greedy / one_round < 12  # 30 layers: sum over n of n(n+3)/2 against 30·33/2
+    assert "+ 4 layer ranking(s)" in describe_plan(runs)

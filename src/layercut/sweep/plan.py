@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 from layercut.errors import LayercutError
-from layercut.importance.strategies import check_count
+from layercut.importance.strategies import RANKED, TASK_STRATEGY, check_count
 from layercut.model.layers import LayerSelection
 from layercut.model.size import config_size_reports, known_config
 from layercut.model.sources import Trust, load_config, resolve_source
@@ -22,6 +22,7 @@ from layercut.sweep.grid import SETTINGS, layer_choice
 
 # A rendered example (template + text). Real tasks range from ~15 tokens (TREC) to ~60 (AGNews).
 TOKENS_PER_EXAMPLE = 40
+CALIBRATION_TOKENS = 128  # a calibration sequence of the measures (importance/ranking.py)
 # Sustained throughputs to turn FLOPs into hours: a few CPU cores, and one large GPU.
 THROUGHPUTS = (("a few CPU cores", 1e11), ("one large GPU", 1e14))
 
@@ -97,6 +98,34 @@ def run_flops(config: RunConfig) -> float | None:
     return n * (6 * trained_tokens + 2 * evaluated_tokens)
 
 
+def ranking_flops(config: RunConfig) -> tuple[tuple, float] | None:
+    """What ranking the run's layer strategy needs, as (its identity, its forward FLOPs), or None. A ranking is
+    computed once per identity and cached, so a sweep pays for it once. Removal scans replay the blocks from
+    the removed one on: one round over D layers is about D²/2 block passes, SLEB's greedy order about D³/6.
+    `task` scores the run's dev prompts packed (the demonstrations once), the measures calibration
+    sequences of the run's training texts."""
+    if config.keep_strategy not in RANKED:
+        return None
+    facts = model_facts(config.model, Trust(remote_code=config.trust_remote_code))
+    if facts is None:
+        return None
+    depth = facts.depth
+    per_block = facts.non_embedding_parameters(depth) / depth
+    one_round = lambda n: n * (n + 1) // 2 + n  # noqa: E731 (every candidate's replay, and the recording pass)
+    passes = {"bi": depth, "angular": depth, "loss": one_round(depth)}.get(
+        config.keep_strategy, sum(one_round(n) for n in range(2, depth + 1)))
+    if config.keep_strategy == TASK_STRATEGY:
+        spec = _task_spec(config.task, json.dumps(config.task_options, sort_keys=True))
+        dev = config.dev_size or (config.dev_shots or config.shots) * spec.num_classes
+        demos = 0 if config.demos == "none" else TOKENS_PER_EXAMPLE * spec.num_classes
+        tokens = demos + min(dev, config.calibration_samples) * TOKENS_PER_EXAMPLE
+    else:
+        tokens = config.calibration_samples * CALIBRATION_TOKENS
+    identity = (config.model, config.keep_strategy, config.task, json.dumps(config.task_options, sort_keys=True),
+                config.seed, config.shots, config.dev_size, config.dev_shots, config.demos, config.calibration_samples)
+    return identity, 2 * per_block * tokens * passes
+
+
 @functools.lru_cache(maxsize=None)
 def _task_spec(task: str, options: str):
     return resolve_task(RunConfig(task=task, task_options=json.loads(options)))
@@ -116,8 +145,13 @@ def describe_plan(runs: list[RunConfig], done: set[str] = frozenset()) -> str:
         rows.append([str(index), run.key(), run.model, layer_choice(run.to_dict()), run.task, run.head, run.method,
                      run.demos, str(run.shots), str(run.seed), *(str(getattr(run, name)) for name in varying),
                      "?" if flops is None else f"{flops:.1e}", "done" if run.key() in done else ""])
+    rankings = dict(filter(None, (ranking_flops(run) for run in runs)))
+    total += sum(rankings.values())
     lines = [text_table([header, *rows])]
     lines.append(f"{len(runs)} runs" + (f", {len(done)} already complete" if done else ""))
+    if rankings:
+        lines.append(f"+ {len(rankings)} layer ranking(s) for the layer strategies, each computed once and cached: "
+                     f"{sum(rankings.values()):.1e} FLOP")
     lines.append(
         f"estimated compute: {total:.2e} FLOP"
         + (f" (+ {unknown} run(s) of models whose config is not readable here)" if unknown else "")
