@@ -3,8 +3,9 @@
 SmolLM2-135M, all 30 layers; the dev prompts of a `trec` run (K=16, dev 200 natural, seed 0; the scan
 scores the first 64, `--calibration-samples`), one fixed demonstration per class. One scoring round of the
 greedy scan (the loss without each of the 30 layers; the greedy order runs such rounds on 30, 29, ..., 2
-layers) is timed both ways. Next to each time: the FLOP-limited time, the round's matmul FLOPs (torch's
-FlopCounterMode) at the fp32 matmul peak measured in the same run.
+layers) is timed both ways. Next to each time: the FLOP-limited time, the round's matmul FLOPs at the fp32
+matmul peak measured in the same run (one whole-model pass counted by torch's FlopCounterMode, times the
+round's block passes over the depth: removing layer l replays the blocks from l on).
 Usage: python benchmarks/bench_task_rank.py   (writes benchmarks/results/task_rank_smollm2.json)
 """
 
@@ -50,9 +51,12 @@ def main() -> None:
     peak = matmul_peak()
     results = {"threads": torch.get_num_threads(), "prompts": len(encoded), "packing": packing,
                "prompt_tokens": sum(map(len, encoded)), "matmul_peak_flops": peak}
+    depth = model.config.num_hidden_layers
+    block_passes = depth * (depth + 1) // 2 + depth  # each removal's replay, and the pass that records block inputs
     for name, batches in (("padded", padded), ("packed", packed)):
         one_round = lambda: removal_scan(model, batches, greedy=False, progress=False, objective=objective)  # noqa: E731
-        flops = counted_flops(one_round)
+        with torch.no_grad():
+            flops = counted_flops(lambda: [objective.forward(model, batch) for batch in batches]) * block_passes / depth
         start = time.perf_counter()
         scan = one_round()
         seconds = time.perf_counter() - start
