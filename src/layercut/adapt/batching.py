@@ -13,6 +13,7 @@ loss and the gradient of computing every prompt whole.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import inspect
 from dataclasses import dataclass
@@ -66,6 +67,9 @@ class PackedPrompts:
     def size(self) -> int:
         return self.ends.shape[0]
 
+    def to(self, device) -> "PackedPrompts":
+        return PackedPrompts(*(getattr(self, f.name).to(device) for f in dataclasses.fields(self)))
+
 
 def pack_prompts(prompts: list[list[int]], prefix: list[int], device: torch.device | str = "cpu") -> PackedPrompts:
     """`prompts` after one copy of `prefix`; a prompt that leaves the prefix early (its own demonstration was
@@ -87,6 +91,18 @@ def pack_prompts(prompts: list[list[int]], prefix: list[int], device: torch.devi
     mask = within | prefix_seen
     return PackedPrompts(torch.tensor([ids], device=device), mask[None, None].to(device), position[None].to(device),
                          torch.tensor(ends, device=device))
+
+
+def packing_disagrees(whole: torch.Tensor, score_packed: Callable[[], torch.Tensor], model_name: str) -> str | None:
+    """Why packed scores cannot stand in for the whole-prompt scores `whole`, or None: the model refuses the
+    packed mask, or the scores differ by more than SHARING_TOLERANCE."""
+    try:
+        gap = (score_packed().float() - whole.float()).abs().max().item()
+    except (ValueError, RuntimeError, TypeError) as error:  # e.g. BLOOM builds ALiBi from a 2-D mask
+        return f"{model_name} does not take packed prompts ({type(error).__name__})"
+    if not gap <= SHARING_TOLERANCE:
+        return f"packed scores differ from whole-prompt scores by {gap:.2g} in {model_name}"
+    return None
 
 
 def forward_packed(module: nn.Module, packed: PackedPrompts) -> torch.Tensor:

@@ -13,7 +13,6 @@ keeps padded batches, and the ranking's calibration record says which it used.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -22,8 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from layercut.adapt.batching import (SHARING_TOLERANCE, PackedPrompts, common_prefix_length, forward_packed,
-                                     pack_prompts)
+from layercut.adapt.batching import (PackedPrompts, common_prefix_length, forward_packed, pack_prompts,
+                                     packing_disagrees)
 from layercut.adapt.scorers import restricted_lm_logits
 from layercut.importance.blockio import body
 from layercut.importance.cache import cached_ranking, ranking_key
@@ -78,8 +77,7 @@ class PackedDevBatch:
     labels: torch.Tensor
 
     def to(self, device) -> "PackedDevBatch":
-        moved = PackedPrompts(*(getattr(self.packed, f.name).to(device) for f in dataclasses.fields(PackedPrompts)))
-        return PackedDevBatch(moved, self.labels.to(device))
+        return PackedDevBatch(self.packed.to(device), self.labels.to(device))
 
     def last_hidden(self, model) -> torch.Tensor:
         return forward_packed(body(model), self.packed)
@@ -147,11 +145,8 @@ def dev_batches(model, encoded: list[list[int]], labels: list[int], pad_id: int,
     prefix = encoded[0][:common_prefix_length(encoded)]
     packed = PackedDevBatch(pack_prompts(encoded, prefix, device), torch.tensor(labels, device=device))
     with torch.no_grad():
-        whole = torch.cat([objective.logits(model, batch.to(device)) for batch in padded])
-        try:
-            gap = (objective.logits(model, packed) - whole).abs().max().item()
-        except (ValueError, RuntimeError, TypeError) as error:  # e.g. BLOOM builds ALiBi from a 2-D mask
-            return padded, f"padded batches: {type(model).__name__} does not take packed prompts ({type(error).__name__})"
-    if not gap <= SHARING_TOLERANCE:
-        return padded, f"padded batches: packed scores differ by {gap:.2g} in {type(model).__name__}"
+        why = packing_disagrees(torch.cat([objective.logits(model, batch.to(device)) for batch in padded]),
+                                lambda: objective.logits(model, packed), type(model).__name__)
+    if why:
+        return padded, f"padded batches: {why}"
     return [packed], f"packed: {len(prefix)} shared tokens once, then {len(encoded)} prompts' own tokens"

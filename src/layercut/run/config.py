@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 from layercut.errors import LayercutError
+from layercut.model.layers import LayerSelection
 from layercut.tasks.options import check_task_with_data
 
 HEADS = ("lm", "cls")
@@ -129,11 +130,15 @@ BRIDGES = ("lstsq",)
 
 
 def _kept_count(config: RunConfig) -> int | None:
-    """How many blocks the run keeps, where the config alone says (a count, first:K, last:K)."""
+    """How many blocks the run keeps, where the config alone says (a count, first:K, last:K); a malformed
+    --layers is left to the run, which names the problem against the model's depth."""
     if config.keep_count is not None:
         return config.keep_count
-    mode, _, count = config.layers.partition(":")
-    return int(count) if mode in ("first", "last") and count.isdigit() else None
+    try:
+        selection = LayerSelection.parse(config.layers)
+    except LayercutError:
+        return None
+    return selection.count if selection.mode in ("first", "last") and selection.count >= 1 else None
 
 
 def train_layers_count(text: str) -> int | None:

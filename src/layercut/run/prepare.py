@@ -11,8 +11,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from layercut.adapt.batching import (SHARING_TOLERANCE, active_dropout, common_prefix_length, group_by_prefix, make_batch, pack_prompts,
-                                     prefix_overlap)
+from layercut.adapt.batching import (SHARING_TOLERANCE, active_dropout, common_prefix_length, group_by_prefix,
+                                     make_batch, pack_prompts, packing_disagrees, prefix_overlap)
 from layercut.adapt.evaluation import CONTENT_FREE_TEXTS
 from layercut.adapt.scorers import build_scorer
 from layercut.adapt.training import Batch, Budget
@@ -218,17 +218,10 @@ def packing_problem(scorer: nn.Module, sample: list[list[int]], prefix: list[int
         return "training: packing needs a head that reads the last token, without prefix tuning's virtual tokens"
     half = len(prefix) // 2
     prompts = sample + [prefix[:half] + sample[0][len(prefix):]]
-    name = type(scorer.model).__name__
     with torch.no_grad():
-        whole = scorer(make_batch(prompts, pad_id, 0, device)).float()
-        try:
-            packed = scorer(pack_prompts(prompts, prefix, device)).float()
-        except (ValueError, RuntimeError, TypeError) as error:  # e.g. BLOOM builds ALiBi from a 2-D mask
-            return f"training: {name} does not take packed prompts ({type(error).__name__}); a prefix cache per batch"
-    gap = (whole - packed).abs().max().item()
-    if not gap <= SHARING_TOLERANCE:
-        return f"training: packed scores differ from whole-prompt scores by {gap:.2g} in {name}; a prefix cache per batch"
-    return None
+        why = packing_disagrees(scorer(make_batch(prompts, pad_id, 0, device)),
+                                lambda: scorer(pack_prompts(prompts, prefix, device)), type(scorer.model).__name__)
+    return f"training: {why}; a prefix cache per batch" if why else None
 
 
 def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:
