@@ -51,6 +51,18 @@ def test_run_writes_a_complete_result(tiny_llama_folder, review_file, tmp_path, 
         assert params["trainable"] == params["total"]
 
 
+def test_shots_all_trains_on_every_example_outside_dev(tiny_llama_folder, review_file, tmp_path):
+    config = tiny_config(tiny_llama_folder, review_file, shots="all", dev_size=6, epochs=1)
+    result = run(config, tmp_path, show_progress=False).record
+    from layercut.run.task import resolve_task
+    from layercut.tasks import load_examples
+
+    sizes = result["splits"]["sizes"]
+    assert sizes["dev"] == 6 and sizes["train"] + sizes["dev"] == len(load_examples(resolve_task(config)).train) > 8
+    assert result["splits"]["drawn"]["train"] == "natural: the whole training set outside dev"
+    assert result["config"]["shots"] == "all"
+
+
 def test_training_learns_the_tiny_task(tiny_llama_folder, review_file):
     config = tiny_config(tiny_llama_folder, review_file, epochs=8, shots=8, batch_size=1, learning_rate=3e-3)
     result = run(config, show_progress=False).record

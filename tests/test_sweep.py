@@ -222,6 +222,16 @@ def test_dry_run_of_shipped_experiments(name, runs, capsys):
     assert f"\n{runs} runs\n" in out and "estimated compute:" in out
 
 
+def test_dry_run_counts_the_whole_training_set_for_shots_all():
+    """The embedded trec has 4,881 training questions: `all` less a 200-question dev set trains on 4,681 per
+    epoch: between K=780 and K=781 (6 classes: 4,680 and 4,686)."""
+    from layercut.sweep.plan import run_flops
+
+    whole, below, above = (run_flops(RunConfig(layers="first:1", shots=shots, dev_size=200, epochs=1))
+                           for shots in ("all", 780, 781))
+    assert below < whole <= above
+
+
 def test_load_experiment_error_names_the_file(tmp_path):
     with pytest.raises(LayercutError, match="cannot read experiment file"):
         load_experiment(tmp_path / "missing.yaml")

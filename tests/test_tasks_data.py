@@ -350,6 +350,28 @@ def test_split_errors():
         make_splits(data, 2, 0, test_size=61)
 
 
+@pytest.mark.parametrize("dev", [{"dev_size": 12}, {"dev_shots": 3}])
+def test_all_shots_trains_on_every_example_outside_dev(dev):
+    data = toy_data()
+    splits = make_splits(data, "all", 5, **dev)
+    assert len(splits.dev) == 12 if "dev_size" in dev else collections.Counter(e.label for e in splits.dev) == {0: 3, 1: 3, 2: 3}
+    assert {e.uid for e in splits.train} | {e.uid for e in splits.dev} == {e.uid for e in data.train}
+    assert not {e.uid for e in splits.train} & {e.uid for e in splits.dev}
+    assert make_splits(data, "all", 5, **dev) == splits and make_splits(data, "all", 6, **dev).dev != splits.dev
+
+
+def test_all_shots_errors():
+    data = toy_data()
+    with pytest.raises(LayercutError, match="--shots all trains on every training example: set the dev set apart"):
+        make_splits(data, "all", 0)
+    with pytest.raises(LayercutError, match="leave none of c to train on"):
+        make_splits(data, "all", 0, dev_shots=10)
+    with pytest.raises(LayercutError, match="dev_size 60 leaves no training examples"):
+        make_splits(data, "all", 0, dev_size=60)
+    with pytest.raises(LayercutError, match="or 'all', got 'most'"):
+        make_splits(data, "most", 0, dev_size=5)
+
+
 def test_k_larger_than_smallest_builtin_class(pools):
     with pytest.raises(LayercutError, match="ABBR: 78 training examples"):
         make_splits(pools["trec"], 100, 0, dev_shots=0)

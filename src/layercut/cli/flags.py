@@ -52,3 +52,11 @@ def task_options_from_args(args: argparse.Namespace) -> TaskOptions:
 def task_from_args(args: argparse.Namespace) -> TaskSpec:
     """The task named by TASK or described by --data and the column flags, with any overrides applied."""
     return task_spec(args.task, task_options_from_args(args))
+
+
+def shots(text: str) -> int | str:
+    """--shots: K examples per class, or `all`; anything else is left to RunConfig's one-line check."""
+    try:
+        return int(text)
+    except ValueError:
+        return text

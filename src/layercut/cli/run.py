@@ -7,7 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from layercut.cli.flags import add_task_file_arguments, add_trust_arguments, task_options_from_args
+from layercut.cli.flags import add_task_file_arguments, add_trust_arguments, shots, task_options_from_args
 from layercut.run.config import BRIDGES, METHODS, RunConfig
 
 
@@ -23,7 +23,8 @@ def add_commands(subparsers) -> None:
     run.add_argument("--task", help=f"a built-in task (`layercut tasks`) or a task YAML file (default {defaults.task}); "
                                     "with --data, a name for the file's task")
     add_task_file_arguments(run)
-    run.add_argument("--shots", type=int, default=defaults.shots, metavar="K", help="training examples per class")
+    run.add_argument("--shots", type=shots, default=defaults.shots, metavar="K",
+                     help="training examples per class, or all: the whole training set less dev (needs --dev-size)")
     run.add_argument("--seed", type=int, default=defaults.seed)
     run.add_argument("--head", choices=("lm", "cls"), default=defaults.head,
                      help="lm: label words through the LM head (the paper); cls: a new linear head")

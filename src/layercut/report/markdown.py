@@ -22,6 +22,7 @@ from layercut.atomic import write_text_atomic
 from layercut.errors import LayercutError
 from layercut.evaluate.sweep import EVALUATION_NOTE, EvaluationColumns
 from layercut.importance.strategies import STRATEGIES
+from layercut.report.data_size import data_size_comparison
 from layercut.report.plots import write_plots
 from layercut.report.repairs import repair_comparison
 from layercut.report.tables import Table, build_tables
@@ -103,6 +104,7 @@ def markdown(tables: list[Table], shown: tuple[str, ...], records: list[dict], f
                                              *evaluations.cells(model, kept_specs)]) + " |")
         lines += _other_measures(table)
         lines += _pick_notes(table)
+    lines += data_size_comparison(tables, shown)
     lines += _strategy_comparison(tables, shown)
     lines += repair_comparison(tables, shown)
     if plots:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from layercut.run.config import HEADS, METHODS, RunConfig
 from layercut.sweep.grid import layer_choice
+from layercut.tasks.splits import ALL
 
 # What a healing arm varies: each value is its own table (a repair is compared, never picked on dev).
 REPAIR_FIELDS = ("bridge", "train_layers", "freeze_embeddings", "teacher")
@@ -95,7 +96,8 @@ class Table:
         if "demos" in shown:
             parts.append(f"demos {self.fields['demos']}")
         if "shots" in shown:
-            parts.append(f"{self.fields['shots']} shots")
+            shots = self.fields["shots"]
+            parts.append("the whole training set" if shots == ALL else f"{shots} shots")
         return ", ".join(parts)
 
     def repair_parts(self) -> list[str]:
@@ -141,8 +143,13 @@ def table_key(config: dict) -> tuple:
 def _table_order(key: tuple, models: list[str]) -> tuple:
     fields = dict(zip(TABLE_FIELDS, key))
     return (_ranked(fields["model"], models), HEADS.index(fields["head"]), METHODS.index(fields["method"]),
-            fields["keep_strategy"] or "", fields["demos"], fields["shots"],
+            fields["keep_strategy"] or "", fields["demos"], shots_order(fields["shots"]),
             *(str(fields[name]) for name in REPAIR_FIELDS))
+
+
+def shots_order(shots: int | str) -> tuple:
+    """K ascending, the whole training set (`all`) last."""
+    return (shots == ALL, 0 if shots == ALL else shots)
 
 
 def _ranked(value: str, listed: list[str]) -> tuple:

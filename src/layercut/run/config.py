@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from layercut.errors import LayercutError
 from layercut.model.layers import LayerSelection
 from layercut.tasks.options import check_task_with_data
+from layercut.tasks.splits import check_shots
 
 HEADS = ("lm", "cls")
 METHODS = ("full", "lora", "prefix", "icl")
@@ -29,7 +30,7 @@ class RunConfig:
     layers: str = "all"  # first:K, last:K, all, drop:SPEC, or an index SPEC
     task: str = "trec"  # a task name or a task YAML file
     task_options: dict = field(default_factory=dict)  # --data/--text-column/... for a data-file task
-    shots: int = 16  # training examples per class
+    shots: int | str = 16  # training examples per class, or "all": the whole training set less dev
     seed: int = 0
     head: str = "lm"
     method: str = "full"
@@ -80,13 +81,14 @@ class RunConfig:
             raise LayercutError(f"learning rate must be > 0 and finite, got {self.learning_rate}: e.g. --lr 5e-5")
         if not 0 <= self.weight_decay < math.inf:
             raise LayercutError(f"weight decay must be >= 0 and finite, got {self.weight_decay}: e.g. --weight-decay 0.01")
-        for name in ("epochs", "batch_size", "gradient_accumulation", "shots", "eval_batch_size", "max_length",
+        for name in ("epochs", "batch_size", "gradient_accumulation", "eval_batch_size", "max_length",
                      "prefix_tokens", "lora_rank", "lora_alpha", "calibration_samples"):
             if getattr(self, name) < 1:
                 raise LayercutError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for name in ("max_steps", "eval_every", "dev_shots", "dev_size", "test_size", "keep_count"):
             if getattr(self, name) is not None and getattr(self, name) < 1:  # an empty dev set would silently stop early stopping
                 raise LayercutError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        check_shots(self.shots, self.dev_shots, self.dev_size)
         check_task_with_data(self.task, self.task_options)
         if self.patience < 0:
             raise LayercutError(f"patience must be >= 0, got {self.patience}")

@@ -33,6 +33,7 @@ from layercut.prompting.build import build_prompting
 from layercut.run.config import RunConfig
 from layercut.run.task import make_run_splits, resolve_task
 from layercut.tasks import Example, FewShotSplits, TaskSpec
+from layercut.tasks.splits import ALL
 
 
 @dataclass
@@ -73,7 +74,9 @@ class Adaptation:
                else f"balanced: {config.dev_shots or config.shots} per class, outside the training set")
         test = (f"natural: a fixed random {config.test_size} of the test pool" if config.test_size
                 else "natural: the whole test pool")
-        return {"train": f"balanced: {config.shots} per class", "dev": dev, "test": test}
+        train = ("natural: the whole training set outside dev" if config.shots == ALL
+                 else f"balanced: {config.shots} per class")
+        return {"train": train, "dev": dev, "test": test}
 
     def encode_all(self, examples: list[Example]) -> list[list[int]]:
         self.demos.prepare(examples)

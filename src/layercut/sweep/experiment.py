@@ -50,6 +50,7 @@ from layercut.sweep.grid import DIMENSIONS, SETTINGS
 from layercut.sweep.plan import model_facts
 from layercut.tasks import load_examples, make_splits
 from layercut.tasks.options import TASK_OPTION_NAMES
+from layercut.tasks.splits import ALL
 
 KEYS = ("description", *DIMENSIONS, "arms", "settings", "evaluations")
 # Settings a method ignores keep their first value there, so that sweeping them does not repeat identical runs.
@@ -313,6 +314,8 @@ def _coerce(field: str, value, where: str):
     if value is None and kind.endswith("None"):
         return None
     if kind == "bool" and isinstance(value, bool):
+        return value
+    if field == "shots" and value == ALL:
         return value
     if not isinstance(value, bool):
         if kind.startswith("float") and isinstance(value, (int, float, str)):

@@ -19,6 +19,7 @@ from layercut.report.text import text_table
 from layercut.run.config import RunConfig
 from layercut.run.task import resolve_task
 from layercut.sweep.grid import SETTINGS, layer_choice
+from layercut.tasks.splits import ALL
 
 # A rendered example (template + text). Real tasks range from ~15 tokens (TREC) to ~60 (AGNews).
 TOKENS_PER_EXAMPLE = 40
@@ -80,8 +81,10 @@ def run_flops(config: RunConfig) -> float | None:
     query = min(config.max_length, TOKENS_PER_EXAMPLE)
     demos = 0 if config.demos == "none" else min(config.max_length - query, TOKENS_PER_EXAMPLE * classes)
     shared = config.share_prefix and config.demos in ("fixed", "none")
-    train = config.shots * classes
     dev = config.dev_size or (config.dev_shots or config.shots) * classes
+    if config.shots == ALL and spec.train_pool_size is None:  # a data-file task: its size is not declared
+        return None
+    train = spec.train_pool_size - dev if config.shots == ALL else config.shots * classes
     test = config.test_size or spec.test_pool_size or 0
     n = facts.non_embedding_parameters(facts.kept_count(config))
 

@@ -24,16 +24,30 @@ class FewShotSplits:
     hashes: dict[str, str]  # split name -> content hash (uids, labels and texts)
 
 
-def make_splits(data: TaskData, shots: int, seed: int, dev_shots: int | None = None,
+ALL = "all"  # --shots all: the whole training set less dev (the natural distribution), the learning curve's end
+
+
+def check_shots(shots: int | str, dev_shots: int | None = None, dev_size: int | None = None) -> None:
+    if shots == ALL:
+        if dev_shots is None and dev_size is None:
+            raise LayercutError("--shots all trains on every training example: set the dev set apart with "
+                                "--dev-size N (or --dev-shots N)")
+    elif isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+        raise LayercutError(f"--shots must be a whole number of examples per class (at least 1) or 'all', got {shots!r}")
+    if dev_shots is not None and dev_size is not None:
+        raise LayercutError("give the dev set either per class (dev_shots) or as a total (dev_size), not both")
+
+
+def make_splits(data: TaskData, shots: int | str, seed: int, dev_shots: int | None = None,
                 dev_size: int | None = None, test_size: int | None = None) -> FewShotSplits:
     """K=`shots` training examples per class; dev = `dev_shots` per class (default K) or `dev_size`
     random examples, disjoint from training; test = the whole test pool, or a fixed random subset
-    of `test_size`. The test subset does not depend on the seed, so all seeds score the same examples."""
+    of `test_size`. The test subset does not depend on the seed, so all seeds score the same examples.
+    `shots="all"`: dev is drawn first, and training is every other training example."""
     spec = data.spec
-    if shots < 1:
-        raise LayercutError(f"--shots must be at least 1 (examples per class), got {shots}")
-    if dev_shots is not None and dev_size is not None:
-        raise LayercutError("give the dev set either per class (dev_shots) or as a total (dev_size), not both")
+    check_shots(shots, dev_shots, dev_size)
+    if shots == ALL:
+        return _whole_training_set(data, seed, dev_shots, dev_size, test_size)
     per_class_dev = 0 if dev_size is not None else (shots if dev_shots is None else dev_shots)
     by_class = _by_class(data.train, spec.num_classes)
     smallest = min(range(spec.num_classes), key=lambda c: len(by_class[c]))
@@ -57,11 +71,36 @@ def make_splits(data: TaskData, shots: int, seed: int, dev_shots: int | None = N
         if not 0 <= dev_size <= len(rest):
             raise LayercutError(f"task '{spec.name}': dev_size {dev_size} exceeds the {len(rest)} examples left after training; lower it")
         dev = random.Random(f"{spec.name}|dev|{seed}").sample(rest, dev_size)
+    return _splits(data, train, dev, test_size)
+
+
+def _whole_training_set(data: TaskData, seed: int, dev_shots: int | None, dev_size: int | None,
+                        test_size: int | None) -> FewShotSplits:
+    spec = data.spec
+    if dev_size is not None:
+        if not 1 <= dev_size < len(data.train):
+            raise LayercutError(f"task '{spec.name}': dev_size {dev_size} leaves no training examples "
+                                f"(the pool has {len(data.train)}); lower it")
+        dev = random.Random(f"{spec.name}|dev|{seed}").sample(data.train, dev_size)
+    else:
+        by_class = _by_class(data.train, spec.num_classes)
+        rng = random.Random(f"{spec.name}|train|{seed}")
+        dev = []
+        for label, members in enumerate(by_class):
+            if dev_shots >= len(members):
+                raise LayercutError(f"task '{spec.name}': {dev_shots} dev examples per class leave none of "
+                                    f"{spec.label_names[label]} to train on; lower --dev-shots")
+            dev += rng.sample(members, dev_shots)
+    taken = {e.uid for e in dev}
+    return _splits(data, [e for e in data.train if e.uid not in taken], dev, test_size)
+
+
+def _splits(data: TaskData, train: list[Example], dev: list[Example], test_size: int | None) -> FewShotSplits:
     test = data.test
     if test_size is not None:
         if not 1 <= test_size <= len(test):
-            raise LayercutError(f"task '{spec.name}': test_size {test_size} is outside 1..{len(test)} (the test pool); lower it")
-        test = random.Random(f"{spec.name}|test").sample(test, test_size)
+            raise LayercutError(f"task '{data.spec.name}': test_size {test_size} is outside 1..{len(test)} (the test pool); lower it")
+        test = random.Random(f"{data.spec.name}|test").sample(test, test_size)
     train, dev, test = (_in_pool_order(s, pool) for s, pool in ((train, data.train), (dev, data.train), (test, data.test)))
     return FewShotSplits(train, dev, test, {"train": content_hash(train), "dev": content_hash(dev), "test": content_hash(test)})
 

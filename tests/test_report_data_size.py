@@ -1,0 +1,35 @@
+"""The report's learning curves over K: each layer count's accuracy at every K, as a share of that K's own
+full-depth accuracy; one line per K in the accuracy-vs-layers plot's legend."""
+
+from layercut.report.markdown import write_report
+from layercut.run.record import RunRecord
+from layercut.sweep.store import ResultStore
+from tests.test_sweep import fake_record
+
+
+def at_k(key, layers, seed, accuracy, shots):
+    record = fake_record(key, layers, "a", seed, accuracy, 0.5)
+    record["config"]["shots"] = shots
+    return record
+
+
+def test_each_k_against_its_own_full_depth(tmp_path):
+    store = ResultStore(tmp_path)
+    for record in (at_k("a1", 1, 0, 0.30, 8), at_k("a2", 1, 1, 0.50, 8), at_k("a3", 4, 0, 0.80, 8),
+                   at_k("b1", 1, 0, 0.60, 64), at_k("b2", 4, 0, 0.75, 64)):
+        store.save(RunRecord(record))
+    files = write_report(tmp_path)
+    report = files.report.read_text()
+
+    assert "## m: LM head, full fine-tuning, a: data size" in report
+    assert "| Layers kept | K=8 | K=64 |" in report
+    assert "| 1 | 40.0 ± 14.1 (50%) | 60.0 (n=1) (80%) |" in report
+    assert "| 4 | 80.0 (n=1) | 75.0 (n=1) |" in report  # full depth: no share of itself
+    assert (tmp_path / "plots" / "accuracy_vs_layers_m.png").exists()
+
+
+def test_one_k_no_data_size_table(tmp_path):
+    store = ResultStore(tmp_path)
+    for record in (at_k("a1", 1, 0, 0.30, 8), at_k("a3", 4, 0, 0.80, 8)):
+        store.save(RunRecord(record))
+    assert "data size" not in write_report(tmp_path).report.read_text()
