@@ -12,6 +12,16 @@ import torch  # noqa: E402
 from tests.tiny_models import tiny_model_folder, write_review_file  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """The tests' own $LAYERCUT_CACHE: they never write rankings of throwaway models into the user's cache, and
+    never lean on a model converted or a ranking computed before the session (a fresh CI machine has neither)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("LAYERCUT_CACHE", str(tmp_path_factory.mktemp("layercut-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny matrices gain nothing from threads, and on a shared CPU waiting threads cost a lot."""

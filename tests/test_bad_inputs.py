@@ -273,7 +273,7 @@ CASES = [
     ("sweep-second-lr-invalid", lambda w: ["sweep", experiment(w, "l", settings={"learning_rate": [1.0e-4, -1.0]}),
                                            "--out", r(w, "sweep")], "learning rate must be > 0"),
     ("sweep-shots-all-no-dev", lambda w: ["sweep", experiment(w, "a", shots=[2, "all"]), "--out", r(w, "sweep")],
-     "--shots all trains on every training example"),
+     "shots 'all' trains on every training example: set the dev set apart under settings (dev_size: N)"),
     ("sweep-dev-shots-0", lambda w: ["sweep", experiment(w, "v", settings={"dev_shots": 0}), "--out", r(w, "sweep")],
      "dev-shots must be at least 1"),
     ("sweep-lora-alpha-negative", lambda w: ["sweep", experiment(w, "la", settings={"lora_alpha": -1}), "--out", r(w, "sweep")],

@@ -108,6 +108,9 @@ def expand(data, base: Path, where: str) -> tuple[list[RunConfig], list[str]]:
     strategy_choices = _strategy_choices(data, where)
     tasks = [_task(entry, base, where) for entry in _values(data, "tasks", where)]
     heads, methods, demos, shots, seeds = (_checked(data, key, where) for key in ("heads", "methods", "demos", "shots", "seeds"))
+    if ALL in shots and not all(setting.get("dev_size") or setting.get("dev_shots") for setting in settings):
+        raise LayercutError(f"{where}: shots 'all' trains on every training example: set the dev set apart "
+                            "under settings (dev_size: N)")
 
     skipped: Counter[str] = Counter()
     runs: dict[str, RunConfig] = {}
@@ -169,7 +172,8 @@ def _checked(data: dict, key: str, where: str) -> list:
     field = DIMENSIONS[key]
     values = [_coerce(field, value, f"{where}: {key}") for value in _values(data, key, where)]
     for value in values:
-        RunConfig(**{field: value})
+        if value != ALL:  # shots: all needs the dev set's size, a setting: checked with the settings in expand()
+            RunConfig(**{field: value})
         if field == "demos":
             if value not in POLICIES:
                 raise LayercutError(f"{where}: unknown demonstration policy '{value}'; use one of {', '.join(POLICIES)}")
