@@ -18,6 +18,8 @@ def test_each_k_against_its_own_full_depth(tmp_path):
     for record in (at_k("a1", 1, 0, 0.30, 8), at_k("a2", 1, 1, 0.50, 8), at_k("a3", 4, 0, 0.80, 8),
                    at_k("b1", 1, 0, 0.60, 64), at_k("b2", 4, 0, 0.75, 64)):
         store.save(RunRecord(record))
+    for record in (fake_record("c1", 1, "b", 0, 0.5, 0.5), fake_record("c2", 4, "b", 0, 0.9, 0.5)):  # task b: one K
+        store.save(RunRecord(record))
     files = write_report(tmp_path)
     report = files.report.read_text()
 
@@ -25,6 +27,7 @@ def test_each_k_against_its_own_full_depth(tmp_path):
     assert "| Layers kept | K=8 | K=64 |" in report
     assert "| 1 | 40.0 ± 14.1 (50%) | 60.0 (n=1) (80%) |" in report
     assert "| 4 | 80.0 (n=1) | 75.0 (n=1) |" in report  # full depth: no share of itself
+    assert "b: data size" not in report
     assert (tmp_path / "plots" / "accuracy_vs_layers_m.png").exists()
 
 

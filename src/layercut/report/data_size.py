@@ -20,12 +20,15 @@ def data_size_comparison(tables: list[Table], shown: tuple[str, ...]) -> list[st
     return lines
 
 
-def _group(members: list[Table], shown: tuple[str, ...]) -> list[str]:
-    first = members[0]
-    counts = sorted({row.kept for table in members for row in table.rows})
-    seeds = max(table.seeds for table in members)
+def _group(tables: list[Table], shown: tuple[str, ...]) -> list[str]:
+    first = tables[0]
     lines = []
-    for task in sorted({task for table in members for task in table.tasks}):
+    for task in sorted({task for table in tables for task in table.tasks}):
+        members = [table for table in tables if task in table.tasks]
+        if len(members) < 2:  # this task ran at one K only
+            continue
+        counts = sorted({row.kept for table in members for row in table.rows})
+        seeds = max(table.seeds for table in members)
         lines += ["", f"## {first.fields['model']}: {first.label(shown)}, {task}: data size", "",
                   "Test accuracy (%) by examples per class (K), and in brackets the share kept of the same K's "
                   "full-depth accuracy.", "",
