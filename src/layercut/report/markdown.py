@@ -23,6 +23,7 @@ from layercut.errors import LayercutError
 from layercut.evaluate.sweep import EVALUATION_NOTE, EvaluationColumns
 from layercut.importance.strategies import STRATEGIES
 from layercut.report.data_size import data_size_comparison
+from layercut.report.gaps import gap_lines
 from layercut.report.plots import write_plots
 from layercut.report.repairs import repair_comparison
 from layercut.report.tables import Table, build_tables
@@ -102,6 +103,7 @@ def markdown(tables: list[Table], shown: tuple[str, ...], records: list[dict], f
                                              "–" if average is None else f"{average:.1f}",
                                              "–" if retained is None else f"{retained:.0f}%",
                                              *evaluations.cells(model, kept_specs)]) + " |")
+        lines += gap_lines(table)
         lines += _other_measures(table)
         lines += _pick_notes(table)
     lines += data_size_comparison(tables, shown)

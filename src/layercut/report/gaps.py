@@ -1,0 +1,34 @@
+"""The report's answer to "do k layers match full depth?", under each table with a full-depth row: how many
+points each layer count's mean test accuracy lies below it, in seed spreads (the larger sample std of the two
+cells over seeds). Within one spread counts as a match, the README verdict's test."""
+
+from __future__ import annotations
+
+import statistics
+
+from layercut.report.tables import Cell, Table
+
+
+def gap_lines(table: Table) -> list[str]:
+    full = table.full_depth
+    if full is None:
+        return []
+    rows = [[_gap(row.cells.get(task), full.cells.get(task)) for task in table.tasks]
+            for row in table.rows if row is not full]
+    if not any(text != "–" for row in rows for text in row):  # fewer than 2 seeds on one side everywhere
+        return []
+    lines = ["", "Gap to full depth: points of test accuracy below the full-depth mean, and in brackets the gap in "
+                 "seed spreads (the larger sample std of the two cells); *matches*: within one spread.", "",
+             "| Layers kept | " + " | ".join(table.tasks) + " |", "|---:|" + "---:|" * len(table.tasks)]
+    labels = [row.label for row in table.rows if row is not full]
+    return lines + [f"| {label} | " + " | ".join(texts) + " |" for label, texts in zip(labels, rows)]
+
+
+def _gap(cell: Cell | None, full: Cell | None) -> str:
+    if cell is None or full is None or len(cell.accuracies) < 2 or len(full.accuracies) < 2:
+        return "–"
+    gap = full.mean - cell.mean
+    spread = 100 * max(statistics.stdev(cell.accuracies), statistics.stdev(full.accuracies))
+    if gap <= spread:
+        return f"{gap:.1f} (*matches*)"
+    return f"{gap:.1f} ({gap / spread:.1f}×)" if spread else f"{gap:.1f}"

@@ -1,0 +1,28 @@
+"""Under each table with a full-depth row: each layer count's gap to it, in points and in seed spreads."""
+
+from layercut.report.markdown import write_report
+from layercut.run.record import RunRecord
+from layercut.sweep.store import ResultStore
+from tests.test_sweep import fake_record
+
+
+def test_gap_in_points_and_seed_spreads(tmp_path):
+    store = ResultStore(tmp_path)
+    records = [fake_record("a1", 1, "a", 0, 0.40, 0.5), fake_record("a2", 1, "a", 1, 0.50, 0.5),  # 45.0 ± 7.1
+               fake_record("f1", 4, "a", 0, 0.80, 0.9), fake_record("f2", 4, "a", 1, 0.82, 0.9),  # 81.0 ± 1.4
+               fake_record("m1", 2, "a", 0, 0.75, 0.5), fake_record("m2", 2, "a", 1, 0.85, 0.5),  # 80.0 ± 7.1
+               fake_record("b1", 1, "b", 0, 0.40, 0.5), fake_record("b2", 4, "b", 0, 0.80, 0.9)]  # one seed each
+    for record in records:
+        store.save(RunRecord(record))
+    report = write_report(tmp_path).report.read_text()
+    assert "| Layers kept | a | b |" in report
+    assert "| 1 | 36.0 (5.1×) | – |" in report
+    assert "| 2 | 1.0 (*matches*) | – |" in report
+
+
+def test_no_gap_table_without_two_seeds_on_both_sides(tmp_path):
+    store = ResultStore(tmp_path)
+    for record in (fake_record("a1", 1, "a", 0, 0.40, 0.5), fake_record("a2", 1, "a", 1, 0.50, 0.5),
+                   fake_record("f1", 4, "a", 0, 0.80, 0.9)):
+        store.save(RunRecord(record))
+    assert "Gap to full depth" not in write_report(tmp_path).report.read_text()
