@@ -52,6 +52,4 @@ def _full(table: Table, task: str) -> Cell | None:
 
 
 def _text(cell: Cell | None, seeds: int, full: Cell | None) -> str:
-    if cell is None:
-        return "–"
-    return cell.text(seeds) + (f" ({100 * cell.mean / full.mean:.0f}%)" if full and cell is not full else "")
+    return "–" if cell is None else cell.text_with_share(seeds, full)

@@ -13,15 +13,14 @@ def gap_lines(table: Table) -> list[str]:
     full = table.full_depth
     if full is None:
         return []
-    rows = [[_gap(row.cells.get(task), full.cells.get(task)) for task in table.tasks]
+    rows = [(row.label, [_gap(row.cells.get(task), full.cells.get(task)) for task in table.tasks])
             for row in table.rows if row is not full]
-    if not any(text != "–" for row in rows for text in row):  # fewer than 2 seeds on one side everywhere
+    if not any(text != "–" for _, texts in rows for text in texts):  # fewer than 2 seeds on one side everywhere
         return []
     lines = ["", "Gap to full depth: points of test accuracy below the full-depth mean, and in brackets the gap in "
                  "seed spreads (the larger sample std of the two cells); *matches*: within one spread.", "",
              "| Layers kept | " + " | ".join(table.tasks) + " |", "|---:|" + "---:|" * len(table.tasks)]
-    labels = [row.label for row in table.rows if row is not full]
-    return lines + [f"| {label} | " + " | ".join(texts) + " |" for label, texts in zip(labels, rows)]
+    return lines + [f"| {label} | " + " | ".join(texts) + " |" for label, texts in rows]
 
 
 def _gap(cell: Cell | None, full: Cell | None) -> str:

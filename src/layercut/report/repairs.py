@@ -71,9 +71,7 @@ def _cells_by_count(table: Table, task: str) -> dict[int, Cell]:
 
 
 def _text(cell: Cell | None, seeds: int, full: Cell | None) -> str:
-    if cell is None:
-        return "–"
-    return cell.text(seeds) + (f" ({100 * cell.mean / full.mean:.0f}%)" if full and full.mean else "")
+    return "–" if cell is None else cell.text_with_share(seeds, full)
 
 
 def _cost(cell: Cell | None) -> str:

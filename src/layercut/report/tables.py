@@ -48,6 +48,11 @@ class Cell:
             value += f" ± {100 * statistics.stdev(self.accuracies):.1f}"
         return value + (f" (n={len(self.accuracies)})" if len(self.accuracies) < seeds else "")
 
+    def text_with_share(self, seeds: int, full: "Cell | None") -> str:
+        """`text`, and in brackets the share of the full-depth cell `full` it keeps (none for that cell itself)."""
+        share = full is not None and full is not self and full.mean
+        return self.text(seeds) + (f" ({100 * self.mean / full.mean:.0f}%)" if share else "")
+
 
 @dataclass
 class Row:
