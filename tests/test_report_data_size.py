@@ -36,3 +36,26 @@ def test_one_k_no_data_size_table(tmp_path):
     for record in (at_k("a1", 1, 0, 0.30, 8), at_k("a3", 4, 0, 0.80, 8)):
         store.save(RunRecord(record))
     assert "data size" not in write_report(tmp_path).report.read_text()
+
+
+def test_accuracy_plot_names_each_line_once_in_one_colour(tmp_path):
+    """Two tasks and two K: one legend under the panels, one entry per K, and a K's line has the same colour in
+    every panel (per-panel legends hid the lines once a panel held many)."""
+    from layercut.report.plots import _accuracy_vs_layers
+    from layercut.report.tables import build_tables
+
+    records = []
+    for shots in (8, 64):
+        for task in ("a", "b"):
+            for layers in (1, 4):
+                record = fake_record(f"{task}{shots}{layers}", layers, task, 0, 0.5, 0.5)
+                record["config"]["shots"] = shots
+                records.append(record)
+    tables = build_tables(records)
+    figure = _accuracy_vs_layers("m", tables, ("shots",))
+
+    [legend] = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == [table.label(("shots",)) for table in tables]
+    assert not any(axes.get_legend() for axes in figure.axes)
+    colours = [[line.get_color() for line in axes.get_lines()] for axes in figure.axes]
+    assert len(colours) == 2 and colours[0] == colours[1] and len(set(colours[0])) == 2

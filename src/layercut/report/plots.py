@@ -39,10 +39,13 @@ def _accuracy_vs_layers(model: str, tables: list[Table], shown: tuple[str, ...])
     """Mean test accuracy over seeds with a ±1 std band, one line per head/method/strategy."""
     tasks = sorted({task for table in tables for task in table.tasks})
     columns = min(3, len(tasks))
-    figure = _figure(f"Test accuracy vs layers kept: {model}", (4.5 * columns, 3.6 * math.ceil(len(tasks) / columns)))
+    legend_height = 0.2 * math.ceil(len(tables) / columns)  # one legend under the panels: inside, it hid the lines
+    figure = _figure(f"Test accuracy vs layers kept: {model}",
+                     (4.5 * columns, 3.6 * math.ceil(len(tasks) / columns) + legend_height))
     panels = figure.subplots(math.ceil(len(tasks) / columns), columns, squeeze=False).flat
+    legend = {}  # table index -> (label, line): each line is named once and keeps its colour in every panel
     for task, axes in zip(tasks, panels):  # tasks first: zip must not take a panel it will not use
-        for table in tables:
+        for index, table in enumerate(tables):
             rows = [row for row in table.rows if task in row.cells]
             if not rows:
                 continue
@@ -50,14 +53,17 @@ def _accuracy_vs_layers(model: str, tables: list[Table], shown: tuple[str, ...])
             means = [row.cells[task].mean for row in rows]
             spreads = [100 * statistics.stdev(row.cells[task].accuracies) if len(row.cells[task].accuracies) > 1 else 0.0
                        for row in rows]
-            line, = axes.plot(kept, means, marker="o", label=table.label(shown))
+            line, = axes.plot(kept, means, marker="o", color=_colour(index, len(tables)))
+            legend.setdefault(index, (table.label(shown), line))
             axes.fill_between(kept, [m - s for m, s in zip(means, spreads)], [m + s for m, s in zip(means, spreads)],
                               color=line.get_color(), alpha=0.2)
         _layers_axis(axes, [row.kept for table in tables for row in table.rows])
         axes.set(title=task, ylabel="test accuracy (%)")
-        axes.legend(fontsize=7)
     for axes in panels:  # the grid's unused panels
         axes.set_visible(False)
+    entries = [legend[index] for index in sorted(legend)]
+    figure.legend([line for _, line in entries], [label for label, _ in entries], loc="outside lower center",
+                  ncols=min(columns, len(entries)), fontsize=7)
     return figure
 
 
@@ -121,6 +127,14 @@ def _speedup_vs_layers(tables: list[Table], shown: tuple[str, ...]):
         axes.legend(fontsize=7)
     axes.set(ylabel="test examples per second (× the deepest run)")
     return figure
+
+
+def _colour(index: int, count: int):
+    """Distinct colours for up to 20 lines (tab10's are the clearer while they suffice)."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if count <= 10 else "tab20"]
+    return palette(index % palette.N)
 
 
 def _figure(title: str, size: tuple[float, float]):
