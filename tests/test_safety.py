@@ -131,3 +131,30 @@ def test_unexpected_errors_keep_their_traceback(monkeypatch):
     monkeypatch.setattr(layercut.cli.tasks, "list_tasks_command", lambda args: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         main(["tasks"])
+
+
+def test_ctrl_c_dropped_by_a_finalizer_still_ends_the_command(monkeypatch, capsys):
+    """Python ignores an exception raised in `__del__` (CI saw a Ctrl-C land in regex's Group.__del__ during
+    garbage collection, and the sweep ran on): the command must still stop with the one line and 130."""
+    import signal
+    import time
+
+    import layercut.cli.tasks
+
+    class Finalized:
+        def __del__(self):
+            raise KeyboardInterrupt  # where a Ctrl-C can land
+
+    def command(args):
+        Finalized()  # dropped at once: its __del__ runs, and Python ignores what it raises
+        time.sleep(5)  # the interrupt, delivered again, cuts this short
+        return 0
+
+    monkeypatch.setattr(layercut.cli.tasks, "list_tasks_command", command)
+    handler, hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
+    try:
+        assert main(["tasks"]) == 130
+    finally:
+        signal.signal(signal.SIGINT, handler)  # main ignores a second Ctrl-C after the first
+    assert capsys.readouterr().err.splitlines() == ["layercut: interrupted; finished results are kept"]
+    assert sys.unraisablehook is hook  # main's own hook is gone with it

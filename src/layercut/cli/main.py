@@ -10,10 +10,12 @@ keeps its traceback; `LAYERCUT_TRACEBACK=1` shows the traceback of expected fail
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import signal
 import sys
+import threading
 
 from layercut.errors import LayercutError, os_error_message
 
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    unraisable_hook = sys.unraisablehook
+    sys.unraisablehook = functools.partial(_interrupt_again_if_dropped, report=unraisable_hook)
     try:
         _quiet_libraries()
         args = build_parser().parse_args(argv)
@@ -55,6 +59,21 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error) if isinstance(error, LayercutError) else os_error_message(error)
         print(f"layercut: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        sys.unraisablehook = unraisable_hook
+
+
+def _interrupt_again_if_dropped(unraisable, report) -> None:
+    """Python drops an exception raised inside a finalizer (`__del__`, which garbage collection runs at any
+    moment, e.g. the regex module's) after printing 'Exception ignored in ...': a Ctrl-C landing there would
+    vanish and the command run on. Send it again, from a moment later (sent from here, it would be raised, and
+    dropped, inside this hook); anything else goes to the hook that was there."""
+    if issubclass(unraisable.exc_type, KeyboardInterrupt):
+        resend = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+        resend.daemon = True
+        resend.start()
+    else:
+        report(unraisable)
 
 
 def entry_point() -> None:
