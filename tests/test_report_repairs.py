@@ -1,5 +1,6 @@
 """The report's healing comparison: repairs are rows of their own (never picked on dev), each cell says how
-much of the plain full-depth accuracy it keeps, and a cost table gives training seconds and trainable weights."""
+much of the plain full-depth accuracy it keeps, a paired table gives each repair's gain over plain first-k seed by
+seed, and a cost table gives training seconds and trainable weights."""
 
 from layercut.report.markdown import write_report
 from layercut.report.tables import build_tables
@@ -37,6 +38,10 @@ def test_repairs_side_by_side_with_share_of_full_depth_and_cost(tmp_path):
     assert "| full fine-tuning, lstsq bridge | 70.0 ± 0.0 (88%) |" in report
     assert "| full fine-tuning, training only the last:1 blocks | 30.0 (n=1) (38%) |" in report
     assert "Best per layer count: 1 layers: full fine-tuning, lstsq bridge (70.0)." in report
+    # paired by seed: the bridge gains 30 points at seed 0 and 10 at seed 1; last:1 loses 10 at seed 0
+    assert "Against full fine-tuning at the same seed" in report
+    assert "| full fine-tuning, lstsq bridge | +20.0 ± 14.1 (2 of 2 ahead) |" in report
+    assert "| full fine-tuning, training only the last:1 blocks | -10.0 (0 of 1 ahead) |" in report
     assert "| full fine-tuning | 1 s / 1.5M |" in report
     assert "| full fine-tuning, lstsq bridge | 2 s + 3 s / 1.5M |" in report
     assert "| full fine-tuning, training only the last:1 blocks | 1 s / 200k |" in report

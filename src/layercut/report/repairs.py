@@ -3,8 +3,10 @@
 Where a store holds repaired runs (a bridge, partial fine-tuning, distillation; issue 14's arms), each
 variant (method, layer strategy, repair) is a row, each layer count a column, and each cell says how much of
 the full-depth accuracy it keeps. The reference is the plain full fine-tuning table's full-depth row (same
-model, head, demonstrations and shots). A cost table follows: training seconds per run and trainable
-parameters, the two costs a repair adds.
+model, head, demonstrations and shots). A paired table follows: each variant against plain first-k seed by
+seed (a seed fixes the training examples, demonstrations and initial weights, so the difference is the
+repair's own effect, free of the spread between seeds). Then a cost table: training seconds per run and
+trainable parameters, the two costs a repair adds.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ def _group(members: list[Table], shown: tuple[str, ...]) -> list[str]:
                     best[k] = (cell.mean, label)
         lines += ["", "Best per layer count: " + "; ".join(
             f"{k} layers: {best[k][1]} ({best[k][0]:.1f})" for k in counts if k in best) + "."]
+        plain = next((t for t in variants if _plain(t)), None)
+        if plain is not None:
+            lines += _paired(plain, [t for t in variants if t is not plain], task, counts, shown)
         lines += ["", "Cost per run, mean over seeds: training seconds, + the repair's own seconds where it has "
                       "any (the bridge's fit, the teacher's scores, the task ranking), / trainable parameters.", "",
                   "| Variant | " + " | ".join(f"{k} layers" for k in counts) + " |", "|---|" + "---:|" * len(counts)]
@@ -60,6 +65,31 @@ def _group(members: list[Table], shown: tuple[str, ...]) -> list[str]:
             lines.append(f"| {table.label(shown, with_head=False)} | "
                          + " | ".join(_cost(cells.get(k)) for k in counts) + " |")
     return lines
+
+
+def _paired(plain: Table, others: list[Table], task: str, counts: list[int], shown: tuple[str, ...]) -> list[str]:
+    base = _cells_by_count(plain, task)
+    lines = ["", f"Against {plain.label(shown, with_head=False)} at the same seed: the variant's test accuracy minus "
+                 "the plain run's, in points, mean ± std over the seeds both have, and how many of them it is ahead "
+                 "at.", "",
+             "| Variant | " + " | ".join(f"{k} layers" for k in counts) + " |", "|---|" + "---:|" * len(counts)]
+    for table in others:
+        cells = _cells_by_count(table, task)
+        lines.append(f"| {table.label(shown, with_head=False)} | "
+                     + " | ".join(_difference(cells.get(k), base.get(k)) for k in counts) + " |")
+    return lines
+
+
+def _difference(cell: Cell | None, base: Cell | None) -> str:
+    if cell is None or base is None:
+        return "–"
+    by_seed = {r["config"]["seed"]: r["metrics"]["accuracy"] for r in base.runs}
+    gains = [100 * (r["metrics"]["accuracy"] - by_seed[r["config"]["seed"]])
+             for r in cell.runs if r["config"]["seed"] in by_seed]
+    if not gains:
+        return "–"
+    text = f"{statistics.fmean(gains):+.1f}" + (f" ± {statistics.stdev(gains):.1f}" if len(gains) > 1 else "")
+    return text + f" ({sum(gain > 0 for gain in gains)} of {len(gains)} ahead)"
 
 
 def _plain(table: Table) -> bool:
