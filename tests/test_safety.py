@@ -152,6 +152,8 @@ def test_ctrl_c_dropped_by_a_finalizer_still_ends_the_command(monkeypatch, capsy
 
     monkeypatch.setattr(layercut.cli.tasks, "list_tasks_command", command)
     handler, hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
+    # Python's own Ctrl-C handler, as a terminal gives it: a shell starts background jobs with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         assert main(["tasks"]) == 130
     finally:
