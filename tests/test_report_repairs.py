@@ -32,19 +32,22 @@ def test_repairs_side_by_side_with_share_of_full_depth_and_cost(tmp_path):
         store.save(RunRecord(record))
     report = write_report(tmp_path).report.read_text()
 
-    assert "## m: LM head, a: repairs of the cut model compared" in report
-    assert "accuracy kept (the reference: full fine-tuning, all layers, 80.0 (n=1))" in report
-    assert "| full fine-tuning | 50.0 ± 14.1 (62%) |" in report
-    assert "| full fine-tuning, lstsq bridge | 70.0 ± 0.0 (88%) |" in report
-    assert "| full fine-tuning, training only the last:1 blocks | 30.0 (n=1) (38%) |" in report
-    assert "Best per layer count: 1 layers: full fine-tuning, lstsq bridge (70.0)." in report
-    # paired by seed: the bridge gains 30 points at seed 0 and 10 at seed 1; last:1 loses 10 at seed 0
-    assert "Against full fine-tuning at the same seed" in report
-    assert "| full fine-tuning, lstsq bridge | +20.0 ± 14.1 (2 of 2 ahead) |" in report
-    assert "| full fine-tuning, training only the last:1 blocks | -10.0 (0 of 1 ahead) |" in report
-    assert "| full fine-tuning | 1 s / 1.5M |" in report
-    assert "| full fine-tuning, lstsq bridge | 2 s + 3 s / 1.5M |" in report
-    assert "| full fine-tuning, training only the last:1 blocks | 1 s / 200k |" in report
+    expected = [
+        "## m: LM head, a: repairs of the cut model compared",
+        "accuracy kept (the reference: full fine-tuning, all layers, 80.0 (n=1))",
+        "| full fine-tuning | 50.0 ± 14.1 (62%) |",
+        "| full fine-tuning, lstsq bridge | 70.0 ± 0.0 (88%) |",
+        "| full fine-tuning, training only the last:1 blocks | 30.0 (n=1) (38%) |",
+        "Best per layer count: 1 layers: full fine-tuning, lstsq bridge (70.0).",
+        # paired by seed: the bridge gains 30 points at seed 0 and 10 at seed 1; last:1 loses 10 at seed 0
+        "Against full fine-tuning at the same seed",
+        "| full fine-tuning, lstsq bridge | +20.0 ± 14.1 (2 of 2 ahead) |",
+        "| full fine-tuning, training only the last:1 blocks | -10.0 (0 of 1 ahead) |",
+        "| full fine-tuning | 1 s / 1.5M |",
+        "| full fine-tuning, lstsq bridge | 2 s + 3 s / 1.5M |",
+        "| full fine-tuning, training only the last:1 blocks | 1 s / 200k |",
+    ]
+    assert [line for line in expected if line not in report] == []
     plain = next(t for t in build_tables(records) if not t.repaired)
     assert plain.rows[0].cells["a"].accuracies == [0.40, 0.60]
 
