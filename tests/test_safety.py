@@ -8,8 +8,10 @@ import errno
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -136,9 +138,6 @@ def test_unexpected_errors_keep_their_traceback(monkeypatch):
 def test_ctrl_c_dropped_by_a_finalizer_still_ends_the_command(monkeypatch, capsys):
     """Python ignores an exception raised in `__del__` (CI saw a Ctrl-C land in regex's Group.__del__ during
     garbage collection, and the sweep ran on): the command must still stop with the one line and 130."""
-    import signal
-    import time
-
     import layercut.cli.tasks
 
     class Finalized:

@@ -43,7 +43,7 @@ def _group(members: list[Table], shown: tuple[str, ...]) -> list[str]:
                   "Test accuracy (%), mean ± std over seeds, and in brackets the share of the full-depth accuracy "
                   + (f"kept (the reference: {reference.label(shown, with_head=False)}, all layers, {full.text(seeds)})."
                      if full else "kept (none shown: this store has no full-depth run of plain full fine-tuning)."), "",
-                  "| Variant | " + " | ".join(f"{k} layers" for k in counts) + " |", "|---|" + "---:|" * len(counts)]
+                  *_head(counts)]
         best: dict[int, tuple[float, str]] = {}
         for table in variants:
             cells = _cells_by_count(table, task)
@@ -59,11 +59,8 @@ def _group(members: list[Table], shown: tuple[str, ...]) -> list[str]:
             lines += _paired(plain, [t for t in variants if t is not plain], task, counts, shown)
         lines += ["", "Cost per run, mean over seeds: training seconds, + the repair's own seconds where it has "
                       "any (the bridge's fit, the teacher's scores, the task ranking), / trainable parameters.", "",
-                  "| Variant | " + " | ".join(f"{k} layers" for k in counts) + " |", "|---|" + "---:|" * len(counts)]
-        for table in variants:
-            cells = _cells_by_count(table, task)
-            lines.append(f"| {table.label(shown, with_head=False)} | "
-                         + " | ".join(_cost(cells.get(k)) for k in counts) + " |")
+                  *_head(counts)]
+        lines += _rows(variants, task, counts, shown, lambda k, cell: _cost(cell))
     return lines
 
 
@@ -72,11 +69,21 @@ def _paired(plain: Table, others: list[Table], task: str, counts: list[int], sho
     lines = ["", f"Against {plain.label(shown, with_head=False)} at the same seed: the variant's test accuracy minus "
                  "the plain run's, in points, mean ± std over the seeds both have, and how many of them it is ahead "
                  "at.", "",
-             "| Variant | " + " | ".join(f"{k} layers" for k in counts) + " |", "|---|" + "---:|" * len(counts)]
-    for table in others:
+             *_head(counts)]
+    return lines + _rows(others, task, counts, shown, lambda k, cell: _difference(cell, base.get(k)))
+
+
+def _head(counts: list[int]) -> list[str]:
+    return ["| Variant | " + " | ".join(f"{k} layers" for k in counts) + " |", "|---|" + "---:|" * len(counts)]
+
+
+def _rows(tables: list[Table], task: str, counts: list[int], shown: tuple[str, ...], text) -> list[str]:
+    """One row per table: its label, then `text(k, cell)` per layer count (cell None where it has no runs)."""
+    lines = []
+    for table in tables:
         cells = _cells_by_count(table, task)
         lines.append(f"| {table.label(shown, with_head=False)} | "
-                     + " | ".join(_difference(cells.get(k), base.get(k)) for k in counts) + " |")
+                     + " | ".join(text(k, cells.get(k)) for k in counts) + " |")
     return lines
 
 
