@@ -114,6 +114,21 @@ def test_a_trimmed_run_model_predicts_as_before(tiny_llama_folder, review_file, 
     assert load_predictor(tmp_path / "trimmed").predict(["Zebras everywhere"])  # unknown words still run
 
 
+def test_a_cut_folder_trims_to_a_corpus_and_predicts_the_same_pieces(bpe_folder, trimmed_folder, tmp_path):
+    """`layercut cut` writes no task and no head into layercut.json; `trim --corpus` must still work on it."""
+    corpus = tmp_path / "texts.txt"
+    corpus.write_text("\n".join(CORPUS) + "\n")
+    assert main(["cut", str(bpe_folder), "--keep-first", "2", "-o", str(tmp_path / "cut")]) == 0
+    assert main(["trim", str(tmp_path / "cut"), "--corpus", str(corpus), "-o", str(tmp_path / "trimmed")]) == 0
+    from_cut = json.loads((tmp_path / "trimmed" / "layercut.json").read_text())["vocabulary"]
+    cut_with_trim = json.loads((trimmed_folder / "layercut.json").read_text())["vocabulary"]
+    assert from_cut["kept_source_ids"] == cut_with_trim["kept_source_ids"]  # trim after cut = cut --trim-vocab
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "trimmed")
+    assert model.config.vocab_size == from_cut["vocab_size"] < from_cut["source_vocab_size"]
+    assert_one_line_error(run_cli("trim", trimmed_folder, "--corpus", corpus, "-o", tmp_path / "again"),
+                          "already trimmed")
+
+
 def test_bad_trim_input_fails_in_one_line(tiny_llama_folder, bpe_folder, tmp_path):
     assert_one_line_error(run_cli("cut", bpe_folder, "--keep-first", "1", "--trim-vocab", tmp_path / "missing.txt",
                                   "-o", tmp_path / "a"), "corpus file")

@@ -23,8 +23,8 @@ def trim_saved_model(model_dir: str | Path, record: dict, corpus_name: str | Non
     task = record.get("task")
     if corpus_name is None and task is None:
         raise LayercutError(f"'{model_dir}' was not adapted to a task: give the texts to keep with --corpus TASK_OR_FILE")
-    head = record.get("head", "lm")
-    num_labels = head_labels(head, len(task["label_names"]))
+    head = record.get("head", "lm")  # a `cut` folder records no head and no task: it is a causal LM
+    num_labels = head_labels(head, len(task["label_names"])) if task else None
     model_only = load_model(str(model_dir), "all", head=head, num_labels=num_labels)
     tokenizer = model_only.tokenizer
     if corpus_name is None:
