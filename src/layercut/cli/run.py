@@ -79,6 +79,8 @@ def add_commands(subparsers) -> None:
     predict.add_argument("texts", nargs="*", help="texts to classify")
     predict.add_argument("--file", help="a file with one text per line")
     predict.add_argument("--json", action="store_true", help="print JSON lines")
+    predict.add_argument("--trust-remote-code", action="store_true",
+                         help="run model code shipped with the model (auto_map in its config); only for sources you trust")
     predict.set_defaults(func=run_predict)
 
 
@@ -112,10 +114,11 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from layercut.model.sources import Trust
     from layercut.run.predict import load_predictor, read_texts
 
     texts = read_texts(args.texts, args.file)
-    predictor = load_predictor(args.model_dir)
+    predictor = load_predictor(args.model_dir, Trust(remote_code=args.trust_remote_code))
     for text, (label, probabilities) in zip(texts, predictor.predict(texts)):
         if args.json:
             print(json.dumps({"text": text, "label": label, "probabilities": probabilities}))

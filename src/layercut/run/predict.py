@@ -12,7 +12,7 @@ from layercut.adapt.scorers import build_scorer
 from layercut.errors import LayercutError, reported_as
 from layercut.model.checkpoint import read_record
 from layercut.model.load import auto_class
-from layercut.model.sources import load_tokenizer
+from layercut.model.sources import Trust, check_model_code, load_tokenizer
 from layercut.prompting import DemoSelector, LabelWords, PromptBuilder
 from layercut.prompting.embed import mean_pooled_embedder
 from layercut.tasks import Example, TaskSpec
@@ -35,10 +35,12 @@ class Predictor:
                 for p, probs in zip(scores.predictions, scores.probabilities)]
 
 
-def load_predictor(model_dir: str | Path) -> Predictor:
+def load_predictor(model_dir: str | Path, trust: Trust = Trust()) -> Predictor:
     from safetensors import SafetensorError
 
     record = read_record(model_dir)
+    # Checked before transformers sees the folder: given no answer, it would ask on stdin whether to run the code.
+    check_model_code(Path(model_dir), trust)
     if "task" not in record:
         raise LayercutError(f"'{model_dir}' is a cut model but was never adapted to a task: train one with `layercut run --save-model`")
     with reported_as(f"'{model_dir}/layercut.json' is incomplete or damaged", "save the model again with `layercut run --save-model`",
@@ -54,8 +56,8 @@ def load_predictor(model_dir: str | Path) -> Predictor:
     model_class = auto_class(head)
     with reported_as(f"cannot load the model in '{model_dir}'", "its files are damaged or incomplete: save the model again",
                      OSError, ValueError, SafetensorError, RuntimeError):
-        model = model_class.from_pretrained(model_dir, use_safetensors=True).eval()
-    tokenizer = load_tokenizer(str(model_dir))
+        model = model_class.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=trust.remote_code).eval()
+    tokenizer = load_tokenizer(str(model_dir), trust)
     embed = mean_pooled_embedder(model, tokenizer) if demo_policy == "similar" else None
     demos = DemoSelector(demo_policy, pool, spec.num_classes, demo_seed, embed=embed)
     return Predictor(build_scorer(head, model, label_words, tokenizer.pad_token_id),
