@@ -14,7 +14,7 @@ import pytest
 
 from layercut.cli.main import main
 from tests.cli import assert_one_line_error, run_cli
-from tests.test_bad_inputs import _edit_config, _snapshot, world  # noqa: F401  (world is a fixture)
+from tests.test_bad_inputs import TEMPLATE, _edit_config, _snapshot, cut_args, r, rank_args, run_args, world  # noqa: F401  (world is a fixture)
 
 # A module of model code that leaves a mark when it runs (on import, as transformers imports it).
 MARKING_CODE = """
@@ -39,3 +39,66 @@ def test_predict_never_runs_the_models_own_code_even_when_stdin_says_yes(world, 
     result = run_cli("predict", folder, "good movie", input="y\n", timeout=300)
     assert_one_line_error(result, "--trust-remote-code")
     assert not marker.exists()
+
+
+LATIN1 = "café good movie\nbad film\n".encode("latin-1")
+RANDOM_BYTES = bytes(range(256)) * 4
+
+
+@pytest.fixture(scope="module")
+def more(world):
+    """The world, plus the text inputs of this catalogue."""
+    root = world["root"]
+    w = dict(world)
+    for name, content in {
+        "latin1.yaml": "models: [caf\xe9]\n".encode("latin-1"), "random.yaml": RANDOM_BYTES,
+        "latin1-task.yaml": f"name: t\nsource: file\npath: {world['data']}\ntemplate: 'Caf\xe9 {{text}}'\n".encode("latin-1"),
+        "latin1.txt": LATIN1, "random.txt": RANDOM_BYTES,
+        "latin1.jsonl": '{"text": "caf\xe9 good", "label": "positive"}\n{"text": "bad", "label": "negative"}\n'.encode("latin-1"),
+        "latin1.csv": "text,label\ncaf\xe9 good,positive\nbad,negative\n".encode("latin-1"),
+    }.items():
+        (root / name).write_bytes(content)
+        w[name] = root / name
+    return w
+
+
+def t(w, key: str) -> str:
+    return str(w[key])
+
+
+# (id, argv from the world, a part of the expected message)
+CASES = [
+    # --- text inputs that are not UTF-8: one rule, one line naming the file
+    ("sweep-experiment-latin1", lambda w: ["sweep", t(w, "latin1.yaml"), "--out", r(w, "sweep")], "is not UTF-8 text (line 1)"),
+    ("sweep-experiment-random-bytes", lambda w: ["sweep", t(w, "random.yaml"), "--out", r(w, "sweep")], "random.yaml' is not UTF-8"),
+    ("run-task-yaml-latin1", lambda w: run_args(w)[:5] + ["--task", t(w, "latin1-task.yaml"), "--shots", "2",
+                                                          "--out", r(w, "new-run")], "task file"),
+    ("cut-trim-vocab-latin1", lambda w: cut_args(w, w["good"], "--trim-vocab", t(w, "latin1.txt")), "corpus file"),
+    ("cut-trim-vocab-random-bytes", lambda w: cut_args(w, w["good"], "--trim-vocab", t(w, "random.txt")), "is not UTF-8"),
+    ("trim-corpus-latin1", lambda w: ["trim", str(w["cut"]), "--corpus", t(w, "latin1.txt"), "-o", r(w, "new-trim")],
+     "corpus file"),
+    ("predict-file-latin1", lambda w: ["predict", str(w["adapted_run"] / "model"), "--file", t(w, "latin1.txt")], "is not UTF-8"),
+    ("rank-calibration-latin1", lambda w: rank_args(w)[:2] + ["--calibration", t(w, "latin1.txt")], "is not UTF-8"),
+    ("eval-perplexity-random-bytes", lambda w: ["eval", str(w["good"]), "--perplexity", t(w, "random.txt")], "is not UTF-8"),
+    ("run-data-jsonl-latin1", lambda w: ["run", "--model", str(w["good"]), "--data", t(w, "latin1.jsonl"), *TEMPLATE,
+                                         "--out", r(w, "new-run")], "data file"),
+    ("run-data-csv-latin1", lambda w: ["run", "--model", str(w["good"]), "--data", t(w, "latin1.csv"), *TEMPLATE,
+                                       "--out", r(w, "new-run")], "is not UTF-8 text (line 2)"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
+def test_bad_input_fails_in_one_line_and_leaves_nothing(case, more, capsys, monkeypatch, tmp_path, one_thread):
+    _, argv_of, expected = case
+    monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(more["work"])
+    argv = argv_of(more)
+    capsys.readouterr()
+    before = _snapshot(more["root"])
+    code = main(argv)
+    out, err = capsys.readouterr()
+    lines = (out + err).strip().splitlines()
+    assert code == 2, (argv, out, err)
+    assert len(lines) == 1 and lines[0].startswith("layercut: error: "), (out, err)
+    assert "Traceback" not in err and expected in lines[0], lines[0]
+    assert _snapshot(more["root"]) == before, "files were left behind"

@@ -210,7 +210,7 @@ def test_calibration_files(tmp_path):
     ("empty.txt", "\n  \n", "has no text"),
     ("bad.jsonl", '{"text": "ok"}\nnot json\n', "line 2 is not JSON"),
     ("nofield.jsonl", '{"sentence": "x"}\n', "no \"text\" string"),
-    ("latin.txt", b"caf\xe9\n", "readable UTF-8"),
+    ("latin.txt", b"caf\xe9\n", "is not UTF-8 text"),
 ])
 def test_bad_calibration_files(tmp_path, name, content, message):
     path = tmp_path / name

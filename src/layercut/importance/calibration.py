@@ -15,6 +15,7 @@ import torch
 
 from layercut.errors import LayercutError
 from layercut.padding import collate_padded
+from layercut.text_files import read_utf8
 
 SHUFFLE_SEED = 0  # fixed, so the same source always gives the same calibration batches
 
@@ -53,9 +54,9 @@ def read_calibration_texts(source: str) -> list[str]:
 
 def _read_file(path: Path) -> list[str]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise LayercutError(f"cannot read calibration file '{path}' ({type(error).__name__}): give a readable UTF-8 text file") from None
+        lines = read_utf8(path, "calibration file").splitlines()
+    except OSError as error:
+        raise LayercutError(f"cannot read calibration file '{path}' ({error.strerror}): give a readable text file") from None
     if path.suffix != ".jsonl":
         return lines
     texts = []

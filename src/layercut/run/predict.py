@@ -16,6 +16,7 @@ from layercut.model.sources import Trust, check_model_code, load_tokenizer
 from layercut.prompting import DemoSelector, LabelWords, PromptBuilder
 from layercut.prompting.embed import mean_pooled_embedder
 from layercut.tasks import Example, TaskSpec
+from layercut.text_files import read_utf8
 
 
 @dataclass
@@ -71,7 +72,7 @@ def read_texts(texts: list[str], file: str | None) -> list[str]:
         path = Path(file)
         if not path.is_file():
             raise LayercutError(f"text file '{file}' does not exist: check the path")
-        texts += [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        texts += [line.strip() for line in read_utf8(path, "text file").splitlines() if line.strip()]
     if not texts:
         raise LayercutError("no texts to classify: give them as arguments or with --file (one per line)")
     return texts

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from layercut.errors import LayercutError
 from layercut.prompting import PromptBuilder
+from layercut.text_files import read_utf8
 from layercut.tasks import TaskSpec, get_task, load_examples
 
 # Long enough that no prompt is cut: the corpus is every text whole.
@@ -26,7 +27,7 @@ def resolve_corpus(name: str, tokenizer) -> TrimCorpus:
     if path.suffix == ".txt":
         if not path.is_file():
             raise LayercutError(f"corpus file '{name}' does not exist: check the path")
-        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        lines = [line for line in read_utf8(path, "corpus file").splitlines() if line.strip()]
         if not lines:
             raise LayercutError(f"corpus file '{name}' has no text: give one text per line")
         return TrimCorpus(lines, [], f"text file {path.name} ({len(lines)} lines)")

@@ -51,6 +51,7 @@ from layercut.sweep.plan import model_facts
 from layercut.tasks import load_examples, make_splits
 from layercut.tasks.options import TASK_OPTION_NAMES
 from layercut.tasks.splits import ALL
+from layercut.text_files import read_utf8
 
 KEYS = ("description", *DIMENSIONS, "arms", "settings", "evaluations")
 # Settings a method ignores keep their first value there, so that sweeping them does not repeat identical runs.
@@ -79,7 +80,7 @@ class Experiment:
 def load_experiment(path: str | Path) -> Experiment:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_utf8(path, "experiment file")
     except OSError as error:
         raise LayercutError(f"cannot read experiment file '{path}' ({error.strerror}): check the path") from None
     try:

@@ -15,6 +15,7 @@ import yaml
 from layercut.errors import LayercutError
 from layercut.tasks.spec import TaskSpec
 from layercut.tasks.tables import label_names_from, read_data_file, require_columns
+from layercut.text_files import read_utf8
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 _FIELDS = {f.name for f in dataclasses.fields(TaskSpec)}
@@ -44,7 +45,7 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
     """A task from a YAML file; a relative data `path`/`test_path` is relative to the YAML file."""
     path = Path(path).expanduser()
     try:
-        fields = yaml.safe_load(path.read_text(encoding="utf-8"))
+        fields = yaml.safe_load(read_utf8(path, "task file"))
     except (OSError, yaml.YAMLError) as error:
         raise LayercutError(f"cannot read task file '{path}': {str(error).splitlines()[0]}; check the path and YAML syntax") from None
     if not isinstance(fields, dict):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from layercut.errors import LayercutError, first_line
 from layercut.tasks.spec import Example
+from layercut.text_files import check_utf8
 
 # file suffix -> (datasets builder, builder options)
 FORMATS = {
@@ -30,6 +31,8 @@ def read_data_file(path: str | Path):
     if path.stat().st_size == 0:
         raise LayercutError(f"data file '{path}' is empty: give a file with labelled examples")
     builder, options = FORMATS[path.suffix.lower()]
+    if builder != "parquet":
+        check_utf8(path, "data file")
     import datasets
 
     bars_were_on = not datasets.are_progress_bars_disabled()
