@@ -42,7 +42,7 @@ def test_accuracy_plot_names_each_line_once_in_one_colour(tmp_path):
     """Two tasks and two K: one legend under the panels, one entry per K, and a K's line has the same colour in
     every panel (per-panel legends hid the lines once a panel held many)."""
     from layercut.report.plots import _accuracy_vs_layers
-    from layercut.report.tables import build_tables
+    from layercut.report.tables import Cell, build_tables
 
     records = []
     for shots in (8, 64):
@@ -52,10 +52,14 @@ def test_accuracy_plot_names_each_line_once_in_one_colour(tmp_path):
                 record["config"]["shots"] = shots
                 records.append(record)
     tables = build_tables(records)
-    figure = _accuracy_vs_layers("m", tables, ("shots",))
+    references = [{"a": Cell([0.3], {}, None), "b": Cell([0.4], {}, None)} for _ in tables]  # bag-of-words per K
+    figure = _accuracy_vs_layers("m", tables, ("shots",), references)
 
     [legend] = figure.legends
-    assert [text.get_text() for text in legend.get_texts()] == [table.label(("shots",)) for table in tables]
+    assert [text.get_text() for text in legend.get_texts()] == [
+        *(table.label(("shots",)) for table in tables), "bag-of-words, 8 shots", "bag-of-words, 64 shots"]
     assert not any(axes.get_legend() for axes in figure.axes)
-    colours = [[line.get_color() for line in axes.get_lines()] for axes in figure.axes]
+    colours = [[line.get_color() for line in axes.get_lines() if line.get_linestyle() == "-"] for axes in figure.axes]
     assert len(colours) == 2 and colours[0] == colours[1] and len(set(colours[0])) == 2
+    styles = [[line.get_linestyle() for line in axes.get_lines() if line.get_linestyle() != "-"] for axes in figure.axes]
+    assert styles[0] == styles[1] and len(set(styles[0])) == 2  # one dashed reference per K, alike in each panel

@@ -118,6 +118,8 @@ def test_sweep_runs_resumes_and_reports(tiny_llama_folder, review_file, tmp_path
     assert "12 finished runs" in report and report.count("| Layers kept | Parameters") == 2  # LM head: full, ICL
     assert "Other measures" in report and "Majority-class baseline" in report and "Splits: train: balanced" in report
     assert "Settings picked per cell by the best mean dev accuracy" in report and "learning_rate=0.00" in report
+    assert report.count("| bag-of-words | – | – |") == 2 and "Against bag-of-words" in report
+    assert len(list((out / "baselines").glob("*.json"))) == 2  # one fit per seed, shared by every depth and method
     rows = list(csv.DictReader((out / "runs.csv").open()))
     assert len(rows) == 12 == len({r["key"] for r in rows}) and {r["status"] for r in rows} == {"complete"}
     for name in ("accuracy_vs_layers_", "accuracy_vs_parameters", "speedup_vs_layers", "dev_accuracy_curves_",

@@ -25,6 +25,7 @@ from layercut.importance.strategies import STRATEGIES
 from layercut.report.data_size import data_size_comparison
 from layercut.report.gaps import gap_lines
 from layercut.report.plots import write_plots
+from layercut.report.references import BAG_OF_WORDS_NOTE, References, against_lines, bag_of_words_references
 from layercut.report.repairs import repair_comparison
 from layercut.report.tables import Table, build_tables
 from layercut.run.config import RunConfig
@@ -48,10 +49,11 @@ def write_report(folder: str | Path) -> ReportFiles:
         raise LayercutError(f"no finished runs in '{folder}': run `layercut sweep EXPERIMENT --out {folder}` first")
     tables = build_tables(finished, _listed_order(folder))
     shown = tuple(name for name in ("demos", "shots") if len({t.fields[name] for t in tables}) > 1)
-    plots = write_plots(tables, shown, folder / "plots")
+    references = bag_of_words_references(tables, folder)
+    plots = write_plots(tables, shown, folder / "plots", references.cells)
     files = ReportFiles(folder / "report.md", folder / "runs.csv", plots)
     write_text_atomic(files.runs_csv, runs_csv(records))
-    write_text_atomic(files.report, markdown(tables, shown, records, folder, plots))
+    write_text_atomic(files.report, markdown(tables, shown, records, folder, plots, references))
     return files
 
 
@@ -67,7 +69,8 @@ def _listed_order(folder: Path) -> dict[str, list[str]]:
             for key in ("models", "tasks") if isinstance(data.get(key), list)}
 
 
-def markdown(tables: list[Table], shown: tuple[str, ...], records: list[dict], folder: Path, plots: list[Path]) -> str:
+def markdown(tables: list[Table], shown: tuple[str, ...], records: list[dict], folder: Path, plots: list[Path],
+             references: References) -> str:
     finished = [r for r in records if r["status"] in FINISHED]
     diverged = sum(r["status"] == "diverged" for r in finished)
     failed = [r for r in records if r["status"] not in FINISHED]
@@ -87,7 +90,10 @@ def markdown(tables: list[Table], shown: tuple[str, ...], records: list[dict], f
     evaluations = EvaluationColumns(folder)
     if evaluations.by_depth:
         lines += ["", EVALUATION_NOTE]
-    for table in tables:
+    if any(references.cells):
+        lines += ["", BAG_OF_WORDS_NOTE]
+    lines += [f"Bag-of-words not computed for {task}: {why}" for task, why in sorted(references.missing.items())]
+    for table, bag_of_words in zip(tables, references.cells):
         lines += ["", f"## {table.fields['model']}: {table.label(shown)}", ""]
         model = table.fields["model"]
         header = ["Layers kept", "Parameters (% of full)", "Non-embedding", *table.tasks, "Average", "% of full",
@@ -103,7 +109,14 @@ def markdown(tables: list[Table], shown: tuple[str, ...], records: list[dict], f
                                              "–" if average is None else f"{average:.1f}",
                                              "–" if retained is None else f"{retained:.0f}%",
                                              *evaluations.cells(model, kept_specs)]) + " |")
+        if bag_of_words:
+            cells = [bag_of_words[t].text(table.seeds) if t in bag_of_words else "–" for t in table.tasks]
+            average = (f"{sum(bag_of_words[t].mean for t in table.tasks) / len(table.tasks):.1f}"
+                       if all(t in bag_of_words for t in table.tasks) else "–")
+            lines.append("| " + " | ".join(["bag-of-words", "–", "–", *cells, average, "–",
+                                             *("–" for _ in evaluations.header(model))]) + " |")
         lines += gap_lines(table)
+        lines += against_lines(table, bag_of_words)
         lines += _other_measures(table)
         lines += _pick_notes(table)
     lines += data_size_comparison(tables, shown)

@@ -11,15 +11,20 @@ from collections import defaultdict
 from pathlib import Path
 
 from layercut.atomic import atomic_directory
-from layercut.report.tables import HEAD_NAMES, Table
+from layercut.report.tables import HEAD_NAMES, Cell, Table, shots_label
 
 
-def write_plots(tables: list[Table], shown: tuple[str, ...], folder: Path) -> list[Path]:
+def write_plots(tables: list[Table], shown: tuple[str, ...], folder: Path,
+                references: list[dict[str, Cell]] | None = None) -> list[Path]:
+    """`references`: per table, the bag-of-words cell of each task (a dashed line on the accuracy plots)."""
+    references = references or [{} for _ in tables]
     names = []
     with atomic_directory(folder, overwrite=True) as tmp:
         for model in sorted({t.fields["model"] for t in tables}):
             name = f"accuracy_vs_layers_{_slug(model)}.png"
-            _accuracy_vs_layers(model, [t for t in tables if t.fields["model"] == model], shown).savefig(tmp / name, dpi=110)
+            mine = [i for i, t in enumerate(tables) if t.fields["model"] == model]
+            _accuracy_vs_layers(model, [tables[i] for i in mine], shown,
+                                [references[i] for i in mine]).savefig(tmp / name, dpi=110)
             names.append(name)
             trained = [t for t in tables if t.fields["model"] == model and any(
                 cell.runs and (cell.runs[0].get("dev") or {}).get("curve") for row in t.rows for cell in row.cells.values())]
@@ -35,15 +40,18 @@ def write_plots(tables: list[Table], shown: tuple[str, ...], folder: Path) -> li
     return [folder / name for name in names]
 
 
-def _accuracy_vs_layers(model: str, tables: list[Table], shown: tuple[str, ...]):
-    """Mean test accuracy over seeds with a ±1 std band, one line per head/method/strategy."""
+def _accuracy_vs_layers(model: str, tables: list[Table], shown: tuple[str, ...], references: list[dict[str, Cell]]):
+    """Mean test accuracy over seeds with a ±1 std band, one line per head/method/strategy; the bag-of-words
+    reference dashed, one line per K (tables of the same K share it)."""
     tasks = sorted({task for table in tables for task in table.tasks})
     columns = min(3, len(tasks))
-    legend_height = 0.2 * math.ceil(len(tables) / columns)  # one legend under the panels: inside, it hid the lines
+    entries = len(tables) + len({table.fields["shots"] for table in tables} if "shots" in shown else {0})
+    legend_height = 0.2 * math.ceil(entries / columns)  # one legend under the panels: inside, it hid the lines
     figure = _figure(f"Test accuracy vs layers kept: {model}",
                      (4.5 * columns, 3.6 * math.ceil(len(tasks) / columns) + legend_height))
     panels = figure.subplots(math.ceil(len(tasks) / columns), columns, squeeze=False).flat
     legend = {}  # table index -> (label, line): each line is named once and keeps its colour in every panel
+    styles = {}  # bag-of-words label -> line style, the same in every panel
     for task, axes in zip(tasks, panels):  # tasks first: zip must not take a panel it will not use
         for index, table in enumerate(tables):
             rows = [row for row in table.rows if task in row.cells]
@@ -57,11 +65,20 @@ def _accuracy_vs_layers(model: str, tables: list[Table], shown: tuple[str, ...])
             legend.setdefault(index, (table.label(shown), line))
             axes.fill_between(kept, [m - s for m, s in zip(means, spreads)], [m + s for m, s in zip(means, spreads)],
                               color=line.get_color(), alpha=0.2)
+        drawn = set()
+        for table, cells in zip(tables, references):
+            label = "bag-of-words" + (f", {shots_label(table.fields['shots'])}" if "shots" in shown else "")
+            if task in cells and label not in drawn:
+                drawn.add(label)
+                style = styles.setdefault(label, ("--", ":", "-.", (0, (5, 1, 1, 1)))[len(styles) % 4])
+                legend.setdefault(label, (label, axes.axhline(cells[task].mean, color="black", linestyle=style,
+                                                              linewidth=1)))
         _layers_axis(axes, [row.kept for table in tables for row in table.rows])
         axes.set(title=task, ylabel="test accuracy (%)")
     for axes in panels:  # the grid's unused panels
         axes.set_visible(False)
-    entries = [legend[index] for index in sorted(legend)]
+    entries = [legend[index] for index in sorted(key for key in legend if isinstance(key, int))]
+    entries += [legend[label] for label in styles if label in legend]  # the references, in the order first drawn
     figure.legend([line for _, line in entries], [label for label, _ in entries], loc="outside lower center",
                   ncols=min(columns, len(entries)), fontsize=7)
     return figure
@@ -148,7 +165,9 @@ def _figure(title: str, size: tuple[float, float]):
 def _layers_axis(axes, kept: list[int]) -> None:
     """Depths like 1, 2, 4, ..., 30 spread evenly on a log axis, labelled with the depths themselves."""
     ticks = sorted(set(kept))
-    if ticks[-1] >= 8 * ticks[0]:
+    if ticks[0] == 0 and ticks[-1] >= 8:  # depth 0 (no block): linear between 0 and 1, log above
+        axes.set_xscale("symlog", base=2, linthresh=1)
+    elif ticks[-1] >= 8 * ticks[0]:
         axes.set_xscale("log", base=2)
     axes.set_xticks(ticks, [str(k) for k in ticks])
     axes.minorticks_off()

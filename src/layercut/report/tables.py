@@ -101,8 +101,7 @@ class Table:
         if "demos" in shown:
             parts.append(f"demos {self.fields['demos']}")
         if "shots" in shown:
-            shots = self.fields["shots"]
-            parts.append("the whole training set" if shots == ALL else f"{shots} shots")
+            parts.append(shots_label(self.fields["shots"]))
         return ", ".join(parts)
 
     def repair_parts(self) -> list[str]:
@@ -150,6 +149,10 @@ def _table_order(key: tuple, models: list[str]) -> tuple:
     return (_ranked(fields["model"], models), HEADS.index(fields["head"]), METHODS.index(fields["method"]),
             fields["keep_strategy"] or "", fields["demos"], shots_order(fields["shots"]),
             *(str(fields[name]) for name in REPAIR_FIELDS))
+
+
+def shots_label(shots: int | str) -> str:
+    return "the whole training set" if shots == ALL else f"{shots} shots"
 
 
 def shots_order(shots: int | str) -> tuple:
