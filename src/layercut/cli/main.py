@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "layercut.cli.run",
     "layercut.cli.importance",
     "layercut.cli.sweep",
+    "layercut.cli.search",
     "layercut.cli.evaluate",
     "layercut.cli.slim",
 )

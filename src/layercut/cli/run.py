@@ -13,61 +13,7 @@ from layercut.run.config import BRIDGES, METHODS, RunConfig
 
 def add_commands(subparsers) -> None:
     run = subparsers.add_parser("run", help="cut a model, adapt it to a task, evaluate it; writes OUT/result.json")
-    defaults = RunConfig()
-    run.add_argument("--model", default=defaults.model, help="Hub id, local folder, .gguf file, or alias")
-    run.add_argument("--layers", default=defaults.layers, help="first:K, last:K, all, drop:SPEC, or a SPEC like 0-3,28")
-    run.add_argument("--keep-strategy", help="choose --keep-count layers by importance: first|last|spaced|bi|angular|loss|greedy|task")
-    run.add_argument("--keep-count", type=int, metavar="K")
-    run.add_argument("--calibration-samples", type=int, default=defaults.calibration_samples,
-                     help="training texts a --keep-strategy measure ranks the layers on")
-    run.add_argument("--task", help=f"a built-in task (`layercut tasks`) or a task YAML file (default {defaults.task}); "
-                                    "with --data, a name for the file's task")
-    add_task_file_arguments(run)
-    run.add_argument("--shots", type=shots, default=defaults.shots, metavar="K",
-                     help="training examples per class, or all: the whole training set less dev (needs --dev-size)")
-    run.add_argument("--seed", type=int, default=defaults.seed)
-    run.add_argument("--head", choices=("lm", "cls"), default=defaults.head,
-                     help="lm: label words through the LM head (the paper); cls: a new linear head")
-    run.add_argument("--method", choices=METHODS, default=defaults.method,
-                     help="full fine-tuning, LoRA, prefix tuning, or in-context learning only (no training)")
-    run.add_argument("--demos", choices=("fixed", "resample", "similar", "none"), default=defaults.demos,
-                     help="demonstrations in each prompt (one per class)")
-    run.add_argument("--label-word-policy", choices=("first", "full"), default=defaults.label_word_policy,
-                     help="score a multi-token label word by its first token (paper) or whole-word log-probability")
-    run.add_argument("--train-layers", default=defaults.train_layers, metavar="all|last:N",
-                     help="with --method full: train every kept block (all), or only the last N plus the final norm "
-                          "and the head (Lu et al. 2024)")
-    run.add_argument("--freeze-embeddings", action="store_true",
-                     help="keep the embedding tables (and an LM head tied to them) as loaded")
-    run.add_argument("--bridge", choices=BRIDGES,
-                     help="lstsq: fit a linear map from the cut model's last hidden state to the full model's on the "
-                          "training texts and fold it into the last kept block (no training)")
-    run.add_argument("--teacher", metavar="MODEL_OR_RUN",
-                     help="distill from this model (e.g. the uncut model) or a run folder saved with --save-model")
-    run.add_argument("--distill-weight", type=float, default=defaults.distill_weight,
-                     help="share of the KL term toward the teacher in the loss")
-    run.add_argument("--distill-temperature", type=float, default=defaults.distill_temperature)
-    run.add_argument("--lr", type=float, default=defaults.learning_rate, dest="learning_rate")
-    run.add_argument("--epochs", type=int, default=defaults.epochs, help="the budget, unless --max-steps")
-    run.add_argument("--max-steps", type=int, help="a budget in batches instead of epochs")
-    run.add_argument("--eval-every", type=int, help="batches between dev evaluations (default: one epoch)")
-    run.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    run.add_argument("--gradient-accumulation", type=int, default=defaults.gradient_accumulation)
-    run.add_argument("--patience", type=int, default=defaults.patience, help="dev evaluations without gain before stopping (0: never)")
-    run.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    run.add_argument("--dev-shots", type=int, help="dev examples per class (default: --shots)")
-    run.add_argument("--dev-size", type=int, help="dev examples in all, instead of per class")
-    run.add_argument("--test-size", type=int, help="evaluate on a fixed subset of this many test examples")
-    run.add_argument("--max-length", type=int, default=defaults.max_length, help="prompt token limit")
-    run.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
-    run.add_argument("--lora-rank", type=int, default=defaults.lora_rank)
-    run.add_argument("--lora-alpha", type=int, default=defaults.lora_alpha)
-    run.add_argument("--prefix-tokens", type=int, default=defaults.prefix_tokens, help="virtual tokens of --method prefix")
-    run.add_argument("--no-share-prefix", dest="share_prefix", action="store_false",
-                     help="compute every prompt whole (the shared-prefix path gives the same scores, faster)")
-    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
-    run.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default=defaults.dtype,
-                     help="auto: bf16 autocast on CUDA, fp32 on CPU")
+    add_run_settings(run)
     run.add_argument("--out", required=True, help="the run's folder (result.json, and model/ with --save-model)")
     add_trust_arguments(run)
     run.add_argument("--save-model", action="store_true", help="also save the adapted model for `layercut predict`")
@@ -84,9 +30,76 @@ def add_commands(subparsers) -> None:
     predict.set_defaults(func=run_predict)
 
 
+def add_run_settings(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """A flag for each run setting (and the task's), except those in `skip`: commands that choose them
+    themselves (`search` picks the layers, the seed and the rate)."""
+
+    def add(*flags, **options) -> None:
+        if (options.get("dest") or flags[0].lstrip("-").replace("-", "_")) not in skip:
+            parser.add_argument(*flags, **options)
+
+    defaults = RunConfig()
+    add("--model", default=defaults.model, help="Hub id, local folder, .gguf file, or alias")
+    add("--layers", default=defaults.layers, help="first:K, last:K, all, drop:SPEC, or a SPEC like 0-3,28")
+    add("--keep-strategy", help="choose --keep-count layers by importance: first|last|spaced|bi|angular|loss|greedy|task")
+    add("--keep-count", type=int, metavar="K")
+    add("--calibration-samples", type=int, default=defaults.calibration_samples,
+        help="training texts a --keep-strategy measure ranks the layers on")
+    add("--task", help=f"a built-in task (`layercut tasks`) or a task YAML file (default {defaults.task}); "
+                       "with --data, a name for the file's task")
+    add_task_file_arguments(parser)
+    add("--shots", type=shots, default=defaults.shots, metavar="K",
+        help="training examples per class, or all: the whole training set less dev (needs --dev-size)")
+    add("--seed", type=int, default=defaults.seed)
+    add("--head", choices=("lm", "cls"), default=defaults.head,
+        help="lm: label words through the LM head (the paper); cls: a new linear head")
+    add("--method", choices=METHODS, default=defaults.method,
+        help="full fine-tuning, LoRA, prefix tuning, or in-context learning only (no training)")
+    add("--demos", choices=("fixed", "resample", "similar", "none"), default=defaults.demos,
+        help="demonstrations in each prompt (one per class)")
+    add("--label-word-policy", choices=("first", "full"), default=defaults.label_word_policy,
+        help="score a multi-token label word by its first token (paper) or whole-word log-probability")
+    add("--train-layers", default=defaults.train_layers, metavar="all|last:N",
+        help="with --method full: train every kept block (all), or only the last N plus the final norm "
+             "and the head (Lu et al. 2024)")
+    add("--freeze-embeddings", action="store_true",
+        help="keep the embedding tables (and an LM head tied to them) as loaded")
+    add("--bridge", choices=BRIDGES,
+        help="lstsq: fit a linear map from the cut model's last hidden state to the full model's on the "
+             "training texts and fold it into the last kept block (no training)")
+    add("--teacher", metavar="MODEL_OR_RUN",
+        help="distill from this model (e.g. the uncut model) or a run folder saved with --save-model")
+    add("--distill-weight", type=float, default=defaults.distill_weight,
+        help="share of the KL term toward the teacher in the loss")
+    add("--distill-temperature", type=float, default=defaults.distill_temperature)
+    add("--lr", type=float, default=defaults.learning_rate, dest="learning_rate")
+    add("--epochs", type=int, default=defaults.epochs, help="the budget, unless --max-steps")
+    add("--max-steps", type=int, help="a budget in batches instead of epochs")
+    add("--eval-every", type=int, help="batches between dev evaluations (default: one epoch)")
+    add("--batch-size", type=int, default=defaults.batch_size)
+    add("--gradient-accumulation", type=int, default=defaults.gradient_accumulation)
+    add("--patience", type=int, default=defaults.patience, help="dev evaluations without gain before stopping (0: never)")
+    add("--weight-decay", type=float, default=defaults.weight_decay)
+    add("--dev-shots", type=int, help="dev examples per class (default: --shots)")
+    add("--dev-size", type=int, help="dev examples in all, instead of per class")
+    add("--test-size", type=int, help="evaluate on a fixed subset of this many test examples")
+    add("--max-length", type=int, default=defaults.max_length, help="prompt token limit")
+    add("--eval-batch-size", type=int, default=defaults.eval_batch_size)
+    add("--lora-rank", type=int, default=defaults.lora_rank)
+    add("--lora-alpha", type=int, default=defaults.lora_alpha)
+    add("--prefix-tokens", type=int, default=defaults.prefix_tokens, help="virtual tokens of --method prefix")
+    add("--no-share-prefix", dest="share_prefix", action="store_false",
+        help="compute every prompt whole (the shared-prefix path gives the same scores, faster)")
+    add("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
+    add("--dtype", choices=("auto", "float32", "bfloat16"), default=defaults.dtype,
+        help="auto: bf16 autocast on CUDA, fp32 on CPU")
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """Each RunConfig field from the flag of its name; the task flags become `task_options`."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if f.name not in ("task", "task_options")}
+    """Each RunConfig field from the flag of its name (the default where a command has no such flag); the task
+    flags become `task_options`."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+              if f.name not in ("task", "task_options") and hasattr(args, f.name)}  # a command may set some itself
     task = args.task or (Path(args.data).stem if args.data else RunConfig.task)
     return RunConfig(**values, task=task, task_options=task_options_from_args(args).changed())
 
@@ -106,7 +119,7 @@ def run_run(args: argparse.Namespace) -> int:
     metrics, layers, params = result["metrics"], result["layers"], result["parameters"]
     print(
         f"{result['task']['name']}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
-        f"on {metrics['num_examples']} test examples | layers {layers['spec']} of {layers['source_depth']}, "
+        f"on {metrics['num_examples']} test examples | layers {layers['spec'] or 'none'} of {layers['source_depth']}, "
         f"{params['total'] / 1e6:.1f}M parameters ({params['percent_of_source']:.1f}%) | "
         f"{result['timing']['eval_examples_per_second']:.1f} examples/s | {Path(args.out) / RESULT_NAME}"
     )

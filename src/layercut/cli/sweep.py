@@ -28,7 +28,7 @@ def add_commands(subparsers) -> None:
     sweep.set_defaults(func=run_sweep_command)
 
     report = subparsers.add_parser("report", help="write report.md (paper-style tables), runs.csv and plots/ for a sweep folder")
-    report.add_argument("folder", metavar="DIR", help="a sweep's --out folder")
+    report.add_argument("folder", metavar="DIR", help="a sweep's or a depth search's --out folder")
     report.set_defaults(func=run_report_command)
 
 
@@ -66,6 +66,14 @@ def run_report_command(args: argparse.Namespace) -> int:
     from layercut.atomic import check_writable
     from layercut.report.markdown import write_report
 
+    from layercut.search.search import SEARCH_RECORD
+
+    if (Path(args.folder) / SEARCH_RECORD).is_file():  # a depth search's folder: its own report
+        from layercut.search.report import write_search_report
+
+        check_writable(Path(args.folder) / "report.md", "the report")
+        print(f"wrote {write_search_report(args.folder)}")
+        return 0
     if not (Path(args.folder) / "runs").is_dir():
         raise LayercutError(f"'{args.folder}' is not a sweep folder (no runs/ in it): give the --out of `layercut sweep`")
     check_writable(Path(args.folder) / "report.md", "the report")

@@ -109,4 +109,6 @@ def model_card(record: dict) -> str:
     if "task" in record:
         lines += ["", f"Adapted to the task `{record['task']['name']}`; `layercut predict` uses the template, "
                   "label words and demonstrations recorded in `layercut.json`."]
+    if "search" in record:  # written by `layercut search`: the depth it found, and against what
+        lines += ["", "## How this depth was found", "", *record["search"]["summary"]]
     return "\n".join(lines) + "\n"

@@ -158,7 +158,7 @@ def describe_plan(runs: list[RunConfig], done: set[str] = frozenset()) -> str:
     lines.append(
         f"estimated compute: {total:.2e} FLOP"
         + (f" (+ {unknown} run(s) of models whose config is not readable here)" if unknown else "")
-        + "; " + ", ".join(f"~{_duration(total / speed)} on {where} ({speed / 1e12:g} TFLOP/s)" for where, speed in THROUGHPUTS)
+        + "; " + ", ".join(f"~{duration(total / speed)} on {where} ({speed / 1e12:g} TFLOP/s)" for where, speed in THROUGHPUTS)
     )
     lines.append(f"assumes 6·N FLOPs per trained token and 2·N per evaluated one (N = non-embedding parameters kept), "
                  f"~{TOKENS_PER_EXAMPLE} tokens per example and demonstration, fixed demonstrations computed once per "
@@ -166,7 +166,7 @@ def describe_plan(runs: list[RunConfig], done: set[str] = frozenset()) -> str:
     return "\n".join(lines)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from layercut.evaluate.sweep import run_evaluations
+from layercut.run.record import RunRecord
 from layercut.report.markdown import write_report
 from layercut.slim.sweep import one_pass_records, split_one_pass_runs
 from layercut.sweep.backends import make_backend
@@ -25,6 +26,12 @@ class SweepSummary:
     report: Path | None = None
 
 
+def execute_pending(pending: list, executor) -> Iterator[RunRecord]:
+    """Each run's record as it finishes: untrained first-k depths share one pass, the rest go to the backend."""
+    one_pass, one_by_one = split_one_pass_runs(pending)
+    return itertools.chain(one_pass_records(one_pass), executor.execute(one_by_one))
+
+
 def run_sweep(experiment: Experiment, out: str | Path, *, backend: str = "local", address: str | None = None,
               allow_different: bool = False, echo: Callable[[str], None] = print) -> SweepSummary:
     executor = make_backend(backend, address)  # a missing Ray fails here, before DIR is touched
@@ -34,9 +41,7 @@ def run_sweep(experiment: Experiment, out: str | Path, *, backend: str = "local"
         summary = SweepSummary(len(experiment.runs), len(experiment.runs) - len(pending))
         echo(f"{summary.runs} runs: {summary.already_done} already complete in {out}, "
              f"{len(pending)} to run on the {executor.name} backend")
-        one_pass, one_by_one = split_one_pass_runs(pending)  # untrained first-k depths share one pass
-        records = itertools.chain(one_pass_records(one_pass), executor.execute(one_by_one))
-        for index, record in enumerate(records, 1):
+        for index, record in enumerate(execute_pending(pending, executor), 1):
             store.save(record)
             config = record.config
             what = (f"{record.key} {config['model']} {layer_choice(config)} {config['task']} {config['head']} "

@@ -1,0 +1,183 @@
+"""`search_depth`: the smallest first-k depth whose dev accuracy keeps `settings.keep` of the full model's.
+
+1. References on the same splits as every probe: majority class, bag-of-words, in-context learning at every depth,
+   and the full model trained at every rate of the grid (the rate picked on dev).
+2. Depths probed by doubling, then bisection (`order.DepthOrder`), each at every rate (`probe.probe_depth`), on dev.
+3. The answer (or full depth, when no depth below it keeps the share) and the full model on test over every seed.
+4. The chosen depth trained again on its best-dev seed, saved with its vocabulary trimmed to the task.
+
+Test labels are read only after step 2 has chosen. Every probe is an ordinary run of DIR/store: a search killed
+and started again trains only what is missing, and runs of stores given to `reuse` are copied, not trained."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from layercut.atomic import write_json_atomic
+from layercut.errors import LayercutError
+from layercut.run.config import RunConfig
+from layercut.run.task import make_run_splits, resolve_task
+from layercut.search.answer import best_dev_seed, confirm, save_answer
+from layercut.search.clock import BudgetSpent, Clock
+from layercut.search.order import DepthOrder
+from layercut.search.probe import Probe, Runs, layers_for, probe_depth
+from layercut.search.references import bag_of_words, in_context_curve
+from layercut.search.settings import SearchSettings
+from layercut.sweep.backends import make_backend
+from layercut.sweep.plan import duration, model_facts
+from layercut.sweep.store import ResultStore
+
+SEARCH_RECORD = "search.json"
+STORE_FOLDER = "store"
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """What the search's store is claimed for (as a sweep claims its folder): the same request resumes it, another
+    one is refused."""
+
+    base: RunConfig
+    settings: SearchSettings
+    source: str = "layercut search"
+    runs: tuple = ()
+
+    @property
+    def text(self) -> str:
+        return yaml.safe_dump({"search": self.identity()}, sort_keys=False)
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def identity(self) -> dict:
+        """The run settings and what is searched; the budget and the saved model do not change any run."""
+        settings = {k: v for k, v in self.settings.to_dict().items() if k not in ("budget_seconds", "save_model")}
+        base = {k: v for k, v in self.base.to_dict().items() if k not in ("layers", "seed", "learning_rate")}
+        return {"run": base, **settings}
+
+
+def check_request(base: RunConfig, settings: SearchSettings) -> int:
+    """Everything a search can refuse before it trains: the model's depth, the method, the task and K at every
+    seed. Returns the model's depth."""
+    if not base.trains:
+        raise LayercutError("the search trains every depth it probes: use --method full, lora or prefix")
+    if base.keep_strategy is not None:
+        raise LayercutError("the search chooses the first k layers itself: drop --keep-strategy/--keep-count")
+    facts = model_facts(base.model)
+    if facts is None:
+        raise LayercutError(f"cannot read the config of '{base.model}' here (the Hub is unreachable?): download the "
+                            "model to a folder and pass its path")
+    spec = resolve_task(base)
+    for seed in settings.seeds:
+        make_run_splits(dataclasses.replace(base, seed=seed), spec)  # a task too small for K fails here
+    return facts.depth
+
+
+def plan_lines(base: RunConfig, settings: SearchSettings, depth: int) -> list[str]:
+    """What `--dry-run` prints: the probes the search may run and their compute, without running anything."""
+    clock = Clock.for_device(settings.budget_seconds)
+    per_depth = lambda k: [dataclasses.replace(base, layers=layers_for(k, depth), learning_rate=r, seed=s)  # noqa: E731
+                           for r in settings.rates for s in settings.probing]
+    doubling = DepthOrder(depth).planned()
+    bisections = max(0, (depth - 1).bit_length() - 1)
+    full = per_depth(depth)
+    rows = [("full-depth reference", full), *((f"depth {k}", per_depth(k)) for k in doubling)]
+    lines = [f"{name}: {len(configs)} run(s) (rates {', '.join(f'{r:g}' for r in settings.rates)} x seeds "
+             f"{', '.join(map(str, settings.probing))}), ~{duration(clock.estimate(configs))}" for name, configs in rows]
+    worst = clock.estimate([c for _, configs in rows for c in configs]) * (1 + bisections / max(1, len(doubling)))
+    confirmation = 2 * (len(settings.seeds) - settings.probe_seeds)
+    lines += [f"then at most {bisections} bisection probe(s) between the last depth that fails and the first that "
+              f"passes, {confirmation} confirmation run(s) on the other seeds, the saved model's run, and up to "
+              f"{2 * 3} runs per probe whose pick sits at an edge of the rates",
+              f"estimated compute, worst case without edge extensions: ~{duration(worst)} at {clock.rate / 1e12:g} "
+              "TFLOP/s (the runs' whole step budgets; early stopping only shortens them)"]
+    if settings.budget_seconds is not None:
+        lines.append(f"budget: {duration(settings.budget_seconds)}; probing stops when the next probe's estimate "
+                     "would pass it")
+    return lines
+
+
+def search_depth(base: RunConfig, settings: SearchSettings, out: str | Path, *, reuse: list[str | Path] = (),
+                 backend: str = "local", address: str | None = None, command: str = "",
+                 echo: Callable[[str], None] = print) -> dict:
+    """Run (or resume) the search into `out`; returns what DIR/search.json records."""
+    out = Path(out)
+    source_depth = check_request(base, settings)
+    executor = make_backend(backend, address)
+    clock = Clock.for_device(settings.budget_seconds)
+    clock.check_reference([dataclasses.replace(base, layers="all", learning_rate=r, seed=s)
+                           for r in settings.rates for s in settings.probing])
+    stores = [ResultStore(path) for path in reuse]
+    for store in stores:
+        if not (store.root / "runs").is_dir():
+            raise LayercutError(f"--reuse '{store.root}' holds no runs (no runs/ folder): give a sweep's or search's store")
+    store = ResultStore(out / STORE_FOLDER)
+    with store.claim(SearchRequest(base, settings)):
+        runs = Runs(store, stores, executor, clock, echo)
+        result = _search(runs, base, settings, source_depth, out, echo, {"model": base.model, "task": base.task,
+                                                                           "command": command})
+        result.update(reused_runs=runs.reused, trained_runs=runs.trained, seconds=round(clock.spent, 1))
+        write_json_atomic(out / SEARCH_RECORD, result)
+    from layercut.search.report import write_search_report
+
+    write_search_report(out)
+    return result
+
+
+def _search(runs: Runs, base: RunConfig, settings: SearchSettings, source_depth: int, out: Path, echo,
+            header: dict) -> dict:
+    probes: dict[int, Probe] = {}
+    echo(f"search: the smallest first-k depth of {source_depth} keeping {100 * settings.keep:g}% of full-depth dev accuracy")
+    full = probes[source_depth] = probe_depth(runs, base, source_depth, source_depth, settings)
+    target = settings.keep * full.dev
+    echo(f"full depth: dev {100 * full.dev:.1f} at lr {full.picked:g}: a depth passes at dev >= {100 * target:.1f}")
+
+    def passes(depth: int) -> bool:
+        probes[depth] = probe = probe_depth(runs, base, depth, source_depth, settings)
+        verdict = probe.dev >= target
+        echo(f"depth {depth}: dev {100 * probe.dev:.1f} at lr {probe.picked:g} "
+             f"({100 * probe.dev / full.dev:.0f}% of full): {'passes' if verdict else 'fails'}")
+        return verdict
+
+    order = DepthOrder(source_depth)
+    stopped = None
+    try:
+        order.run(passes)
+    except BudgetSpent as error:
+        stopped = str(error)
+        echo(f"budget: {stopped}; stopping with what is known")
+    chosen = probes[order.first_pass] if order.first_pass is not None else full
+    # From here on test labels are read: the depth is chosen.
+    answer = {"stopped": stopped, "untried": list(order.untried()) if stopped else [],
+              "passed": order.first_pass is not None, "visited": order.visited}
+    try:
+        confirmed = {"chosen": confirm(runs, base, chosen, settings), "full": confirm(runs, base, full, settings)}
+    except BudgetSpent as error:
+        confirmed, answer["stopped"] = None, f"{stopped or ''} confirmation: {error}".strip()
+    for probe in probes.values():
+        probe.test_by_seed = {seed: _test(runs, base, probe, seed) for seed in settings.probing}
+    references = {"bag_of_words": bag_of_words(base, settings.seeds, out / STORE_FOLDER / "baselines"),
+                  "in_context": in_context_curve(runs, base, source_depth, settings.seeds[0], sorted(settings.rates)[0])}
+    result = {**header, "settings": settings.to_dict(), "run": base.to_dict(), "source_depth": source_depth,
+              "target_dev": target, "probes": [probes[k].to_dict() for k in sorted(probes)], "answer": answer,
+              "confirmed": confirmed, "references": references, "saved_model": None}
+    if confirmed and settings.save_model:
+        from layercut.search.report import model_card_lines
+
+        echo(f"saving depth {chosen.depth} trained on its best-dev seed, vocabulary trimmed to the task")
+        stored = runs.read(dataclasses.replace(base, layers=chosen.layers, learning_rate=chosen.picked,
+                                               seed=best_dev_seed(confirmed["chosen"])))
+        result["saved_model"] = save_answer(base, confirmed["chosen"], out, stored, model_card_lines(result))
+    return result
+
+
+def _test(runs: Runs, base: RunConfig, probe: Probe, seed: int) -> float | None:
+    record = runs.read(dataclasses.replace(base, layers=probe.layers, learning_rate=probe.picked, seed=seed))
+    return record["metrics"]["accuracy"] if record["status"] in ("complete", "diverged") else None
