@@ -8,7 +8,7 @@ from layercut.model.blocks import find_blocks
 from layercut.model.load import cut_layers
 from tests.tiny_models import FAMILIES, tiny_model
 
-CUTS = {"first2": [0, 1], "set02": [0, 2], "last1": [3]}
+CUTS = {"first2": [0, 1], "set02": [0, 2], "last1": [3], "none": []}  # none: depth 0 (first:0)
 PROMPT = torch.tensor([[5, 17, 9, 22, 31, 8]])
 
 
@@ -60,9 +60,10 @@ def test_per_layer_config_lists_are_sliced(family, tmp_path):
     assert AutoModelForCausalLM.from_pretrained(tmp_path).config.num_hidden_layers == 2
 
 
-def test_sequence_classification_model_cuts(family, tmp_path):
+@pytest.mark.parametrize("keep", [[1, 2], []], ids=["set12", "none"])
+def test_sequence_classification_model_cuts(family, keep, tmp_path):
     model = tiny_model(family, head="cls", num_labels=3)
-    cut_layers(model, [1, 2])
+    cut_layers(model, keep)
     batch = torch.tensor([[0, 0, 7, 8, 9], [5, 6, 7, 8, 9]])
     mask = (batch != 0).long()
     with torch.no_grad():

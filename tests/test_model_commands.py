@@ -75,8 +75,8 @@ def test_info_reads_a_bare_config_json(tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--keep-first", "0"], "choose k from 1 to 4"),
-        (["--keep-first", "5"], "choose k from 1 to 4"),
+        (["--keep-last", "0"], "choose k from 1 to 4"),
+        (["--keep-first", "5"], "choose k from 0 to 4"),
         (["--keep", "0,9"], "beyond the model's depth"),
         (["--keep", "-1"], "negative"),
         (["--keep", "0,0"], "more than once"),

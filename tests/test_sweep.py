@@ -89,7 +89,7 @@ def test_a_strategy_gets_its_own_table_and_ranks_once(tiny_llama_folder, review_
     ("tasks: [trc]\n", "unknown task 'trc'; did you mean trec"),
     ("settings: {lr: 1}\n", "unknown setting(s) lr; allowed: label_word_policy, learning_rate"),
     ("settings: {epochs: [1, two]}\n", "epochs 'two' is not a whole number"),
-    ("layers: [first:0]\n", "layers 'first:0' keeps no layer"),
+    ("layers: [last:0]\n", "layers 'last:0' keeps no layer"),
     ("strategies: [bi]\n", "'strategies' and 'keep_counts' go together"),
     ("heads: [cls]\nmethods: [icl]\n", "the grid is empty: skipped 1 grid cell(s)"),
     ("", "expected a mapping of lists"),

@@ -36,13 +36,15 @@ class BlockList:
 def find_blocks(model: nn.Module) -> BlockList:
     """Locate the block list of any supported decoder-only model (LM or classification head)."""
     base = getattr(model, "base_model", model)
+    # A model cut to depth 0 (first:0) has an empty block list; elsewhere an empty list is not the blocks.
+    empty_ok = getattr(getattr(model, "config", None), "num_hidden_layers", None) == 0
     for path in _BLOCK_PATHS:
         *parents, last = path.split(".")
         parent = base
         for name in parents:
             parent = getattr(parent, name, None)
         node = getattr(parent, last, None) if parent is not None else None
-        if isinstance(node, nn.ModuleList) and len(node) > 0:
+        if isinstance(node, nn.ModuleList) and (len(node) > 0 or empty_ok):
             return BlockList(parent, last)
     # Fall back on the class names transformers itself treats as indivisible blocks.
     block_classes = set(getattr(model, "_no_split_modules", None) or [])

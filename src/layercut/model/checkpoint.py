@@ -86,7 +86,8 @@ def read_record(folder: str | Path) -> dict:
 
 
 def model_card(record: dict) -> str:
-    kept = format_index_spec(record["kept_layers"])
+    kept = (f"keeps blocks {format_index_spec(record['kept_layers'])} (0-based)" if record["kept_layers"]
+            else "keeps no block (depth 0)")
     saved = 100.0 * (1 - record["parameters_after"] / record["parameters_before"])
     lines = [
         "---",
@@ -95,7 +96,7 @@ def model_card(record: dict) -> str:
         "---",
         f"# {record['source']}, cut to {record['depth']} of {record['source_depth']} layers",
         "",
-        f"This checkpoint keeps blocks {kept} (0-based) of `{record['source']}` and drops the rest; "
+        f"This checkpoint {kept} of `{record['source']}` and drops the rest; "
         "embeddings, final norm and LM head are unchanged. It was written by "
         f"[layercut](https://pypi.org/project/layercut/) {record['versions'].get('layercut')} "
         f"with transformers {record['versions'].get('transformers')}.",

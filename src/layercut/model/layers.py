@@ -51,12 +51,12 @@ def format_index_spec(indices: list[int]) -> str:
     return ",".join(parts)
 
 
-def check_keep_count(count: int | None, depth: int, rule: str = "", choose: str = "k") -> int:
+def check_keep_count(count: int | None, depth: int, rule: str = "", choose: str = "k", least: int = 1) -> int:
     """`count`, when a `depth`-layer model can keep that many layers (by `rule`, e.g. `first`); else an error
-    that says what to `choose`."""
-    if count is None or not 1 <= count <= depth:
+    that says what to `choose`. `least` is 0 where keeping no block (embedding, final norm, head) is meant."""
+    if count is None or not least <= count <= depth:
         kept = f"{rule} {count}" if rule else f"{count}"
-        raise LayercutError(f"cannot keep {kept} layers of a {depth}-layer model: choose {choose} from 1 to {depth}")
+        raise LayercutError(f"cannot keep {kept} layers of a {depth}-layer model: choose {choose} from {least} to {depth}")
     return count
 
 
@@ -94,7 +94,8 @@ class LayerSelection:
         if self.mode == "all":
             return list(range(depth))
         if self.mode in ("first", "last"):
-            check_keep_count(self.count, depth, rule=self.mode)
+            # first:0 is the floor of the depth curve: embedding, final norm and head, no block
+            check_keep_count(self.count, depth, rule=self.mode, least=0 if self.mode == "first" else 1)
             return list(range(self.count)) if self.mode == "first" else list(range(depth - self.count, depth))
         named = self._listed() if self.layers is not None else parse_index_spec(self.spec or "")
         beyond = [i for i in named if i >= depth]
@@ -104,7 +105,7 @@ class LayerSelection:
             )
         kept = sorted(named) if self.mode == "keep" else [i for i in range(depth) if i not in set(named)]
         if not kept:
-            raise LayercutError(f"this selection keeps no layer of the {depth}: keep at least one")
+            raise LayercutError(f"this selection keeps no layer of the {depth}: keep at least one, or write first:0 to keep none")
         return kept
 
     def _listed(self) -> list[int]:

@@ -31,8 +31,8 @@ def cut_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
     """
     block_list = find_blocks(model)
     old_depth = len(block_list.blocks)
-    kept = LayerSelection.keeping(keep).indices(old_depth)
-    if kept != list(range(kept[0], kept[0] + len(kept))) or kept[0] != 0:
+    kept = LayerSelection.keeping(keep).indices(old_depth) if len(keep) else []  # [] is depth 0 (first:0)
+    if kept and (kept != list(range(kept[0], kept[0] + len(kept))) or kept[0] != 0):
         if layer_index_changes_arithmetic(model.config):
             warnings.warn(
                 "this GPT-2 config scales attention by the inverse layer index: after renumbering, the kept "

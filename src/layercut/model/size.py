@@ -56,7 +56,7 @@ def config_size_reports(config, depths: list[int]) -> list[SizeReport]:
     full_parameters = full.num_parameters()
     reports = []
     for depth in depths:
-        check_keep_count(depth, config.num_hidden_layers)
+        check_keep_count(depth, config.num_hidden_layers, least=0)  # 0: embedding, final norm and head
         reports.append(size_report(_meta_model(config, depth), full_parameters))
     return reports
 

@@ -140,7 +140,7 @@ def _kept_count(config: RunConfig) -> int | None:
         selection = LayerSelection.parse(config.layers)
     except LayercutError:
         return None
-    return selection.count if selection.mode in ("first", "last") and selection.count >= 1 else None
+    return selection.count if selection.mode in ("first", "last") and selection.count >= 0 else None
 
 
 def train_layers_count(text: str) -> int | None:
@@ -159,6 +159,8 @@ def _check_healing(config: RunConfig) -> None:
         raise LayercutError(f"--train-layers/--freeze-embeddings choose what full fine-tuning trains, not "
                             f"--method {config.method}: use --method full")
     kept = _kept_count(config)
+    if kept == 0:
+        _check_depth_zero(config, count)
     if count is not None and kept is not None and count > kept:  # known before loading: a sweep skips the cell
         raise LayercutError(f"--train-layers {config.train_layers} asks for more blocks than the {kept} kept: "
                             f"choose N from 1 to {kept}, or all")
@@ -171,6 +173,19 @@ def _check_healing(config: RunConfig) -> None:
         raise LayercutError(f"--distill-weight must lie in [0, 1], got {config.distill_weight}")
     if not config.distill_temperature > 0:
         raise LayercutError(f"--distill-temperature must be > 0, got {config.distill_temperature}")
+
+
+def _check_depth_zero(config: RunConfig, train_count: int | None) -> None:
+    """first:0 keeps no block: what adapts or repairs blocks has nothing to work on (a sweep skips the cell)."""
+    if config.method in ("lora", "prefix"):
+        raise LayercutError(f"--method {config.method} adapts the kept blocks, and {config.layers} keeps none: "
+                            "use --method full or icl, or keep first:1")
+    if train_count is not None:
+        raise LayercutError(f"--train-layers {config.train_layers} trains kept blocks, and {config.layers} keeps none: "
+                            "use --train-layers all (embedding, final norm and head), or keep first:1")
+    if config.bridge is not None:
+        raise LayercutError(f"--bridge {config.bridge} folds into the last kept block, and {config.layers} keeps none: "
+                            "keep first:1 or more")
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -32,7 +32,7 @@ def split_one_pass_runs(configs: Iterable[RunConfig]) -> tuple[list[OnePassGroup
     rest = []
     for config in configs:
         depth = None if one_pass_problem(config) else _first_k_depth_or_none(config)
-        if depth is None:
+        if not depth:  # None, or 0: depth 0 has no block to hook in the pass, and alone costs only embedding and head
             rest.append(config)
             continue
         shared = json.dumps({**config.to_dict(), "layers": None}, sort_keys=True, default=str)

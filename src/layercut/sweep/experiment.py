@@ -219,8 +219,9 @@ def _selections(model: str, layers: list, strategy_choices: list[dict], where: s
 def _check_layers(text: str, where: str) -> None:
     """A layer choice no model can hold (malformed, or keeping no layer) is an error, not a skipped cell."""
     selection = LayerSelection.parse(text)
-    if selection.mode in ("first", "last") and selection.count < 1:
-        raise LayercutError(f"{where}: layers '{text}' keeps no layer: write {selection.mode}:K with K >= 1")
+    least = 0 if selection.mode == "first" else 1  # first:0 (a count of 0) is depth 0, the curve's floor
+    if selection.mode in ("first", "last") and selection.count < least:
+        raise LayercutError(f"{where}: layers '{text}' keeps no layer: write {selection.mode}:K with K >= {least}")
     if selection.mode in ("keep", "drop"):
         parse_index_spec(selection.spec)
 
