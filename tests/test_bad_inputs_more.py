@@ -6,7 +6,7 @@ a full disk, sweeps that failed only after runs had started, and rough edges. Ea
 
 from __future__ import annotations
 
-import json
+import errno
 import shutil
 from pathlib import Path
 
@@ -14,7 +14,8 @@ import pytest
 
 from layercut.cli.main import main
 from tests.cli import assert_one_line_error, run_cli
-from tests.test_bad_inputs import TEMPLATE, _edit_config, _snapshot, cut_args, r, rank_args, run_args, world  # noqa: F401  (world is a fixture)
+from tests.test_bad_inputs import (TEMPLATE, _edit_config, _snapshot, cut_args, experiment, r, rank_args, run_args,  # noqa: F401
+                                   world)  # world: a fixture
 
 # A module of model code that leaves a mark when it runs (on import, as transformers imports it).
 MARKING_CODE = """
@@ -53,7 +54,7 @@ def more(world):
     for name, content in {
         "latin1.yaml": "models: [caf\xe9]\n".encode("latin-1"), "random.yaml": RANDOM_BYTES,
         "latin1-task.yaml": f"name: t\nsource: file\npath: {world['data']}\ntemplate: 'Caf\xe9 {{text}}'\n".encode("latin-1"),
-        "latin1.txt": LATIN1, "random.txt": RANDOM_BYTES,
+        "latin1.txt": LATIN1, "random.txt": RANDOM_BYTES, "corpus.txt": b"good movie\nbad film\n",
         "latin1.jsonl": '{"text": "caf\xe9 good", "label": "positive"}\n{"text": "bad", "label": "negative"}\n'.encode("latin-1"),
         "latin1.csv": "text,label\ncaf\xe9 good,positive\nbad,negative\n".encode("latin-1"),
     }.items():
@@ -102,3 +103,60 @@ def test_bad_input_fails_in_one_line_and_leaves_nothing(case, more, capsys, monk
     assert len(lines) == 1 and lines[0].startswith("layercut: error: "), (out, err)
     assert "Traceback" not in err and expected in lines[0], lines[0]
     assert _snapshot(more["root"]) == before, "files were left behind"
+
+
+# --- a full disk: whichever library writes, one line naming the output, nothing left behind, and a retry works
+
+
+def _safetensors_full(*args, **kwargs):
+    from safetensors import SafetensorError
+
+    raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+
+def _tokenizers_full(*args, **kwargs):
+    raise Exception("No space left on device (os error 28)")  # tokenizers' Rust writer raises a bare Exception
+
+
+def _fsync_full(fd):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _sweep_args(w):
+    return ["sweep", experiment(w, "full", methods=["icl"], settings={"test_size": 4}), "--out", r(w, "new-sweep/deep")]
+
+
+DISK_FULL = [
+    ("cut", "transformers.modeling_utils.safe_save_file", _safetensors_full,
+     lambda w: ["cut", str(w["good"]), "--keep-first", "1", "-o", r(w, "new-cut/deep")]),
+    ("trim", "transformers.PreTrainedTokenizerFast.save_pretrained", _tokenizers_full,
+     lambda w: ["trim", str(w["cut"]), "--corpus", t(w, "corpus.txt"), "-o", r(w, "new-trim")]),
+    ("run-icl-save-model", "transformers.modeling_utils.safe_save_file", _safetensors_full,
+     lambda w: run_args(w, "--method", "icl", "--test-size", "4", "--save-model")),
+    ("run-result", "os.fsync", _fsync_full, lambda w: run_args(w, "--method", "icl", "--test-size", "4")),
+    ("sweep", "os.fsync", _fsync_full, _sweep_args),
+]
+
+
+@pytest.mark.parametrize("case", DISK_FULL, ids=[case[0] for case in DISK_FULL])
+def test_a_full_disk_fails_in_one_line_leaves_nothing_and_a_retry_works(case, more, capsys, monkeypatch, tmp_path,
+                                                                        one_thread):
+    _, target, full, argv_of = case
+    monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(more["work"])
+    argv = argv_of(more)
+    before = _snapshot(more["root"])
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(target, full)
+            capsys.readouterr()
+            code = main(argv)
+            out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and "No space left on device" in lines[0], (out, err)
+        assert lines[0].startswith("layercut: error: ") and ".lc-" not in lines[0], lines[0]
+        assert _snapshot(more["root"]) == before, "files were left behind"
+        assert main(argv) == 0, capsys.readouterr()  # space is back
+    finally:
+        for name in ("new-cut", "new-trim", "new-run", "new-sweep"):
+            shutil.rmtree(more["root"] / name, ignore_errors=True)

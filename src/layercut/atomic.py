@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from layercut.errors import LayercutError
+from layercut.errors import LayercutError, disk_full_error, first_line, is_disk_full, os_error_message
 
 _HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
 _TEMPORARY = re.compile(r"^\..*\.lc-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-[A-Za-z0-9_]+\.(?:tmp|old)$")
@@ -36,17 +36,21 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path` to write; on success it replaces `path` in one rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    created = make_folders(path.parent)
     remove_stale_temporaries(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path.name), suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_prefix(path.name), suffix=".tmp")
+        os.close(fd)
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes it private; the result should not be
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as error:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        remove_empty_folders(created)
+        _raise_write_error(error, path, tmp)
         raise
 
 
@@ -62,11 +66,12 @@ def atomic_directory(dest: str | os.PathLike, overwrite: bool = False) -> Iterat
     is left under a temporary name that the next write into the same parent folder removes.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    created = make_folders(dest.parent)
     remove_stale_temporaries(dest.parent)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=_temporary_prefix(dest.name), suffix=".tmp"))
-    tmp.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; the result should not be
+    tmp = None
     try:
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=_temporary_prefix(dest.name), suffix=".tmp"))
+        tmp.chmod(0o777 & ~_current_umask())  # mkdtemp makes it private; the result should not be
         yield tmp
         if dest.exists():
             if not overwrite:
@@ -79,9 +84,12 @@ def atomic_directory(dest: str | os.PathLike, overwrite: bool = False) -> Iterat
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
+    except BaseException as error:
+        if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        remove_empty_folders(created)
+        _raise_write_error(error, dest, tmp)
+        raise
 
 
 @contextlib.contextmanager
@@ -115,6 +123,35 @@ def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> 
                             "choose another path or fix its permissions") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def _raise_write_error(error: BaseException, dest: Path, tmp) -> None:
+    """A full disk (whichever library wrote), or a failed file-system call on layercut's temporary copy, as one
+    line that names the user's `dest`, never the temporary name."""
+    inside_tmp = isinstance(error, OSError) and (
+        error.filename is None or tmp is None or os.fsdecode(error.filename).startswith(os.fsdecode(tmp)))
+    if is_disk_full(error):
+        raise disk_full_error(dest) from None
+    if inside_tmp:
+        raise LayercutError(os_error_message(OSError(error.errno, error.strerror or first_line(error), str(dest)))) from None
+
+
+def make_folders(folder: str | os.PathLike) -> list[Path]:
+    """Create `folder` and its missing parents; return those created, deepest first (for remove_empty_folders)."""
+    folder = Path(folder)
+    missing, parent = [], folder
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove the folders a failed write created (deepest first), if nothing else was put in them."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> None:

@@ -49,6 +49,30 @@ _OS_FIXES = {
 }
 
 
+def is_disk_full(error: BaseException) -> bool:
+    """A write that failed for want of space: an OSError, or the error of a library that writes in Rust
+    (safetensors' SafetensorError, tokenizers' bare Exception), which says '... (os error 28)'."""
+    full = (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(error, OSError):
+        return error.errno in full
+    return any(f"(os error {number})" in str(error) for number in full)
+
+
+def disk_full_error(path: str | os.PathLike) -> LayercutError:
+    return LayercutError(os_error_message(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fsdecode(path))))
+
+
+@contextlib.contextmanager
+def reported_if_disk_full(path: str | os.PathLike) -> Iterator[None]:
+    """A full disk while writing under `path`, however the writing library reports it, as one LayercutError."""
+    try:
+        yield
+    except Exception as error:
+        if is_disk_full(error):
+            raise disk_full_error(path) from None
+        raise
+
+
 def os_error_message(error: OSError) -> str:
     """`WHAT (WHY): HOW TO FIX` for a failed read or write of a file or folder."""
     path = error.filename if error.filename is not None else None

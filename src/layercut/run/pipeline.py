@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import shutil
 from pathlib import Path
 
 import torch
@@ -106,13 +107,28 @@ def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = F
     }
     result = RunRecord(record)
     if out is not None:
-        if save_model:
-            setup.save_model(out / "model", record)
-        result.write(out)
+        _write_run(out, result, (lambda: setup.save_model(out / "model", record)) if save_model else None)
     if outcome and outcome.diverged:
         where = f"; partial result in {out / RESULT_NAME}" if out is not None else ""
         raise LayercutError(f"training stopped: {outcome.diverged}; the last good weights were kept and evaluated{where}; lower --lr")
     return result
+
+
+def _write_run(out: Path, result: RunRecord, save_model) -> None:
+    """The model (`save_model`, if given), then result.json. If either fails (a full disk), remove what this
+    run wrote: a folder left empty, or a model without its result, would be debris."""
+    created, saved = not out.exists(), False
+    try:
+        if save_model:
+            save_model()
+            saved = True
+        result.write(out)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        elif saved:
+            shutil.rmtree(out / "model", ignore_errors=True)
+        raise
 
 
 def resolve_device(name: str) -> torch.device:

@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from layercut.errors import LayercutError
+from layercut.atomic import temporary_directory
+from layercut.errors import LayercutError, reported_if_disk_full
 from layercut.slim.corpus import resolve_corpus
 
 _BYTE_FALLBACK_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
@@ -89,7 +90,8 @@ def trim_tokenizer(tokenizer, chosen: TrimmedVocabulary):
     model["vocab"] = kept_vocab
     state["added_tokens"] = [{**entry, "id": new_id[entry["id"]]} for entry in state["added_tokens"]]
     _renumber_post_processor(state.get("post_processor"), new_id)
-    with tempfile.TemporaryDirectory(prefix="layercut-trim-") as folder:
+    # The scratch copy goes to the system's temporary folder: a full disk there is one line naming it.
+    with reported_if_disk_full(tempfile.gettempdir()), temporary_directory("layercut-trim") as folder:
         tokenizer.save_pretrained(folder)
         for stale in ("vocab.json", "merges.txt", "vocab.txt", "tokenizer.model"):  # slow-tokenizer files would disagree
             Path(folder, stale).unlink(missing_ok=True)

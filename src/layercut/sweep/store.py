@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from layercut.atomic import is_temporary, remove_stale_temporaries, write_json_atomic, write_text_atomic
+from layercut.atomic import (is_temporary, make_folders, remove_empty_folders, remove_stale_temporaries, write_json_atomic,
+                             write_text_atomic)
 from layercut.errors import LayercutError
 from layercut.run.record import FAILURE_NAME, RESULT_NAME, RunRecord, read_json
 
@@ -67,10 +68,13 @@ class ResultStore:
             self._check_owner(experiment, allow_different)  # before creating anything: a refused sweep leaves nothing
         elif self.root.exists():
             raise LayercutError(f"--out '{self.root}' is a file: give a folder path")
+        before = set(self.root.iterdir()) if self.root.is_dir() else set()
+        created = []
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            created = make_folders(self.root)
             lock = open(self.root / LOCK_NAME, "w")
         except OSError as error:
+            remove_empty_folders(created)
             raise LayercutError(
                 f"cannot write to '{self.root}' ({error.strerror}): choose another --out or fix its permissions") from None
         with lock:
@@ -79,12 +83,24 @@ class ResultStore:
             except BlockingIOError:
                 raise LayercutError(
                     f"another sweep is writing to '{self.root}': wait for it to finish, or choose another --out") from None
-            self._check_owner(experiment, allow_different)  # again, now that no other sweep can write
-            self._remove_debris()
-            write_text_atomic(self.root / "experiment.yaml", experiment.text)
-            write_json_atomic(self.root / "sweep.json", {"experiment": experiment.key, "source": experiment.source,
-                                                         "runs": len(experiment.runs)})
+            try:
+                self._check_owner(experiment, allow_different)  # again, now that no other sweep can write
+                self._remove_debris()
+                write_text_atomic(self.root / "experiment.yaml", experiment.text)
+                write_json_atomic(self.root / "sweep.json", {"experiment": experiment.key, "source": experiment.source,
+                                                             "runs": len(experiment.runs)})
+            except BaseException:
+                self._undo_claim(before, created)
+                raise
             yield
+
+    def _undo_claim(self, before: set[Path], created: list[Path]) -> None:
+        """Remove what a claim that failed (e.g. on a full disk) wrote into DIR (`before`: DIR's entries then) and
+        the folders it created: the next try would refuse a half-claimed DIR as holding no sweep."""
+        for name in (LOCK_NAME, "experiment.yaml", "sweep.json"):
+            if self.root / name not in before:
+                (self.root / name).unlink(missing_ok=True)
+        remove_empty_folders(created)
 
     def _remove_debris(self) -> None:
         """Temporary files of killed writes (and killed runs' scratch folders), and run folders a kill left empty."""
