@@ -57,7 +57,10 @@ def run_search_command(args: argparse.Namespace) -> int:
                               budget_seconds=args.budget, save_model=args.save_model)
     base = config_from_args(args)
     if args.dry_run:
-        print("\n".join(plan_lines(base, settings, check_request(base, settings))))
+        from layercut.sweep.store import ResultStore
+
+        stores = [ResultStore(path) for path in [*args.reuse, f"{args.out}/store"]]
+        print("\n".join(plan_lines(base, settings, check_request(base, settings), stores)))
         return 0
     command = "layercut " + " ".join(shlex.quote(arg) for arg in sys.argv[1:]) if sys.argv[1:2] == ["search"] else ""
     from layercut.search.report import screen_lines

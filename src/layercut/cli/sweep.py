@@ -16,13 +16,16 @@ def add_commands(subparsers) -> None:
                     "Runs already complete in DIR are skipped, so a killed sweep resumes where it stopped. "
                     "Grid cells that cannot run (e.g. head cls with method icl) are skipped with a warning.",
     )
-    sweep.add_argument("experiment", help="an experiment YAML file, e.g. configs/demo.yaml")
+    sweep.add_argument("experiment", nargs="?", help="an experiment YAML file, e.g. configs/demo.yaml")
     sweep.add_argument("--out", metavar="DIR", help="the result folder (required unless --dry-run)")
     sweep.add_argument("--backend", choices=BACKENDS, default="local",
                        help="local: one run after another in this process; "
                             "ray: one Ray task per run (pip install 'layercut[ray]')")
     sweep.add_argument("--address", help="the Ray cluster to use (default: start a local Ray instance)")
     sweep.add_argument("--dry-run", action="store_true", help="print the runs, their count and a compute estimate; run nothing")
+    sweep.add_argument("--status", metavar="DIR",
+                       help="where the sweep in DIR stands (runs done, failed, time left), running or stopped; "
+                            "changes nothing")
     sweep.add_argument("--allow-different", action="store_true",
                        help="write into a DIR made by another experiment file (the report covers every run in it)")
     sweep.set_defaults(func=run_sweep_command)
@@ -36,6 +39,10 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from layercut.sweep.experiment import load_experiment
     from layercut.sweep.store import ResultStore
 
+    if args.status:
+        return _print_status(args.status)
+    if args.experiment is None:
+        raise LayercutError("name the experiment file, e.g. `layercut sweep configs/demo.yaml --out runs/demo`")
     if args.out is None and not args.dry_run:
         raise LayercutError("give the result folder with --out DIR (or use --dry-run to see the plan)")
     experiment = load_experiment(args.experiment)
@@ -57,6 +64,23 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         print(f"layercut: {len(summary.failed)} run(s) failed (errors in {args.out}/runs/<key>/failure.json); "
               "run the sweep again to retry them", file=sys.stderr)
         return 1
+    return 0
+
+
+def _print_status(folder: str) -> int:
+    """Read-only: the experiment copied into DIR, its stored runs, and whether a sweep holds DIR's lock now."""
+    from pathlib import Path
+
+    from layercut.sweep.eta import sweep_progress
+    from layercut.sweep.experiment import load_experiment
+    from layercut.sweep.store import ResultStore
+
+    store = ResultStore(folder)
+    if not (Path(folder) / "experiment.yaml").is_file():
+        raise LayercutError(f"'{folder}' holds no sweep (no experiment.yaml): give the --out of `layercut sweep`")
+    experiment = load_experiment(Path(folder) / "experiment.yaml")
+    progress = sweep_progress(list(experiment.runs), [stored.record for stored in store.records()])
+    print(f"{folder}: {'running' if store.is_running() else 'not running'}; {progress.line()}")
     return 0
 
 

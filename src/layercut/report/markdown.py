@@ -206,8 +206,23 @@ def _pick_notes(table: Table) -> list[str]:
                              f"shows {_setting(cell.setting)}")
                 continue
             tried = "; ".join(f"{_setting(s)}: {'–' if d is None else f'{100 * d:.1f}'}" for s, d in cell.others)
-            notes.append(f"- layers {row.label}, {task}: {_setting(cell.setting)} (dev {100 * cell.dev:.1f}; also tried {tried})")
-    return ["", "Settings picked per cell by the best mean dev accuracy (LM-BFF's protocol):", "", *notes] if notes else []
+            edge = _edge(cell)
+            notes.append(f"- layers {row.label}, {task}: {_setting(cell.setting)} (dev {100 * cell.dev:.1f}; also tried {tried})"
+                         + (f" **at the {edge} edge of the values tried**" if edge else ""))
+    return ["", "Settings picked per cell by the best mean dev accuracy (LM-BFF's protocol); a pick at the top or "
+                "bottom of a numeric setting's values tried is marked: the best value may lie beyond it.", "", *notes] if notes else []
+
+
+def _edge(cell) -> str | None:
+    """"top" or "bottom" when a numeric setting's picked value is the largest or smallest of those tried."""
+    for name, value in cell.setting.items():
+        values = [value, *(other[name] for other, _ in cell.others if name in other)]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and len(set(values)) > 1:
+            if value == max(values):
+                return "top"
+            if value == min(values):
+                return "bottom"
+    return None
 
 
 def _count(n: int) -> str:

@@ -167,7 +167,7 @@ def _layers_axis(axes, kept: list[int]) -> None:
     ticks = sorted(set(kept))
     if ticks[0] == 0 and ticks[-1] >= 8:  # depth 0 (no block): linear between 0 and 1, log above
         axes.set_xscale("symlog", base=2, linthresh=1)
-    elif ticks[-1] >= 8 * ticks[0]:
+    elif ticks[0] > 0 and ticks[-1] >= 8 * ticks[0]:
         axes.set_xscale("log", base=2)
     axes.set_xticks(ticks, [str(k) for k in ticks])
     axes.minorticks_off()

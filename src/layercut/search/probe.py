@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -16,6 +15,7 @@ from layercut.run.record import RESULT_NAME, RunRecord
 from layercut.search.clock import Clock
 from layercut.search.settings import MAX_EXTENSIONS, SearchSettings
 from layercut.sweep.grid import layer_choice
+from layercut.sweep.plan import duration
 from layercut.sweep.runner import execute_pending
 from layercut.sweep.store import ResultStore
 
@@ -41,13 +41,13 @@ class Runs:
         pending = list({config.key(): config for config in pending}.values())
         if pending:
             self.clock.check(pending, what)
-            self.echo(f"{what}: {len(pending)} run(s) to train, ~{_estimate(self.clock, pending)}")
-            started = time.perf_counter()
+            self.echo(f"{what}: {len(pending)} run(s) to train, ~{duration(self.clock.estimate(pending))}")
             for record in execute_pending(pending, self.executor):
                 self.store.save(record)
                 self.trained += 1
-                self.echo("  " + run_line(record))
-            self.clock.record(pending, time.perf_counter() - started)
+                if record.finished:
+                    self.clock.costs.add(record.record)
+                self.echo(f"  {run_line(record)} ({duration(self.clock.spent)} into the search)")
         return [self.read(config) for config in configs]
 
     def read(self, config: RunConfig) -> dict:
@@ -60,7 +60,9 @@ class Runs:
     def _copy_from_reuse(self, key: str) -> bool:
         for other in self.reuse:
             if other.is_done(key):
-                self.store.save(RunRecord.read(other.folder(key) / RESULT_NAME))
+                record = RunRecord.read(other.folder(key) / RESULT_NAME)
+                self.store.save(record)
+                self.clock.costs.add(record.record)  # its timing calibrates the estimates too
                 self.reused += 1
                 return True
         return False
@@ -74,12 +76,6 @@ def run_line(record: RunRecord) -> str:
     dev = (record.record.get("dev") or {}).get("best_dev_accuracy")
     return f"{what}: " + ("untrained" if dev is None else f"dev {100 * dev:.1f}") + (
         "" if record.status == "complete" else f" ({record.status})")
-
-
-def _estimate(clock: Clock, configs: list[RunConfig]) -> str:
-    from layercut.sweep.plan import duration
-
-    return duration(clock.estimate(configs))
 
 
 @dataclass

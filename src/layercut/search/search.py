@@ -80,28 +80,51 @@ def check_request(base: RunConfig, settings: SearchSettings) -> int:
     return facts.depth
 
 
-def plan_lines(base: RunConfig, settings: SearchSettings, depth: int) -> list[str]:
-    """What `--dry-run` prints: the probes the search may run and their compute, without running anything."""
+def plan_lines(base: RunConfig, settings: SearchSettings, depth: int, stores: list[ResultStore] = ()) -> list[str]:
+    """What `--dry-run` prints: the probes the search may run and their compute (runs already in `stores` cost
+    nothing), without running anything."""
     clock = Clock.for_device(settings.budget_seconds)
-    per_depth = lambda k: [dataclasses.replace(base, layers=layers_for(k, depth), learning_rate=r, seed=s)  # noqa: E731
-                           for r in settings.rates for s in settings.probing]
+    stored = lambda config: any(store.is_done(config.key()) for store in stores)  # noqa: E731
     doubling = DepthOrder(depth).planned()
     bisections = max(0, (depth - 1).bit_length() - 1)
-    full = per_depth(depth)
-    rows = [("full-depth reference", full), *((f"depth {k}", per_depth(k)) for k in doubling)]
-    lines = [f"{name}: {len(configs)} run(s) (rates {', '.join(f'{r:g}' for r in settings.rates)} x seeds "
-             f"{', '.join(map(str, settings.probing))}), ~{duration(clock.estimate(configs))}" for name, configs in rows]
-    worst = clock.estimate([c for _, configs in rows for c in configs]) * (1 + bisections / max(1, len(doubling)))
-    confirmation = 2 * (len(settings.seeds) - settings.probe_seeds)
+    rows = [("full-depth reference", _probe_runs(base, settings, depth, depth)),
+            *((f"depth {k}", _probe_runs(base, settings, k, depth)) for k in doubling)]
+    lines = []
+    for name, configs in rows:
+        new = [c for c in configs if not stored(c)]
+        lines.append(f"{name}: {len(configs)} run(s) (rates {', '.join(f'{r:g}' for r in settings.rates)} x seeds "
+                     f"{', '.join(map(str, settings.probing))})" + (f", {len(configs) - len(new)} already stored" if
+                                                                     len(new) < len(configs) else "")
+                     + f", ~{duration(clock.estimate(new))}")
+    worst = clock.estimate([c for _, configs in rows for c in configs if not stored(c)])
     lines += [f"then at most {bisections} bisection probe(s) between the last depth that fails and the first that "
-              f"passes, {confirmation} confirmation run(s) on the other seeds, the saved model's run, and up to "
-              f"{2 * 3} runs per probe whose pick sits at an edge of the rates",
-              f"estimated compute, worst case without edge extensions: ~{duration(worst)} at {clock.rate / 1e12:g} "
-              "TFLOP/s (the runs' whole step budgets; early stopping only shortens them)"]
+              f"passes, {2 * (len(settings.seeds) - settings.probe_seeds)} confirmation run(s) on the other seeds, the "
+              f"saved model's run, and up to {2 * 3} more runs per probe whose pick sits at an edge of the rates",
+              f"estimated compute of the probes above: ~{duration(worst)} at "
+              f"{clock.costs.assumed_flops_per_second / 1e12:g} TFLOP/s (the runs' whole step budgets; early stopping "
+              "only shortens them)"]
     if settings.budget_seconds is not None:
         lines.append(f"budget: {duration(settings.budget_seconds)}; probing stops when the next probe's estimate "
                      "would pass it")
     return lines
+
+
+def _probe_runs(base: RunConfig, settings: SearchSettings, depth: int, source_depth: int) -> list[RunConfig]:
+    """A probe's runs at the grid's rates (before any extension) on the probing seeds."""
+    return [dataclasses.replace(base, layers=layers_for(depth, source_depth), learning_rate=rate, seed=seed)
+            for rate in settings.rates for seed in settings.probing]
+
+
+def _left(order: DepthOrder, base: RunConfig, settings: SearchSettings, clock: Clock) -> str:
+    """At most how long the rest of the search takes: the doubling's remaining depths, or the bisection's steps
+    (at the deeper end of what is left), each at the grid's rates, and the confirmation."""
+    if order.first_pass is None:
+        depths = [k for k in order.planned() if k > order.last_fail]
+    else:
+        steps = max(0, (order.first_pass - order.last_fail - 1).bit_length())
+        depths = [order.first_pass - 1] * steps
+    configs = [c for k in depths for c in _probe_runs(base, settings, k, order.depth)]
+    return duration(clock.estimate(configs))
 
 
 def search_depth(base: RunConfig, settings: SearchSettings, out: str | Path, *, reuse: list[str | Path] = (),
@@ -112,8 +135,7 @@ def search_depth(base: RunConfig, settings: SearchSettings, out: str | Path, *, 
     source_depth = check_request(base, settings)
     executor = make_backend(backend, address)
     clock = Clock.for_device(settings.budget_seconds)
-    clock.check_reference([dataclasses.replace(base, layers="all", learning_rate=r, seed=s)
-                           for r in settings.rates for s in settings.probing])
+    clock.check_reference(_probe_runs(base, settings, source_depth, source_depth))
     stores = [ResultStore(path) for path in reuse]
     for store in stores:
         if not (store.root / "runs").is_dir():
@@ -139,14 +161,17 @@ def _search(runs: Runs, base: RunConfig, settings: SearchSettings, source_depth:
     target = settings.keep * full.dev
     echo(f"full depth: dev {100 * full.dev:.1f} at lr {full.picked:g}: a depth passes at dev >= {100 * target:.1f}")
 
+    order = DepthOrder(source_depth)
+
     def passes(depth: int) -> bool:
+        echo(f"probe {len(order.visited)}: depth {depth} (the rest of the search: at most ~"
+             f"{_left(order, base, settings, runs.clock)} of probes, then confirmation)")
         probes[depth] = probe = probe_depth(runs, base, depth, source_depth, settings)
         verdict = probe.dev >= target
         echo(f"depth {depth}: dev {100 * probe.dev:.1f} at lr {probe.picked:g} "
              f"({100 * probe.dev / full.dev:.0f}% of full): {'passes' if verdict else 'fails'}")
         return verdict
 
-    order = DepthOrder(source_depth)
     stopped = None
     try:
         order.run(passes)

@@ -12,6 +12,7 @@ from layercut.run.record import RunRecord
 from layercut.report.markdown import write_report
 from layercut.slim.sweep import one_pass_records, split_one_pass_runs
 from layercut.sweep.backends import make_backend
+from layercut.sweep.eta import sweep_progress
 from layercut.sweep.experiment import Experiment
 from layercut.sweep.grid import layer_choice
 from layercut.sweep.store import ResultStore
@@ -41,18 +42,21 @@ def run_sweep(experiment: Experiment, out: str | Path, *, backend: str = "local"
         summary = SweepSummary(len(experiment.runs), len(experiment.runs) - len(pending))
         echo(f"{summary.runs} runs: {summary.already_done} already complete in {out}, "
              f"{len(pending)} to run on the {executor.name} backend")
+        records = [stored.record for stored in store.records()]
         for index, record in enumerate(execute_pending(pending, executor), 1):
             store.save(record)
+            records.append(record.record)
             config = record.config
             what = (f"{record.key} {config['model']} {layer_choice(config)} {config['task']} {config['head']} "
                     f"{config['method']} seed {config['seed']}")
             if record.finished:
                 summary.finished += 1
                 note = "" if record.status == "complete" else f" ({record.status})"
-                echo(f"[{index}/{len(pending)}] {what}: accuracy {record.accuracy:.4f}{note}")
+                outcome = f"accuracy {record.accuracy:.4f}{note}"
             else:
                 summary.failed.append(record.key)
-                echo(f"[{index}/{len(pending)}] {what}: FAILED: {record.error}")
+                outcome = f"FAILED: {record.error}"
+            echo(f"[{index}/{len(pending)}] {what}: {outcome} | {sweep_progress(experiment.runs, records).line()}")
         if summary.finished or summary.already_done:
             if experiment.evaluations:
                 run_evaluations(experiment.evaluations, store.root, [r.record for r in store.records() if r.finished], echo)

@@ -60,6 +60,17 @@ class ResultStore:
             records.append(record)
         return records
 
+    def is_running(self) -> bool:
+        """Whether a sweep holds DIR's lock now (asked without taking it for more than an instant, nor creating it)."""
+        try:
+            with open(self.root / LOCK_NAME) as lock:
+                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except FileNotFoundError:
+            return False
+        except BlockingIOError:
+            return True
+        return False
+
     @contextlib.contextmanager
     def claim(self, experiment, allow_different: bool = False) -> Iterator[None]:
         """Hold DIR for one sweep: refuse a DIR of another experiment (unless allowed) and a DIR
