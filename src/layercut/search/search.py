@@ -57,9 +57,11 @@ class SearchRequest:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def identity(self) -> dict:
-        """The run settings and what is searched; the budget and the saved model do not change any run."""
+        """The run settings and what is searched. The budget and the saved model change no run; where the runs
+        compute (device, precision) is left to the runs' own keys, which say whether a stored run fits."""
         settings = {k: v for k, v in self.settings.to_dict().items() if k not in ("budget_seconds", "save_model")}
-        base = {k: v for k, v in self.base.to_dict().items() if k not in ("layers", "seed", "learning_rate")}
+        base = {k: v for k, v in self.base.to_dict().items()
+                if k not in ("layers", "seed", "learning_rate", "device", "dtype")}
         return {"run": base, **settings}
 
 
