@@ -26,3 +26,16 @@ def test_no_gap_table_without_two_seeds_on_both_sides(tmp_path):
                    fake_record("f1", 4, "a", 0, 0.80, 0.9)):
         store.save(RunRecord(record))
     assert "Gap to full depth" not in write_report(tmp_path).report.read_text()
+
+
+def test_fewest_layers_keeping_90_and_95_percent(tmp_path):
+    """Task a: 2 layers keep 80.0 / 81.0 = 98.8% of full depth; 1 layer 55.6%. Task b: 1 layer keeps 90% exactly,
+    not 95%, and full depth is the first to keep 95%."""
+    store = ResultStore(tmp_path)
+    for record in (fake_record("a1", 1, "a", 0, 0.45, 0.5), fake_record("a2", 2, "a", 0, 0.80, 0.5),
+                   fake_record("af", 4, "a", 0, 0.81, 0.9),
+                   fake_record("b1", 1, "b", 0, 0.72, 0.5), fake_record("bf", 4, "b", 0, 0.80, 0.9)):
+        store.save(RunRecord(record))
+    report = write_report(tmp_path).report.read_text()
+    assert "- a: 90%: 2; 95%: 2 (of the depths run: 1, 2, 4)" in report
+    assert "- b: 90%: 1; 95%: 4 (of the depths run: 1, 4)" in report

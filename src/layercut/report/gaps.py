@@ -31,3 +31,22 @@ def _gap(cell: Cell | None, full: Cell | None) -> str:
     if gap <= spread:
         return f"{gap:.1f} (*matches*)"
     return f"{gap:.1f} ({gap / spread:.1f}×)" if spread else f"{gap:.1f}"
+
+
+def smallest_depth_lines(table: Table, shares: tuple[float, ...] = (0.9, 0.95)) -> list[str]:
+    """Per task, the fewest layers whose mean test accuracy keeps each share of the full-depth mean (among the
+    depths run: a depth not run may keep it with fewer)."""
+    full = table.full_depth
+    if full is None or not any(row is not full for row in table.rows):
+        return []
+    lines = []
+    for task in table.tasks:
+        reference = full.cells.get(task)
+        if reference is None:
+            continue
+        found = []
+        for share in shares:
+            row = next((r for r in table.rows if task in r.cells and r.cells[task].mean >= share * reference.mean), None)
+            found.append(f"{100 * share:g}%: {row.label if row else 'none'}")
+        lines.append(f"- {task}: " + "; ".join(found) + f" (of the depths run: {', '.join(r.label for r in table.rows if task in r.cells)})")
+    return ["", "Fewest layers keeping a share of full-depth test accuracy (mean over seeds):", "", *lines] if lines else []

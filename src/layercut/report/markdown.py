@@ -23,7 +23,7 @@ from layercut.errors import LayercutError
 from layercut.evaluate.sweep import EVALUATION_NOTE, EvaluationColumns
 from layercut.importance.strategies import STRATEGIES
 from layercut.report.data_size import data_size_comparison
-from layercut.report.gaps import gap_lines
+from layercut.report.gaps import gap_lines, smallest_depth_lines
 from layercut.report.plots import write_plots
 from layercut.report.references import BAG_OF_WORDS_NOTE, References, against_lines, bag_of_words_references
 from layercut.report.repairs import repair_comparison
@@ -116,6 +116,7 @@ def markdown(tables: list[Table], shown: tuple[str, ...], records: list[dict], f
             lines.append("| " + " | ".join(["bag-of-words", "–", "–", *cells, average, "–",
                                              *("–" for _ in evaluations.header(model))]) + " |")
         lines += gap_lines(table)
+        lines += smallest_depth_lines(table)
         lines += against_lines(table, bag_of_words)
         lines += _other_measures(table)
         lines += _pick_notes(table)
