@@ -219,7 +219,9 @@ def test_report_from_stored_results_picks_settings_on_dev(tmp_path):
 @pytest.mark.parametrize("name, runs", [("demo", 18), ("trec-k16", 9), ("strategies", 36), ("paper", 600), ("healing", 210), ("healing-reference", 6),
                                         *((f"replication/{part}", 90) for part in
                                           ("trec-k16", "trec-k8", "trec-k64", "mr-k16", "bbc-k16")),
-                                        ("replication/trec-all", 36), ("replication/trec-all-deep", 9)])
+                                        ("replication/trec-all", 36), ("replication/trec-all-deep", 9),
+                                        ("replication/shallow-rates", 18), ("replication/shallow-rates-mr-bbc", 12),
+                                        ("healing-first-rates", 24)])
 def test_dry_run_of_shipped_experiments(name, runs, capsys):
     assert main(["sweep", str(CONFIGS / f"{name}.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
