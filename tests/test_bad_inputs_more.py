@@ -85,6 +85,33 @@ CASES = [
                                          "--out", r(w, "new-run")], "data file"),
     ("run-data-csv-latin1", lambda w: ["run", "--model", str(w["good"]), "--data", t(w, "latin1.csv"), *TEMPLATE,
                                        "--out", r(w, "new-run")], "is not UTF-8 text (line 2)"),
+    # --- sweeps: what failed only after runs had started fails while expanding the grid
+    ("sweep-teacher-missing", lambda w: ["sweep", experiment(w, "tm", settings={"teacher": r(w, "missing-teacher")}),
+                                         "--out", r(w, "sweep")], "missing-teacher' does not exist"),
+    ("sweep-teacher-missing-in-arm", lambda w: ["sweep", experiment(w, "ta", arms={"plain": {}, "distilled": {
+        "teacher": r(w, "missing-teacher")}}), "--out", r(w, "sweep")], "missing-teacher' does not exist"),
+    ("sweep-evaluation-unknown-lm-eval-task", lambda w: ["sweep", experiment(w, "el", evaluations=[
+        {"lm_eval": ["no_such_lm_eval_task"]}]), "--out", r(w, "sweep")], "unknown lm-eval task 'no_such_lm_eval_task'"),
+    ("sweep-evaluation-window-below-stride", lambda w: ["sweep", experiment(w, "ew", evaluations=[
+        {"perplexity": str(w["data"]), "window": 8, "stride": 16}]), "--out", r(w, "sweep")], "stride 16 is not below the window"),
+    ("sweep-evaluation-default-window-below-stride", lambda w: ["sweep", experiment(w, "ed", evaluations=[
+        {"perplexity": str(w["data"]), "stride": 300}]), "--out", r(w, "sweep")], "stride 300 is not below the window (256"),
+    ("sweep-evaluation-window-beyond-context", lambda w: ["sweep", experiment(w, "ec", evaluations=[
+        {"perplexity": str(w["data"]), "window": 4096}]), "--out", r(w, "sweep")], "longer than the context"),
+    ("sweep-label-words-share-first-token", lambda w: ["sweep", experiment(w, "lw", tasks=[
+        {"name": "reviews", "data": str(w["data"]), "template": "Review: {text} Sentiment:", "label_words": "great,great fun"}]),
+        "--out", r(w, "sweep")], "label words share a first token"),
+    ("sweep-seed-beyond-64-bits", lambda w: ["sweep", experiment(w, "sd", seeds=[0, 2**64]), "--out", r(w, "sweep")],
+     "does not fit in 64 bits"),
+    # --- rough edges: values accepted although wrong
+    ("run-seed-beyond-64-bits", lambda w: run_args(w, "--seed", str(2**64)), "does not fit in 64 bits"),
+    ("run-teacher-missing", lambda w: run_args(w, "--teacher", r(w, "missing-teacher")), "missing-teacher' does not exist"),
+    ("eval-window-0", lambda w: ["eval", str(w["good"]), "--perplexity", str(w["data"]), "--window", "0"],
+     "window 0 is out of range"),
+    ("eval-stride-0", lambda w: ["eval", str(w["good"]), "--perplexity", str(w["data"]), "--stride", "0"],
+     "stride 0 is out of range"),
+    ("eval-window-beyond-context", lambda w: ["eval", str(w["good"]), "--perplexity", str(w["data"]), "--window", "4096"],
+     "longer than the context of"),
 ]
 
 

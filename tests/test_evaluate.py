@@ -155,7 +155,7 @@ def test_a_shipped_task_runs_offline_few_shot(tiny_llama_folder, capsys):
 
 @pytest.mark.parametrize("flags, message", [
     ([], "nothing to evaluate"),
-    (["--perplexity", "trec", "--window", "8", "--stride", "8"], "give a stride from 1 to window - 1"),
+    (["--perplexity", "trec", "--window", "8", "--stride", "8"], "give a stride from 1 to 7"),
     (["--compare-full", "--lm-eval", "layercut_trec"], "--compare-full compares next-token predictions"),
     (["--lm-eval", "layercut_trec", "--include", "no-such-folder"], "--include 'no-such-folder' is not a folder"),
     (["--lm-eval", "nosuch_task"], "unknown lm-eval task 'nosuch_task'"),

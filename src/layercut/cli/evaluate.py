@@ -49,7 +49,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from layercut.importance.choose import load_cut_model
     from layercut.model.layers import LayerSelection
     from layercut.model.load import load_model
-    from layercut.model.sources import load_config
+    from layercut.model.sources import context_length, load_config
 
     # Every check that needs no weights runs before the model loads.
     if args.out and Path(args.out).is_dir():
@@ -62,7 +62,10 @@ def run_eval(args: argparse.Namespace) -> int:
     ).checked()
     selections = [LayerSelection.parse(text) for text in args.layers]
     trust = trust_from_args(args)
-    depth = load_config(args.model, trust).num_hidden_layers
+    config = load_config(args.model, trust)
+    depth = config.num_hidden_layers
+    if request.perplexity is not None:
+        request.windows(context_length(config), args.model)  # a window the model cannot take fails before it loads
     for selection in selections:
         selection.indices(depth)  # a selection the model cannot hold fails before any load
     strategy = strategy_choice_from_args(args)

@@ -111,6 +111,10 @@ def run_run(args: argparse.Namespace) -> int:
     from layercut.run.record import RESULT_NAME
 
     config = config_from_args(args)
+    if config.teacher:
+        from layercut.healing.distill import check_teacher
+
+        check_teacher(config.teacher)
     check_run_folder(Path(args.out), args.overwrite)
     check_writable(Path(args.out) / RESULT_NAME, "the run's result")
     if args.save_model:

@@ -54,15 +54,21 @@ def include_paths(include: str | Path | None) -> list[str]:
     return [str(SHIPPED_TASKS), str(folder.resolve())]
 
 
-def load_tasks(manager, names: list[str]) -> list:
-    """lm-eval's task (or group) objects, data loaded; a task whose data cannot be read is named."""
-    objects = []
+def check_task_names(manager, names: list[str] | tuple[str, ...]) -> None:
+    """Refuse a name lm-eval does not know (before any model loads, or any sweep run starts)."""
     for name in names:
         if name not in manager.all_tasks:
             close = difflib.get_close_matches(name, manager.all_tasks, n=3)
             hint = f"did you mean {' or '.join(close)}? " if close else ""
             raise LayercutError(f"unknown lm-eval task '{name}': {hint}`lm-eval ls tasks` lists them; "
                                 "for your own task YAMLs add --include DIR")
+
+
+def load_tasks(manager, names: list[str]) -> list:
+    """lm-eval's task (or group) objects, data loaded; a task whose data cannot be read is named."""
+    check_task_names(manager, names)
+    objects = []
+    for name in names:
         try:
             loaded = manager.load([name])
         except ConnectionError as error:  # datasets' error for an unreachable Hub (or HF_DATASETS_OFFLINE)

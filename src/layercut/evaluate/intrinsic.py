@@ -17,7 +17,6 @@ import torch.nn.functional as F
 
 from layercut.errors import LayercutError
 from layercut.importance.calibration import read_calibration_texts
-from layercut.model.sources import context_length
 
 
 @dataclass(frozen=True)
@@ -40,11 +39,6 @@ def read_text(source: str) -> str:
     """A text file's non-empty lines (a .jsonl file's "text" fields), or a task's training texts, joined
     by blank lines: the texts calibration reads, as one stream."""
     return "\n\n".join(read_calibration_texts(source))
-
-
-def default_window(model, limit: int = 1024) -> int:
-    """`limit` tokens, or the model's context if that is shorter."""
-    return min(limit, context_length(model.config))
 
 
 @torch.no_grad()

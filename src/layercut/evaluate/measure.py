@@ -10,12 +10,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from layercut.errors import LayercutError
-from layercut.evaluate.harness import include_paths, lm_eval_table, require_lm_eval, run_lm_eval, summary
+from layercut.evaluate.harness import check_task_names, lm_eval_table, run_lm_eval, summary, task_manager
 from layercut.model.layers import format_index_spec
+from layercut.model.sources import context_length
 from layercut.provenance import package_versions
 
 PERCENT_METRICS = ("acc", "acc_norm", "exact_match")  # lm-eval metrics shown in %
 INTRINSIC_COLUMNS = ("top-1 agreement", "KL to full")
+DEFAULT_WINDOW = 1024  # perplexity window in tokens, unless the model's context is shorter
 
 
 @dataclass(frozen=True)
@@ -44,16 +46,35 @@ class EvaluationRequest:
                 raise LayercutError(f"{name} {value} is out of range: give a whole number of at least {0 if name == 'num_fewshot' else 1}")
         if self.batch_size < 1:
             raise LayercutError(f"batch size {self.batch_size} is out of range: give at least 1")
+        for name, least in (("window", 2), ("stride", 1)):  # 0 is not "the default": leave the flag out for that
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise LayercutError(f"{name} {value} is out of range: give at least {least} tokens, or leave it out for the default")
+        if self.window is not None and self.stride is not None and self.stride >= self.window:
+            raise LayercutError(f"stride {self.stride} is not below the window ({self.window} tokens): "
+                                f"give a stride from 1 to {self.window - 1}")
 
     def checked(self) -> "EvaluationRequest":
         """This request with its text read, once every check that needs no model has passed."""
         from layercut.evaluate.intrinsic import read_text  # torch: `layercut report` imports this module
 
         if self.lm_eval:
-            require_lm_eval()
-            include_paths(self.include)
+            check_task_names(task_manager(self.include), self.lm_eval)
         text = read_text(self.perplexity) if self.perplexity is not None else ""
         return EvaluationRequest(**{**self.to_dict(), "lm_eval": self.lm_eval, "text": text})
+
+    def windows(self, context: int, model: str) -> tuple[int, int]:
+        """The perplexity window and stride on `model`, whose context is `context` tokens; a LayercutError
+        when the model cannot take them (checked before any model loads: the config says its context)."""
+        if self.window is not None and self.window > context:
+            raise LayercutError(f"window {self.window} is longer than the context of '{model}' ({context} tokens): "
+                                f"give at most {context}")
+        window = self.window or min(DEFAULT_WINDOW, context)
+        stride = self.stride or window // 2
+        if stride >= window:
+            raise LayercutError(f"stride {stride} is not below the window ({window} tokens, the most '{model}' takes): "
+                                f"give a stride from 1 to {window - 1}")
+        return window, stride
 
     def to_dict(self) -> dict:
         values = asdict(self)
@@ -65,7 +86,7 @@ class EvaluationRequest:
 def evaluate_loaded(loaded, request: EvaluationRequest, reference=None) -> dict:
     """Run `request` on `loaded` (a `LoadedModel`); `reference`: the uncut model, for --compare-full."""
     # torch: `layercut report` imports this module
-    from layercut.evaluate.intrinsic import default_window, intrinsic_measures
+    from layercut.evaluate.intrinsic import intrinsic_measures
     from layercut.model.size import size_report
 
     if request.compare_full and reference is None:
@@ -89,10 +110,10 @@ def evaluate_loaded(loaded, request: EvaluationRequest, reference=None) -> dict:
         record["timing"]["lm_eval_seconds"] = time.perf_counter() - start
         record["versions"]["lm_eval"] = output["lm_eval_version"]
     if request.perplexity is not None:
-        window = request.window or default_window(loaded.model)
+        window, stride = request.windows(context_length(loaded.model.config), loaded.spec)
         result = intrinsic_measures(
             loaded.model, loaded.tokenizer, request.text, reference=reference if request.compare_full else None,
-            window=window, stride=request.stride or window // 2, max_tokens=request.max_tokens, source=request.perplexity)
+            window=window, stride=stride, max_tokens=request.max_tokens, source=request.perplexity)
         record["intrinsic"] = result.to_dict()
         record["timing"]["intrinsic_seconds"] = result.seconds
     return record

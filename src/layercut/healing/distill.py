@@ -9,7 +9,6 @@ teacher prompt is its first-epoch prompt (demonstrations resampled later do not 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +19,9 @@ from torch import nn
 from layercut.adapt.evaluation import score_prompts
 from layercut.adapt.scorers import build_scorer
 from layercut.errors import LayercutError
-from layercut.model.checkpoint import RECORD_NAME
+from layercut.model.checkpoint import RECORD_NAME, read_record
 from layercut.model.load import head_labels, load_model
+from layercut.model.sources import check_model_source
 from layercut.run.record import RESULT_NAME
 from layercut.tasks import Example
 
@@ -45,9 +45,15 @@ def teacher_folder(source: str) -> tuple[str, dict | None]:
             raise LayercutError(f"the run '{source}' saved no model: rerun it with --save-model, or give a model")
         path = path / "model"
     if (path / RECORD_NAME).is_file():
-        record = json.loads((path / RECORD_NAME).read_text())
+        record = read_record(path)
         return str(path), record if "head" in record else None
     return source, None
+
+
+def check_teacher(source: str) -> None:
+    """The teacher's files, checked before any model loads (a run loads its student first, a sweep runs others)."""
+    location, _ = teacher_folder(source)
+    check_model_source(location)
 
 
 def compute_teacher_targets(source: str, student, prompts: list[list[int]], examples: list[Example],

@@ -88,6 +88,8 @@ class RunConfig:
         for name in ("max_steps", "eval_every", "dev_shots", "dev_size", "test_size", "keep_count"):
             if getattr(self, name) is not None and getattr(self, name) < 1:  # an empty dev set would silently stop early stopping
                 raise LayercutError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not -2**63 <= self.seed < 2**64:  # torch.manual_seed's range
+            raise LayercutError(f"seed {self.seed} does not fit in 64 bits: give a seed from 0 to {2**64 - 1}")
         check_shots(self.shots, self.dev_shots, self.dev_size)
         check_task_with_data(self.task, self.task_options)
         if self.patience < 0:

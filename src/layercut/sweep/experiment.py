@@ -28,6 +28,7 @@ is skipped with a warning, so one file can span models and methods.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -42,8 +43,9 @@ from layercut.errors import LayercutError
 from layercut.evaluate.sweep import parse_evaluations
 from layercut.importance.strategies import check_strategy
 from layercut.model.layers import LayerSelection, parse_index_spec
-from layercut.model.sources import Trust, check_model_source
+from layercut.model.sources import Trust, check_model_source, context_length, load_tokenizer, resolve_source
 from layercut.prompting.demos import POLICIES
+from layercut.prompting.label_words import resolve_label_words
 from layercut.run.config import RunConfig
 from layercut.run.task import resolve_task
 from layercut.sweep.grid import DIMENSIONS, SETTINGS
@@ -92,6 +94,7 @@ def load_experiment(path: str | Path) -> Experiment:
         raise LayercutError(f"'{path}' is not valid YAML ({problem}{at}): fix the syntax") from None
     runs, warnings = expand(data, path.parent.resolve(), str(path))
     evaluations = parse_evaluations(data.get("evaluations"), path.parent.resolve(), str(path))
+    _check_evaluation_windows(evaluations, runs, str(path))
     return Experiment(tuple(runs), tuple(warnings), text, str(path), evaluations)
 
 
@@ -140,22 +143,61 @@ def expand(data, base: Path, where: str) -> tuple[list[RunConfig], list[str]]:
 
 def _check_runs_can_start(runs: list[RunConfig], where: str) -> None:
     """What would otherwise fail only when a run starts: its model's files (pickle, remote code, no
-    weights) and its splits (K, dev and test sizes the task's data cannot hold; Hub data is read
-    only by the run)."""
+    weights), its teacher's, its task's label words on its tokenizer, and its splits (K, dev and test
+    sizes the task's data cannot hold; Hub data is read only by the run)."""
     for model, pickle, remote_code in sorted({(r.model, r.allow_pickle, r.trust_remote_code) for r in runs}):
         check_model_source(model, Trust(pickle=pickle, remote_code=remote_code))
-    data = {}
+    from layercut.healing.distill import check_teacher  # torch
+
+    for teacher in sorted({r.teacher for r in runs if r.teacher}):
+        with _prefixed(where):
+            check_teacher(teacher)
+    specs, data, tokenizers, words = {}, {}, {}, set()
     for run in runs:
         task = (run.task, json.dumps(run.task_options, sort_keys=True))
-        if task not in data:
-            spec = resolve_task(run)
-            data[task] = None if spec.source == "hub" else load_examples(spec)
+        if task not in specs:
+            specs[task] = resolve_task(run)
+            data[task] = None if specs[task].source == "hub" else load_examples(specs[task])
+        if (run.model, task, run.label_word_policy) not in words:
+            words.add((run.model, task, run.label_word_policy))
+            if (run.model, run.trust_remote_code) not in tokenizers:
+                tokenizers[run.model, run.trust_remote_code] = _tokenizer(run)
+            tokenizer = tokenizers[run.model, run.trust_remote_code]
+            if tokenizer is not None:
+                with _prefixed(f"{where}: task '{specs[task].name}' on {run.model}"):
+                    resolve_label_words(tokenizer, specs[task].label_words, run.label_word_policy)
         if data[task] is None:
             continue
-        try:
+        with _prefixed(where):
             make_splits(data[task], run.shots, run.seed, dev_shots=run.dev_shots, dev_size=run.dev_size, test_size=run.test_size)
-        except LayercutError as error:
-            raise LayercutError(f"{where}: {error}") from None
+
+
+def _tokenizer(run: RunConfig):
+    """The run's tokenizer (no weights load); None for a Hub model unreadable here, which the run itself reports."""
+    try:
+        return load_tokenizer(run.model, Trust(pickle=run.allow_pickle, remote_code=run.trust_remote_code))
+    except LayercutError:
+        if resolve_source(run.model).kind == "hub":
+            return None
+        raise
+
+
+def _check_evaluation_windows(evaluations: tuple, runs: list[RunConfig], where: str) -> None:
+    """A perplexity window or stride a model cannot take fails now, not after the runs (its config says its context)."""
+    for model, remote_code in sorted({(r.model, r.trust_remote_code) for r in runs}):
+        facts = model_facts(model, Trust(remote_code=remote_code))
+        for request in evaluations if facts is not None else ():
+            if request.perplexity is not None:
+                with _prefixed(f"{where}: evaluations"):
+                    request.windows(context_length(facts.config), model)
+
+
+@contextlib.contextmanager
+def _prefixed(where: str):
+    try:
+        yield
+    except LayercutError as error:
+        raise LayercutError(f"{where}: {error}") from None
 
 
 def _values(data: dict, key: str, where: str) -> list:
