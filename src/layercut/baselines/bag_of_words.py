@@ -28,7 +28,7 @@ def fit_bag_of_words(splits: FewShotSplits, label_names: list[str]) -> dict:
     the stronger regularisation), and score the test split. Deterministic: lbfgs has no random state to draw."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline, make_union
+    from sklearn.pipeline import make_union
 
     started = time.perf_counter()
     texts = {name: [_text(e) for e in getattr(splits, name)] for name in ("train", "dev", "test")}
