@@ -6,15 +6,18 @@ a full disk, sweeps that failed only after runs had started, and rough edges. Ea
 
 from __future__ import annotations
 
+import argparse
 import errno
+import json
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from layercut.cli.main import main
 from tests.cli import assert_one_line_error, run_cli
-from tests.test_bad_inputs import (TEMPLATE, _edit_config, _snapshot, cut_args, experiment, r, rank_args, run_args,  # noqa: F401
+from tests.test_bad_inputs import (TEMPLATE, UNWRITABLE, _edit_config, _snapshot, cut_args, experiment, r, rank_args, run_args,  # noqa: F401
                                    world)  # world: a fixture
 
 # A module of model code that leaves a mark when it runs (on import, as transformers imports it).
@@ -48,7 +51,7 @@ RANDOM_BYTES = bytes(range(256)) * 4
 
 @pytest.fixture(scope="module")
 def more(world):
-    """The world, plus the text inputs of this catalogue."""
+    """The world, plus the inputs of this catalogue."""
     root = world["root"]
     w = dict(world)
     for name, content in {
@@ -57,9 +60,22 @@ def more(world):
         "latin1.txt": LATIN1, "random.txt": RANDOM_BYTES, "corpus.txt": b"good movie\nbad film\n",
         "latin1.jsonl": '{"text": "caf\xe9 good", "label": "positive"}\n{"text": "bad", "label": "negative"}\n'.encode("latin-1"),
         "latin1.csv": "text,label\ncaf\xe9 good,positive\nbad,negative\n".encode("latin-1"),
+        "empty.txt": b"\n  \n", "one-per-class.jsonl": b'{"text": "good movie", "label": "positive"}\n'
+                                                     b'{"text": "bad film", "label": "negative"}\n',
     }.items():
         (root / name).write_bytes(content)
         w[name] = root / name
+    # A sweep folder whose result holds its accuracy as text.
+    result = json.loads((world["adapted_run"] / "result.json").read_text())
+    w["report_accuracy_text"] = root / "report-accuracy-text"
+    (w["report_accuracy_text"] / "runs" / "0123456789abcdef").mkdir(parents=True)
+    (w["report_accuracy_text"] / "runs" / "0123456789abcdef" / "result.json").write_text(
+        json.dumps({**result, "metrics": {**result["metrics"], "accuracy": "0.9"}}))
+    # Pickle weights holding an object besides the tensors, which torch's weights-only unpickler refuses.
+    w["pickle_objects"] = root / "pickle-objects"
+    shutil.copytree(world["pickle"], w["pickle_objects"])
+    state = torch.load(w["pickle_objects"] / "pytorch_model.bin", weights_only=True)
+    torch.save({**state, "args": argparse.Namespace(lr=1.0)}, w["pickle_objects"] / "pytorch_model.bin")
     return w
 
 
@@ -112,6 +128,28 @@ CASES = [
      "stride 0 is out of range"),
     ("eval-window-beyond-context", lambda w: ["eval", str(w["good"]), "--perplexity", str(w["data"]), "--window", "4096"],
      "longer than the context of"),
+    ("run-distill-weight-without-teacher", lambda w: run_args(w, "--distill-weight", "0.3"),
+     "--distill-weight sets how to distill from a teacher, but no --teacher is given"),
+    ("run-distill-temperature-without-teacher", lambda w: run_args(w, "--distill-temperature", "2"), "no --teacher"),
+    ("cut-allow-pickle-objects", lambda w: cut_args(w, w["pickle_objects"], "--allow-pickle"),
+     "holds objects that are not tensors"),
+    ("report-accuracy-text", lambda w: ["report", str(w["report_accuracy_text"])], "holds '0.9' as 'metrics.accuracy'"),
+    # --- outputs checked before the work, named as the user gave them (never a temporary name)
+    ("eval-out-unwritable", lambda w: ["eval", str(w["good"]), "--perplexity", str(w["data"]), "-o",
+                                       str(UNWRITABLE / "eval.json")], f"cannot write the JSON results '{UNWRITABLE}/eval.json'"),
+    ("eval-out-is-folder", lambda w: ["eval", str(w["good"]), "--perplexity", str(w["data"]), "-o", r(w, "adir")],
+     "is a folder"),
+    ("profile-plot-unwritable", lambda w: ["profile", str(w["good"]), "--plot", str(UNWRITABLE / "depths.png")],
+     f"cannot write the plot '{UNWRITABLE}/depths.png'"),
+    ("profile-json-unwritable", lambda w: ["profile", str(w["good"]), "--json", str(UNWRITABLE / "depths.json")],
+     f"cannot write the JSON figures '{UNWRITABLE}/depths.json'"),
+    # --- noise: messages that say the right thing, briefly
+    ("info-config-json-unknown-type", lambda w: ["info", str(w["unknown_type"] / "config.json")], "model type 'foobar'"),
+    ("eval-perplexity-empty", lambda w: ["eval", str(w["good"]), "--perplexity", t(w, "empty.txt")],
+     "perplexity file '"),
+    ("run-data-too-small-for-k", lambda w: ["run", "--model", str(w["good"]), "--data", t(w, "one-per-class.jsonl"),
+                                            *TEMPLATE, "--shots", "16", "--out", r(w, "new-run")],
+     "K=16 training examples per class"),
 ]
 
 
@@ -128,7 +166,7 @@ def test_bad_input_fails_in_one_line_and_leaves_nothing(case, more, capsys, monk
     lines = (out + err).strip().splitlines()
     assert code == 2, (argv, out, err)
     assert len(lines) == 1 and lines[0].startswith("layercut: error: "), (out, err)
-    assert "Traceback" not in err and expected in lines[0], lines[0]
+    assert "Traceback" not in err and expected in lines[0] and len(lines[0]) < 600, lines[0]
     assert _snapshot(more["root"]) == before, "files were left behind"
 
 
@@ -187,3 +225,44 @@ def test_a_full_disk_fails_in_one_line_leaves_nothing_and_a_retry_works(case, mo
     finally:
         for name in ("new-cut", "new-trim", "new-run", "new-sweep"):
             shutil.rmtree(more["root"] / name, ignore_errors=True)
+
+
+def test_a_bridge_fitted_on_fewer_tokens_than_its_width_is_flagged(more, tmp_path, capsys, one_thread):
+    (tmp_path / "few.txt").write_text("good movie\n")  # a handful of tokens for a map of width 32
+    out = tmp_path / "bridged"
+    assert main(["cut", str(more["good"]), "--keep-first", "1", "--bridge", "lstsq", "--calibration",
+                 str(tmp_path / "few.txt"), "-o", str(out)]) == 0
+    assert "underdetermined" in capsys.readouterr().err
+    bridge = json.loads((out / "layercut.json").read_text())["bridge"]
+    assert bridge["underdetermined"] is True and bridge["calibration_tokens"] < bridge["hidden_size"]
+
+
+def test_a_run_into_a_folder_another_run_is_writing_is_refused(more, tmp_path, capsys, one_thread):
+    from layercut.run.pipeline import hold_run_folder
+
+    out = tmp_path / "shared"
+    argv = run_args(more)[:-2] + ["--out", str(out), "--method", "icl", "--test-size", "4", "--save-model"]
+    with hold_run_folder(out):  # a run writing into `out` now
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2 and "another run is writing to" in err and not any(out.iterdir()), err
+    assert main(argv) == 0 and (out / "model").is_dir()  # once it is done
+
+
+def test_a_closed_pipe_ends_the_listing_silently(tmp_path):
+    from tests.cli import start_cli
+
+    for flags in ([], ["--json"]):
+        process = start_cli("tasks", *flags)
+        process.stdout.close()  # the reader is gone before anything is written (`layercut tasks | head -c 0`)
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0 and err == "", err
+
+
+@pytest.mark.parametrize("name, content", [("unreadable.csv", "text,label\ngood,a\nbad,b,c\n"),
+                                           ("fake.parquet", "not parquet at all")])
+def test_a_data_file_datasets_cannot_read_is_one_line_of_layercut(more, tmp_path, name, content):
+    (tmp_path / name).write_text(content)
+    result = run_cli("run", "--model", more["good"], "--data", tmp_path / name, *TEMPLATE, "--out", tmp_path / "run",
+                     timeout=300)
+    assert_one_line_error(result, f"cannot read '{tmp_path / name}'")

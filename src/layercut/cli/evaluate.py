@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from layercut.cli.flags import add_trust_arguments, trust_from_args
 from layercut.cli.importance import add_strategy_arguments, strategy_choice_from_args
-from layercut.errors import LayercutError
 
 
 def add_commands(subparsers) -> None:
@@ -44,7 +42,7 @@ def add_commands(subparsers) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from layercut.atomic import write_json_atomic
+    from layercut.atomic import check_writable, write_json_atomic
     from layercut.evaluate.measure import EvaluationRequest, depth_table, evaluate_loaded, format_record
     from layercut.importance.choose import load_cut_model
     from layercut.model.layers import LayerSelection
@@ -52,8 +50,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from layercut.model.sources import context_length, load_config
 
     # Every check that needs no weights runs before the model loads.
-    if args.out and Path(args.out).is_dir():
-        raise LayercutError(f"-o '{args.out}' is a folder: give a file path for the JSON results")
+    if args.out:
+        check_writable(args.out, "the JSON results")
     tasks = tuple(name.strip() for name in (args.lm_eval or "").split(",") if name.strip())
     request = EvaluationRequest(
         lm_eval=tasks, num_fewshot=args.num_fewshot, limit=args.limit, include=args.include, batch_size=args.batch_size,

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from layercut.cli.flags import add_task_file_arguments, add_trust_arguments, shots, task_options_from_args
+from layercut.errors import LayercutError
 from layercut.run.config import BRIDGES, METHODS, RunConfig
 
 
@@ -69,9 +70,11 @@ def add_run_settings(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
              "training texts and fold it into the last kept block (no training)")
     add("--teacher", metavar="MODEL_OR_RUN",
         help="distill from this model (e.g. the uncut model) or a run folder saved with --save-model")
-    add("--distill-weight", type=float, default=defaults.distill_weight,
-        help="share of the KL term toward the teacher in the loss")
-    add("--distill-temperature", type=float, default=defaults.distill_temperature)
+    # No argparse default: given without --teacher, these would be ignored, so config_from_args refuses them.
+    add("--distill-weight", type=float, metavar="W",
+        help=f"share of the KL term toward the teacher in the loss (default {defaults.distill_weight}; with --teacher)")
+    add("--distill-temperature", type=float, metavar="T",
+        help=f"softmax temperature of the distillation (default {defaults.distill_temperature}; with --teacher)")
     add("--lr", type=float, default=defaults.learning_rate, dest="learning_rate")
     add("--epochs", type=int, default=defaults.epochs, help="the budget, unless --max-steps")
     add("--max-steps", type=int, help="a budget in batches instead of epochs")
@@ -98,8 +101,13 @@ def add_run_settings(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """Each RunConfig field from the flag of its name (the default where a command has no such flag); the task
     flags become `task_options`."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
-              if f.name not in ("task", "task_options") and hasattr(args, f.name)}  # a command may set some itself
+    distilling = [name for name in ("distill_weight", "distill_temperature") if getattr(args, name, None) is not None]
+    if distilling and not getattr(args, "teacher", None):
+        flag = "--" + distilling[0].replace("_", "-")
+        raise LayercutError(f"{flag} sets how to distill from a teacher, but no --teacher is given: "
+                            f"add --teacher MODEL_OR_RUN, or drop {flag}")
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)  # a command may set some itself
+              if f.name not in ("task", "task_options") and getattr(args, f.name, None) is not None}
     task = args.task or (Path(args.data).stem if args.data else RunConfig.task)
     return RunConfig(**values, task=task, task_options=task_options_from_args(args).changed())
 

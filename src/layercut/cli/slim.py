@@ -48,10 +48,14 @@ def add_commands(subparsers) -> None:
 
 
 def run_profile(args: argparse.Namespace) -> int:
+    from layercut.atomic import check_writable
     from layercut.model.layers import parse_index_spec
     from layercut.slim.profile import profile_depths
 
     plot = _checked_plot_path(args.plot)
+    for path, what in ((plot, "the plot"), (args.json, "the JSON figures")):  # before the work, not after it
+        if path:
+            check_writable(path, what)
     config = RunConfig(model=args.model, task=args.task, shots=args.shots, seed=args.seed, method="icl", head="lm",
                        demos=args.demos, test_size=args.test_size, max_length=args.max_length,
                        eval_batch_size=args.eval_batch_size, device=args.device)
@@ -108,12 +112,15 @@ def format_profile_table(rows: list[dict]) -> str:
 def plot_accuracy_vs_depth(rows: list[dict], title: str, path: Path) -> None:
     from matplotlib.figure import Figure  # a bare Figure draws with Agg and leaves pyplot alone
 
+    from layercut.atomic import atomic_file
+
     figure = Figure(figsize=(7, 4.2), layout="constrained")
     axes = figure.subplots()
     axes.plot([r["depth"] for r in rows], [100 * r["accuracy"] for r in rows], marker="o")
     axes.set(title=title, xlabel="layers kept (first k)", ylabel="test accuracy (%)")
     axes.grid(alpha=0.3)
-    figure.savefig(path, dpi=110)
+    with atomic_file(path) as tmp:  # a kill mid-save leaves no half-written figure
+        figure.savefig(tmp, format=Path(path).suffix[1:].lower(), dpi=110)
 
 
 def run_trim(args: argparse.Namespace) -> int:

@@ -38,7 +38,7 @@ class IntrinsicResult:
 def read_text(source: str) -> str:
     """A text file's non-empty lines (a .jsonl file's "text" fields), or a task's training texts, joined
     by blank lines: the texts calibration reads, as one stream."""
-    return "\n\n".join(read_calibration_texts(source))
+    return "\n\n".join(read_calibration_texts(source, "perplexity"))
 
 
 @torch.no_grad()

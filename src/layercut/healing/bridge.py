@@ -11,6 +11,7 @@ For first-k the gap is the dropped tail; for any other cut, one map at the end a
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 
@@ -82,6 +83,8 @@ def fit_bridge(full_model: nn.Module, kept: list[int], batches: list[Calibration
         "folded_into": f"block {len(kept) - 1} (source layer {kept[-1]}): {name}",
         "calibration_tokens": x.shape[0],
         "hidden_size": x.shape[1],
+        # Fewer equations than unknowns per column: the map fits the calibration tokens exactly, whatever they are.
+        "underdetermined": x.shape[0] < x.shape[1],
         "relative_error_before": float((h - y).norm() / scale),
         "relative_error_after": float((h - x + x @ matrix - y).norm() / scale),
         "seconds": round(time.perf_counter() - start, 3),
@@ -126,4 +129,9 @@ def apply_bridge(loaded, texts: list[str], source: str, samples: int, max_length
     fold_bridge(loaded.model, fit.matrix)
     fit.record["calibration"] = {"source": source, "texts": len(texts), "sequences": sum(len(b.input_ids) for b in batches)}
     loaded.extras["bridge"] = fit.record
+    if fit.record["underdetermined"]:
+        print(f"layercut: warning: --bridge lstsq was fitted on {fit.record['calibration_tokens']} calibration tokens, "
+              f"fewer than the map's width ({fit.record['hidden_size']}): the fit is underdetermined, so its relative "
+              f"error {fit.record['relative_error_after']:.4f} says nothing about other text; give more calibration text",
+              file=sys.stderr)
     return fit.record

@@ -40,23 +40,25 @@ class CalibrationBatch:
         return CalibrationBatch(self.input_ids.to(device), self.attention_mask.to(device))
 
 
-def read_calibration_texts(source: str) -> list[str]:
-    """The non-empty texts of a file or of a task's training split."""
+def read_calibration_texts(source: str, what: str = "calibration") -> list[str]:
+    """The non-empty texts of a file or of a task's training split; `what` names the source in errors
+    ("perplexity" for `eval --perplexity`)."""
     path = Path(source).expanduser()
     if path.is_dir():
-        raise LayercutError(f"calibration source '{source}' is a folder: give a text file, a .jsonl file or a task name")
-    texts = _read_file(path) if path.is_file() else _read_task(source)
+        raise LayercutError(f"{what} source '{source}' is a folder: give a text file, a .jsonl file or a task name")
+    texts = _read_file(path, what) if path.is_file() else _read_task(source, what)
     texts = [t.strip() for t in texts if t and t.strip()]
     if not texts:
-        raise LayercutError(f"calibration source '{source}' has no text: give a file with at least one non-empty line")
+        raise LayercutError(f"{what} {'file' if path.is_file() else 'source'} '{source}' has no text: "
+                            "give a file with at least one non-empty line")
     return texts
 
 
-def _read_file(path: Path) -> list[str]:
+def _read_file(path: Path, what: str) -> list[str]:
     try:
-        lines = read_utf8(path, "calibration file").splitlines()
+        lines = read_utf8(path, f"{what} file").splitlines()
     except OSError as error:
-        raise LayercutError(f"cannot read calibration file '{path}' ({error.strerror}): give a readable text file") from None
+        raise LayercutError(f"cannot read {what} file '{path}' ({error.strerror}): give a readable text file") from None
     if path.suffix != ".jsonl":
         return lines
     texts = []
@@ -66,22 +68,22 @@ def _read_file(path: Path) -> list[str]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            raise LayercutError(f"calibration file '{path}' line {number} is not JSON: write one JSON object per line") from None
+            raise LayercutError(f"{what} file '{path}' line {number} is not JSON: write one JSON object per line") from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise LayercutError(f"calibration file '{path}' line {number} has no \"text\" string: add a \"text\" field")
+            raise LayercutError(f"{what} file '{path}' line {number} has no \"text\" string: add a \"text\" field")
         texts.append(record["text"])
     return texts
 
 
-def _read_task(name: str) -> list[str]:
+def _read_task(name: str, what: str) -> list[str]:
     try:
         from layercut.tasks import get_task, load_examples
     except ImportError:
-        raise LayercutError(f"calibration source '{name}' is not a file (and tasks are unavailable): give a text or .jsonl file") from None
+        raise LayercutError(f"{what} source '{name}' is not a file (and tasks are unavailable): give a text or .jsonl file") from None
     try:
         spec = get_task(name)
     except LayercutError as error:
-        raise LayercutError(f"calibration source '{name}' is not a file, nor a task ({error})") from None
+        raise LayercutError(f"{what} source '{name}' is not a file, nor a task ({error})") from None
     return [f"{e.text} {e.text_b}" if e.text_b else e.text for e in load_examples(spec).train]
 
 

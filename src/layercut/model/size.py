@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from layercut.errors import LayercutError
+from layercut.errors import LayercutError, first_line
 from layercut.model.blocks import set_config_depth
 from layercut.model.layers import check_keep_count
 
@@ -78,14 +78,20 @@ def known_config(model_id: str):
 
 
 def config_from_file(path: str | Path):
-    from transformers import AutoConfig
+    from transformers import CONFIG_MAPPING, AutoConfig
 
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
+        model_type = data.get("model_type") if isinstance(data, dict) else None
+        if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+            # Said here: transformers' own error lists every model type it knows, some 6,000 characters.
+            raise LayercutError(f"'{path}' has model type {model_type!r}, which this transformers does not know: "
+                                "give the config.json of a supported decoder-only model (see README), or upgrade transformers")
         return AutoConfig.for_model(data.pop("model_type"), **data)
-    except (OSError, ValueError, KeyError) as error:
-        raise LayercutError(f"'{path}' is not a readable model config.json ({error}): give a Hugging Face config file") from None
+    except (OSError, ValueError, TypeError) as error:
+        raise LayercutError(f"'{path}' is not a readable model config.json ({first_line(error)}): "
+                            "give a Hugging Face config file") from None
 
 
 def _meta_model(config, depth: int | None = None) -> nn.Module:

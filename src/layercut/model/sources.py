@@ -153,6 +153,36 @@ def check_weight_files(folder: Path, trust: Trust) -> None:
         raise LayercutError(
             f"'{folder}' has only pickle weights ({pickled[0]}), and unpickling can run code: convert them to "
             "safetensors, or pass --allow-pickle if you trust their source")
+    check_pickled_tensors(folder, files)
+
+
+def check_pickled_tensors(folder: Path, files: list[str]) -> None:
+    """Even with --allow-pickle, transformers unpickles with torch's weights-only loader, which refuses (with a page of
+    advice) a file holding other objects. Try that loader now on the weight files, tensors on the meta device
+    (memory-mapped: no weights are read)."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    names = ["pytorch_model.bin"] if "pytorch_model.bin" in files else _index_shards(folder / "pytorch_model.bin.index.json")
+    for name in names:
+        path = folder / name
+        try:
+            torch.load(path, map_location="meta", weights_only=True, mmap=zipfile.is_zipfile(path))
+        except pickle.UnpicklingError:
+            raise LayercutError(
+                f"'{path}' holds objects that are not tensors, which layercut does not unpickle even with --allow-pickle: "
+                "save the model's state_dict alone, or convert the weights to safetensors") from None
+        except Exception:  # damaged or missing: the load itself names the problem
+            continue
+
+
+def _index_shards(index: Path) -> list[str]:
+    try:
+        return sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
 
 
 def has_tokenizer(source: ResolvedSource) -> bool:

@@ -6,16 +6,21 @@ nothing), evaluate on the test split, and record everything needed to trust and 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import os
 import random
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 from layercut.adapt.evaluation import Scores, calibrated_record, score_prompts
 from layercut.adapt.metrics import classification_metrics
 from layercut.adapt.training import cross_entropy_loss, train
+from layercut.atomic import make_folders, remove_empty_folders
 from layercut.errors import LayercutError
 from layercut.model.layers import format_index_spec
 from layercut.provenance import package_versions
@@ -34,9 +39,37 @@ def check_run_folder(out: Path, overwrite: bool) -> None:
 def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = False,
         save_model: bool = False, show_progress: bool = True, test_scores: Scores | None = None) -> RunRecord:
     """`test_scores`: an untrained run's test scores computed elsewhere (layercut.slim's one-pass depth profile)."""
-    out = Path(out) if out is not None else None
-    if out is not None:
-        check_run_folder(out, overwrite)
+    if out is None:
+        return _run(config, None, save_model, show_progress, test_scores)
+    out = Path(out)
+    check_run_folder(out, overwrite)
+    with hold_run_folder(out):
+        check_run_folder(out, overwrite)  # again, now that no other run can write: one may have finished meanwhile
+        return _run(config, out, save_model, show_progress, test_scores)
+
+
+@contextlib.contextmanager
+def hold_run_folder(out: Path) -> Iterator[None]:
+    """Hold `out` while a run writes to it, as a sweep holds its DIR: a second run into the same folder at the
+    same moment is refused instead of both writing. The lock is on the folder itself (no lock file stays
+    behind); a folder created for it is removed again if the run fails before writing anything into it."""
+    created = make_folders(out)
+    try:
+        fd = os.open(out, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel even after SIGKILL
+            except BlockingIOError:
+                raise LayercutError(f"another run is writing to '{out}': wait for it to finish, or choose another --out") from None
+            yield
+        finally:
+            os.close(fd)
+    except BaseException:
+        remove_empty_folders(created)
+        raise
+
+
+def _run(config: RunConfig, out: Path | None, save_model: bool, show_progress: bool, test_scores: Scores | None) -> RunRecord:
     if save_model and config.method == "prefix":
         raise LayercutError("a prefix-tuned model is the cut model plus learned virtual tokens, which a plain "
                             "checkpoint cannot hold: drop --save-model, or use --method full or lora")
@@ -115,18 +148,16 @@ def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = F
 
 
 def _write_run(out: Path, result: RunRecord, save_model) -> None:
-    """The model (`save_model`, if given), then result.json. If either fails (a full disk), remove what this
-    run wrote: a folder left empty, or a model without its result, would be debris."""
-    created, saved = not out.exists(), False
+    """The model (`save_model`, if given), then result.json. If result.json fails (a full disk), remove the model
+    just saved: a model without its result would be debris (and a folder left empty, `hold_run_folder` removes)."""
+    saved = False
     try:
         if save_model:
             save_model()
             saved = True
         result.write(out)
     except BaseException:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        elif saved:
+        if saved:
             shutil.rmtree(out / "model", ignore_errors=True)
         raise
 

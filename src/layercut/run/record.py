@@ -24,6 +24,11 @@ _CONFIG_FIELDS = ("model", "layers", "keep_strategy", "keep_count", "task", "tas
 _FINISHED_FIELDS = ("metrics.accuracy", "metrics.macro_f1", "metrics.num_examples", "layers.kept", "layers.spec",
                     "layers.source_depth", "parameters.total", "parameters.non_embedding", "parameters.percent_of_source",
                     "timing.train_seconds", "timing.eval_examples_per_second", "memory.peak_bytes", "dev")
+# Of those, the figures reports compute with: a string there would end a report in a traceback (null only
+# stands for a figure not measured, e.g. a one-pass profile's throughput; never for a metric).
+_NUMBER_FIELDS = ("metrics.accuracy", "metrics.macro_f1", "metrics.num_examples", "layers.source_depth", "parameters.total",
+                  "parameters.non_embedding", "parameters.percent_of_source", "timing.train_seconds",
+                  "timing.eval_examples_per_second")
 
 
 @dataclass
@@ -94,6 +99,21 @@ class RunRecord:
                 if not isinstance(value, dict) or part not in value:
                     return path
                 value = value[part]
+        return None
+
+    def damage(self) -> str | None:
+        """What keeps a report from reading this record (a field it lacks, a figure that is not a number), or None."""
+        missing = self.missing_field()
+        if missing is not None:
+            return f"lacks the field '{missing}'"
+        for path in _NUMBER_FIELDS if self.finished else ():
+            value = self.record
+            for part in path.split("."):
+                value = value[part]
+            if value is None and not path.startswith("metrics."):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return f"holds {value!r} as '{path}', which must be a number"
         return None
 
 

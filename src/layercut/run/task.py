@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from layercut.errors import LayercutError
 from layercut.run.config import RunConfig
+from layercut.tasks.loaders import TooFewExamples
 from layercut.tasks import FewShotSplits, TaskOptions, TaskSpec, load_examples, make_splits, task_spec
 
 
@@ -14,5 +16,10 @@ def resolve_task(config: RunConfig) -> TaskSpec:
 
 
 def make_run_splits(config: RunConfig, spec: TaskSpec) -> FewShotSplits:
-    return make_splits(load_examples(spec), config.shots, config.seed, dev_shots=config.dev_shots,
+    try:
+        data = load_examples(spec)
+    except TooFewExamples as error:  # say what the run needs, not only what the hold-out does
+        raise LayercutError(f"{error.problem}, let alone to draw K={config.shots} training examples per class: "
+                            "add examples, or give a separate test file (--test-data)") from None
+    return make_splits(data, config.shots, config.seed, dev_shots=config.dev_shots,
                        dev_size=config.dev_size, test_size=config.test_size)

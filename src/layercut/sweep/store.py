@@ -33,9 +33,9 @@ class ResultStore:
         return self.root / "runs" / key
 
     def is_done(self, key: str) -> bool:
-        """A run is done when its result is whole; one that lacks fields is run again."""
+        """A run is done when its result is whole; one that lacks fields (or holds a damaged one) is run again."""
         record = RunRecord.read(self.folder(key) / RESULT_NAME)
-        return record is not None and record.finished and record.missing_field() is None
+        return record is not None and record.finished and record.damage() is None
 
     def save(self, record: RunRecord) -> None:
         folder = self.folder(record.key)
@@ -54,9 +54,9 @@ class ResultStore:
                 if path.exists():
                     raise LayercutError(f"'{path}' is damaged (not a JSON object): delete '{folder}' and run the sweep again")
                 continue
-            missing = record.missing_field()
-            if missing:
-                raise LayercutError(f"'{path}' lacks the field '{missing}': delete '{folder}' and run the sweep again to redo that run")
+            damage = record.damage()
+            if damage:
+                raise LayercutError(f"'{path}' {damage}: delete '{folder}' and run the sweep again to redo that run")
             records.append(record)
         return records
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+from layercut.errors import LayercutError
 from layercut.tasks.hub import read_hub
 from layercut.tasks.packaged import read_packaged
 from layercut.tasks.spec import Example, TaskData, TaskSpec
@@ -25,8 +26,20 @@ def load_examples(spec: TaskSpec) -> TaskData:
         train = _drop_repeats(read_packaged(spec))
     if test is None:
         size = spec.holdout_size if spec.holdout_size is not None else min(1000, len(train) // 5)
+        if not 0 < size < len(train):
+            share = "a fifth of them" if spec.holdout_size is None else str(size)
+            raise TooFewExamples(f"task '{spec.name}' has {len(train)} examples, too few to hold out {share} "
+                                 "for a test set and keep some to train on")
         test, train = stratified_sample(train, size, random.Random(f"{spec.name}|holdout|{spec.holdout_seed}"))
     return TaskData(spec, train, test)
+
+
+class TooFewExamples(LayercutError):
+    """Too few examples to hold out a test set; `problem` is the message without its fix (a run adds its K)."""
+
+    def __init__(self, problem: str):
+        super().__init__(f"{problem}: add examples, or give a separate test file (--test-data)")
+        self.problem = problem
 
 
 def _file_examples(spec: TaskSpec, path: str, part: str) -> list[Example]:

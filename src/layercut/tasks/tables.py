@@ -37,6 +37,8 @@ def read_data_file(path: str | Path):
 
     bars_were_on = not datasets.are_progress_bars_disabled()
     datasets.disable_progress_bars()  # a local file reads in a moment: no progress bar
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its "Failed to read file" line: the error below says it
     try:
         table = datasets.load_dataset(builder, data_files=str(path), split="train", **options)
     except Exception as error:  # each format's parser raises its own error types
@@ -47,6 +49,7 @@ def read_data_file(path: str | Path):
             "with named columns and at least one row"
         ) from None
     finally:
+        datasets.logging.set_verbosity(verbosity)
         if bars_were_on:
             datasets.enable_progress_bars()
     if len(table) == 0:
