@@ -39,3 +39,21 @@ def test_fewest_layers_keeping_90_and_95_percent(tmp_path):
     report = write_report(tmp_path).report.read_text()
     assert "- a: 90%: 2; 95%: 2 (of the depths run: 1, 2, 4)" in report
     assert "- b: 90%: 1; 95%: 4 (of the depths run: 1, 4)" in report
+
+
+def test_user_named_tasks_cannot_break_the_report_or_run_in_a_spreadsheet(tmp_path):
+    """A task name from a user's file with `|` and HTML is written escaped; a runs.csv cell that a spreadsheet would
+    run as a formula (=, +, -, @) starts with ' instead; numbers stay numbers."""
+    import csv
+
+    store = ResultStore(tmp_path)
+    for record in (fake_record("a1", 1, "x|<script>alert(1)</script>", 0, 0.4, 0.5),
+                   fake_record("a2", 4, "x|<script>alert(1)</script>", 0, 0.8, 0.9),
+                   fake_record("b1", 1, "=HYPERLINK(\"http://evil\")", 0, 0.4, 0.5)):
+        store.save(RunRecord(record))
+    files = write_report(tmp_path)
+    report = files.report.read_text()
+    assert "<script>" not in report and "x\\|&lt;script&gt;alert(1)&lt;/script&gt;" in report
+    rows = list(csv.DictReader(files.runs_csv.open()))
+    assert {row["task"] for row in rows} == {"x|<script>alert(1)</script>", "'=HYPERLINK(\"http://evil\")"}
+    assert all(not row[name].startswith(("=", "+", "-", "@")) for row in rows for name in row)

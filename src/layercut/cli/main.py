@@ -49,7 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _quiet_libraries()
         args = build_parser().parse_args(argv)
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, where it is caught, not at exit
+        return code
+    except BrokenPipeError:  # the reader stopped reading (`layercut tasks | head`): end silently, as `ls | head` does
+        # Python's advice: point stdout at /dev/null, or the flush at exit fails again and prints a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting must not print a traceback
         print("layercut: interrupted; finished results are kept", file=sys.stderr)

@@ -7,7 +7,6 @@ import dataclasses
 import json
 
 from layercut.cli.flags import add_task_arguments, add_trust_arguments, task_from_args, trust_from_args
-from layercut.cli.output import print_out
 from layercut.errors import LayercutError
 from layercut.prompting.demos import POLICIES as DEMO_POLICIES
 from layercut.prompting.demos import DemoSelector
@@ -44,12 +43,12 @@ def list_tasks_command(args: argparse.Namespace) -> int:
     """List the built-in tasks with their source, pool sizes, classes and template."""
     specs = list_tasks()
     if args.json:
-        print_out(json.dumps([{**dataclasses.asdict(s), "test_rule": s.test_rule()} for s in specs], indent=2))
+        print(json.dumps([{**dataclasses.asdict(s), "test_rule": s.test_rule()} for s in specs], indent=2))
         return 0
     rows = [("task", "source", "train", "test", "classes", "template")]
     rows += [(s.name, _source(s), str(s.train_pool_size or "?"), str(s.test_pool_size or "?"),
               ", ".join(s.label_names), json.dumps(s.template)) for s in specs]
-    print_out(text_table(rows))
+    print(text_table(rows))
     return 0
 
 

@@ -53,7 +53,8 @@ def write_report(folder: str | Path) -> ReportFiles:
     plots = write_plots(tables, shown, folder / "plots", references.cells)
     files = ReportFiles(folder / "report.md", folder / "runs.csv", plots)
     write_text_atomic(files.runs_csv, runs_csv(records))
-    write_text_atomic(files.report, markdown(tables, shown, records, folder, plots, references))
+    names = {str(r["config"].get(key)) for r in records for key in ("task", "model")}
+    write_text_atomic(files.report, escape_names(markdown(tables, shown, records, folder, plots, references), names))
     return files
 
 
@@ -262,5 +263,24 @@ def runs_csv(records: list[dict]) -> str:
                        peak_memory_bytes=record["memory"]["peak_bytes"])
         else:
             row["error"] = record.get("error", "")
-        writer.writerow(row)
+        writer.writerow({name: _spreadsheet_safe(value) for name, value in row.items()})
     return buffer.getvalue()
+
+
+def _spreadsheet_safe(value):
+    """A text cell starting with = + - @ (or tab/CR) runs as a formula in a spreadsheet: prefix ' to keep it text.
+    Numbers stay numbers (a negative figure is no formula)."""
+    return "'" + value if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")) else value
+
+
+_MARKDOWN = str.maketrans({"|": "\\|", "<": "&lt;", ">": "&gt;", "`": "\\`", "*": "\\*", "[": "\\[", "]": "\\]"})
+
+
+def escape_names(text: str, names: set[str]) -> str:
+    """Task and model names come from users' files: one with `|` would break a table, one with `<script>` would be
+    HTML. Each such name is written escaped wherever the report names it (ordinary names are left as they are)."""
+    for name in sorted(names, key=len, reverse=True):
+        escaped = name.translate(_MARKDOWN)
+        if escaped != name:
+            text = text.replace(name, escaped)
+    return text
