@@ -57,3 +57,13 @@ def test_user_named_tasks_cannot_break_the_report_or_run_in_a_spreadsheet(tmp_pa
     rows = list(csv.DictReader(files.runs_csv.open()))
     assert {row["task"] for row in rows} == {"x|<script>alert(1)</script>", "'=HYPERLINK(\"http://evil\")"}
     assert all(not row[name].startswith(("=", "+", "-", "@")) for row in rows for name in row)
+
+
+def test_runs_written_before_and_after_a_setting_existed_share_a_cell(tmp_path):
+    """A record from before a setting existed lacks it; the report reads it as the default (it once raised KeyError)."""
+    store = ResultStore(tmp_path)
+    newer = fake_record("n", 1, "a", 1, 0.6, 0.5)
+    newer["config"]["allow_pickle"] = False  # the default, written by a later version
+    for record in (fake_record("o", 1, "a", 0, 0.4, 0.5), newer, fake_record("f", 4, "a", 0, 0.8, 0.9)):
+        store.save(RunRecord(record))
+    assert "| 1 | 1.5M (25.0%) | 500.0k | 50.0 ± 14.1 |" in write_report(tmp_path).report.read_text()

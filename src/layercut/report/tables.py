@@ -190,7 +190,8 @@ def _pick(runs: list[dict]) -> Cell:
     """The setting with the best mean dev accuracy; ties, and cells without dev accuracy (ICL), keep the first."""
     by_setting: dict[str, list[dict]] = defaultdict(list)
     for record in runs:
-        setting = {k: v for k, v in record["config"].items() if k not in _NOT_SETTINGS}
+        config = {**_DEFAULTS, **record["config"]}  # records written before a setting existed have its default
+        setting = {k: v for k, v in config.items() if k not in _NOT_SETTINGS}
         by_setting[json.dumps(setting, sort_keys=True)].append(record)
     texts = sorted(by_setting)
     settings = [json.loads(text) for text in texts]
