@@ -86,9 +86,9 @@ def _probe_table(result: dict) -> list[str]:
         tests = [t for t in p["test_by_seed"].values() if t is not None]
         note = "; ".join(filter(None, [p["at_edge"], f"extended to {', '.join(f'{r:g}' for r in p['extended'])}"
                                        if p["extended"] else None]))
-        lines.append(f"| {depth} | {rates} | {p['picked']:g} | {100 * dev:.1f} | {100 * dev / full_dev:.0f}% | "
-                     f"{100 * statistics.fmean(tests):.1f} | {note or ''} |" if tests else
-                     f"| {depth} | {rates} | {p['picked']:g} | {100 * dev:.1f} | {100 * dev / full_dev:.0f}% | – | {note} |")
+        test = f"{100 * statistics.fmean(tests):.1f}" if tests else "–"
+        lines.append(f"| {depth} | {rates} | {p['picked']:g} | {100 * dev:.1f} | {100 * dev / full_dev:.0f}% | {test} | "
+                     f"{note} |")
     return lines
 
 
