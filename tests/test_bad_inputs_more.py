@@ -10,7 +10,6 @@ import argparse
 import errno
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch

@@ -15,7 +15,6 @@ from layercut.errors import LayercutError
 from layercut.model.blocks import find_blocks
 from layercut.model.checkpoint import save_cut_model
 from layercut.model.load import cut_layers, load_model
-from layercut.run.config import RunConfig
 from layercut.run.pipeline import run
 from layercut.run.predict import load_predictor
 from layercut.run.prepare import packing_problem

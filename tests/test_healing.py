@@ -12,7 +12,7 @@ from layercut.errors import LayercutError
 from layercut.healing.bridge import fit_bridge, fold_bridge, output_projection
 from layercut.importance.calibration import calibration_batches
 from layercut.model.blocks import find_blocks
-from layercut.model.load import LoadedModel, cut_layers
+from layercut.model.load import cut_layers
 from layercut.run.pipeline import run
 from tests.cli import assert_one_line_error, run_cli
 from tests.test_run import tiny_config

@@ -69,5 +69,5 @@ def hidden_state_measures(
             handle.remove()
     return HiddenStateMeasures(
         block_influence=(influence / tokens).tolist(),
-        angular_distance={n: [float(angles[l, l + n]) / sequences for l in range(depth - n + 1)] for n in block_sizes},
+        angular_distance={n: [float(angles[i, i + n]) / sequences for i in range(depth - n + 1)] for n in block_sizes},
     )

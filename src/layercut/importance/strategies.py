@@ -90,7 +90,7 @@ def _angular_keep(count: int, depth: int, ranking) -> list[int]:
         raise LayercutError(
             f"the ranking has no angular distances for blocks of {n} layers: rerun `layercut rank` with --block-size all"
         )
-    start = min(range(len(distances)), key=lambda l: (distances[l], l))
+    start = min(range(len(distances)), key=lambda first: (distances[first], first))
     return [layer for layer in range(depth) if not start <= layer < start + n]
 
 

@@ -13,10 +13,13 @@ gets its class's second draw instead.
 from __future__ import annotations
 
 import random
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from layercut.errors import LayercutError
 from layercut.tasks.spec import Example
+
+if TYPE_CHECKING:
+    import torch
 
 POLICIES = ("fixed", "resample", "similar", "none")
 Embedder = Callable[[list[str]], "torch.Tensor"]  # torch is imported where used: the CLI imports this module
