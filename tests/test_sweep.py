@@ -221,7 +221,7 @@ def test_report_from_stored_results_picks_settings_on_dev(tmp_path):
                                           ("trec-k16", "trec-k8", "trec-k64", "mr-k16", "bbc-k16")),
                                         ("replication/trec-all", 36), ("replication/trec-all-deep", 9),
                                         ("replication/shallow-rates", 18), ("replication/shallow-rates-mr-bbc", 12),
-                                        ("healing-first-rates", 24)])
+                                        ("healing-first-rates", 24), ("replication/paper-arm", 9)])
 def test_dry_run_of_shipped_experiments(name, runs, capsys):
     assert main(["sweep", str(CONFIGS / f"{name}.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
