@@ -8,6 +8,9 @@ at every position (hf-layer-cutting.md).
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 from torch import nn
 
@@ -64,18 +67,45 @@ class LabelWordHead(Scorer):
 
 
 def restricted_lm_logits(model: nn.Module, hidden: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
-    """`model.lm_head(hidden)[:, token_ids]` without computing the other rows."""
+    """`model.lm_head(hidden)[:, token_ids]` without computing the other rows; in float32 under bf16 autocast
+    (logits of magnitude 20 would be rounded to steps of 0.125 in bf16)."""
     head = model.get_output_embeddings()
     # A lookup rather than indexing, so that under sparse embedding gradients (layercut.adapt.optim) the head's
     # rows get a sparse gradient too, and a tied embedding's gradient stays sparse.
     sparse = getattr(model.get_input_embeddings(), "sparse", False)
-    logits = hidden @ nn.functional.embedding(token_ids, head.weight, sparse=sparse).T
-    if getattr(head, "bias", None) is not None:
-        logits = logits + head.bias[token_ids]
-    cap = getattr(model.config, "final_logit_softcapping", None)
-    if cap:  # Gemma 2/3 squash their logits; keep that so scores equal the full head's
-        logits = torch.tanh(logits / cap) * cap
+    with float32_region(hidden):
+        logits = hidden.float() @ nn.functional.embedding(token_ids, head.weight, sparse=sparse).float().T
+        if getattr(head, "bias", None) is not None:
+            logits = logits + head.bias[token_ids].float()
+        cap = getattr(model.config, "final_logit_softcapping", None)
+        if cap:  # Gemma 2/3 squash their logits; keep that so scores equal the full head's
+            logits = torch.tanh(logits / cap) * cap
     return logits
+
+
+def float32_region(tensor: torch.Tensor):
+    """Autocast off (on `tensor`'s device) for what must compute in float32: heads, logits, losses."""
+    return torch.autocast(tensor.device.type, enabled=False)
+
+
+@contextlib.contextmanager
+def float32_output_head(model: nn.Module) -> Iterator[None]:
+    """The model's own LM head (full-vocabulary logits) computed in float32 while inside, under autocast too."""
+    head = model.get_output_embeddings()
+    if head is None:
+        yield
+        return
+    original = head.forward
+
+    def forward(hidden, *args, **kwargs):
+        with float32_region(hidden):
+            return original(hidden.float(), *args, **kwargs)
+
+    head.forward = forward
+    try:
+        yield
+    finally:
+        del head.forward  # the class's forward again
 
 
 class WholeWordHead(Scorer):
@@ -101,7 +131,8 @@ class WholeWordHead(Scorer):
         ids, mask = collate_padded(rows, self.pad_id, left=batch.prefix_ids is None)
         extended = PromptBatch(ids.to(batch.input_ids.device), mask.to(batch.input_ids.device),
                                batch.prefix_ids, batch.prefix_cache)
-        output, mask = forward_prompts(self.model, extended, self.virtual)
+        with float32_output_head(self.model):
+            output, mask = forward_prompts(self.model, extended, self.virtual)
         ends = (last_real_index(mask) + 1).tolist()
         scores = []
         for i, end in enumerate(ends):
@@ -123,7 +154,9 @@ class ClassificationHead(Scorer):
         self.model = model
 
     def forward(self, batch: PromptBatch) -> torch.Tensor:
-        return self.model.score(last_token_hidden(self.model, batch, self.virtual))
+        hidden = last_token_hidden(self.model, batch, self.virtual)
+        with float32_region(hidden):
+            return self.model.score(hidden.float())
 
 
 def build_scorer(head: str, model: nn.Module, label_words: LabelWords, pad_id: int) -> Scorer:

@@ -36,6 +36,9 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--window", type=int, metavar="T", help="perplexity window in tokens (default 1024, or the model's context)")
     parser.add_argument("--stride", type=int, metavar="S", help="tokens between windows (default: half the window)")
     parser.add_argument("--max-tokens", type=int, metavar="N", help="score only the text's first N tokens")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="auto: bf16 autocast (LM head in float32) on a GPU or CPU with native bf16 "
+                             "(AVX512-BF16, AMX), else float32; the JSON records what was used and why")
     parser.add_argument("-o", "--out", metavar="FILE", help="write the results and the cut's record as JSON")
     add_trust_arguments(parser)
     parser.set_defaults(func=run_eval)
@@ -48,6 +51,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from layercut.model.layers import LayerSelection
     from layercut.model.load import load_model
     from layercut.model.sources import context_length, load_config
+    from layercut.run.precision import resolve_precision
 
     # Every check that needs no weights runs before the model loads.
     if args.out:
@@ -69,9 +73,10 @@ def run_eval(args: argparse.Namespace) -> int:
     strategy = strategy_choice_from_args(args)
     by_strategy = load_cut_model(args.model, strategy, trust=trust) if strategy else None
     full = load_model(args.model, "all", trust=trust) if request.compare_full else None
+    precision = resolve_precision(args.dtype, "cpu")  # the models are loaded on the CPU
     records = []
     for loaded in [by_strategy] if by_strategy else (_load(args.model, s, full, depth, trust) for s in selections):
-        records.append(evaluate_loaded(loaded, request, full.model if full else None))
+        records.append(evaluate_loaded(loaded, request, full.model if full else None, precision))
         print(format_record(records[-1]) + "\n", flush=True)
     if len(records) > 1:
         print(depth_table(records))

@@ -83,8 +83,11 @@ class EvaluationRequest:
         return values
 
 
-def evaluate_loaded(loaded, request: EvaluationRequest, reference=None) -> dict:
-    """Run `request` on `loaded` (a `LoadedModel`); `reference`: the uncut model, for --compare-full."""
+def evaluate_loaded(loaded, request: EvaluationRequest, reference=None, precision=None) -> dict:
+    """Run `request` on `loaded` (a `LoadedModel`); `reference`: the uncut model, for --compare-full.
+    `precision` (layercut.run.precision; None: float32): with bfloat16, lm-eval and the intrinsic measures run
+    under bf16 autocast, the LM heads (full-vocabulary logits) in float32; float32 where the model misbehaves
+    in bf16 (the record's `precision` says why)."""
     # torch: `layercut report` imports this module
     from layercut.evaluate.intrinsic import intrinsic_measures
     from layercut.model.size import size_report
@@ -102,6 +105,38 @@ def evaluate_loaded(loaded, request: EvaluationRequest, reference=None) -> dict:
         "lm_eval": None, "lm_eval_summary": None, "intrinsic": None, "timing": {},
         "versions": package_versions(),
     }
+    with _in_precision(loaded, reference, precision, record):
+        _measure(loaded, request, reference, record, intrinsic_measures)
+    return record
+
+
+def _in_precision(loaded, reference, precision, record: dict):
+    """bf16 autocast with the LM heads in float32 (after checking the model in bf16), or nothing."""
+    import contextlib
+
+    if precision is None:
+        return contextlib.nullcontext()
+    import torch
+
+    from layercut.adapt.scorers import float32_output_head
+    from layercut.run.precision import check_causal_lm
+
+    model = loaded.model
+    device = next(model.parameters()).device
+    probe = loaded.tokenizer("The cut model is checked in bfloat16 on this text before it is measured.",
+                             return_tensors="pt")["input_ids"].to(device)
+    precision = check_causal_lm(precision, model, probe)
+    record["precision"] = precision.record()
+    stack = contextlib.ExitStack()
+    if precision.autocast is not None:
+        stack.enter_context(float32_output_head(model))
+        if reference is not None and reference is not model:
+            stack.enter_context(float32_output_head(reference))
+        stack.enter_context(torch.autocast(device.type, dtype=precision.autocast))
+    return stack
+
+
+def _measure(loaded, request: EvaluationRequest, reference, record: dict, intrinsic_measures) -> None:
     if request.lm_eval:
         start = time.perf_counter()
         output = run_lm_eval(loaded.model, loaded.tokenizer, list(request.lm_eval), num_fewshot=request.num_fewshot,
@@ -116,7 +151,6 @@ def evaluate_loaded(loaded, request: EvaluationRequest, reference=None) -> dict:
             window=window, stride=stride, max_tokens=request.max_tokens, source=request.perplexity)
         record["intrinsic"] = result.to_dict()
         record["timing"]["intrinsic_seconds"] = result.seconds
-    return record
 
 
 def format_record(record: dict) -> str:
@@ -124,6 +158,9 @@ def format_record(record: dict) -> str:
     layers, params = record["layers"], record["parameters"]
     lines = [f"{record['model']}: layers {layers['spec']} ({layers['count']} of {layers['source_depth']}), "
              f"{params['total'] / 1e6:.1f}M parameters ({params['percent_of_source']:.1f}% of full)"]
+    precision = record.get("precision")
+    if precision and precision["resolved"] != "float32":  # float32, as before precision was recorded: not repeated
+        lines[0] += f"; {precision['used']} ({precision['reason']})"
     if record["lm_eval"] is not None:
         lines += ["", lm_eval_table(record["lm_eval"]).rstrip()]
     intrinsic = record["intrinsic"]

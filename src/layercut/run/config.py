@@ -112,9 +112,18 @@ class RunConfig:
     def key(self) -> str:
         """The run's identity in a sweep: a hash of the settings that differ from the defaults, so that a
         new setting whose default keeps the old behaviour leaves stored runs' keys (and a sweep's resume)
-        intact. Changing a default's behaviour must bump KEY_VERSION."""
+        intact. Changing a default's behaviour must bump KEY_VERSION.
+
+        `dtype` enters as the precision it resolves to on this machine (run/precision.py): float32, whether
+        asked or resolved from auto, adds nothing (the key of every run before precision was recorded, all
+        float32 on CPU); bfloat16 adds "precision", so a float32 run is never taken for a bfloat16 one."""
+        from layercut.run.precision import FLOAT32, resolve_precision  # torch-light
+
         defaults = _defaults()
-        changed = {name: value for name, value in self.to_dict().items() if value != defaults[name]}
+        changed = {name: value for name, value in self.to_dict().items() if value != defaults[name] and name != "dtype"}
+        precision = resolve_precision(self.dtype, self.device).resolved
+        if precision != FLOAT32:
+            changed["precision"] = precision
         text = json.dumps({"version": KEY_VERSION, **changed}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -26,6 +26,7 @@ from layercut.model.layers import format_index_spec
 from layercut.provenance import package_versions
 from layercut.run.config import RunConfig
 from layercut.run.memory import PeakMemory
+from layercut.run.precision import BFLOAT16, Precision, resolve_precision
 from layercut.run.prepare import prepare_adaptation
 from layercut.run.record import RESULT_NAME, RunRecord
 
@@ -37,15 +38,17 @@ def check_run_folder(out: Path, overwrite: bool) -> None:
 
 
 def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = False,
-        save_model: bool = False, show_progress: bool = True, test_scores: Scores | None = None) -> RunRecord:
-    """`test_scores`: an untrained run's test scores computed elsewhere (layercut.slim's one-pass depth profile)."""
+        save_model: bool = False, show_progress: bool = True, test_scores: Scores | None = None,
+        test_precision: Precision | None = None) -> RunRecord:
+    """`test_scores`: an untrained run's test scores computed elsewhere (layercut.slim's one-pass depth profile),
+    in `test_precision` (the run's own check otherwise decides it)."""
     if out is None:
-        return _run(config, None, save_model, show_progress, test_scores)
+        return _run(config, None, save_model, show_progress, test_scores, test_precision)
     out = Path(out)
     check_run_folder(out, overwrite)
     with hold_run_folder(out):
         check_run_folder(out, overwrite)  # again, now that no other run can write: one may have finished meanwhile
-        return _run(config, out, save_model, show_progress, test_scores)
+        return _run(config, out, save_model, show_progress, test_scores, test_precision)
 
 
 @contextlib.contextmanager
@@ -69,12 +72,13 @@ def hold_run_folder(out: Path) -> Iterator[None]:
         raise
 
 
-def _run(config: RunConfig, out: Path | None, save_model: bool, show_progress: bool, test_scores: Scores | None) -> RunRecord:
+def _run(config: RunConfig, out: Path | None, save_model: bool, show_progress: bool, test_scores: Scores | None,
+         test_precision: Precision | None = None) -> RunRecord:
     if save_model and config.method == "prefix":
         raise LayercutError("a prefix-tuned model is the cut model plus learned virtual tokens, which a plain "
                             "checkpoint cannot hold: drop --save-model, or use --method full or lora")
     device = resolve_device(config.device)
-    autocast_dtype = resolve_autocast(config.dtype, device)
+    precision = run_precision(config, device)
     _seed_everything(config.seed)
 
     with PeakMemory(device) as memory:
@@ -84,7 +88,9 @@ def _run(config: RunConfig, out: Path | None, save_model: bool, show_progress: b
         if test_scores is not None and (config.trains or len(test_scores.predictions) != len(test_prompts)):
             raise LayercutError("precomputed test scores fit only an untrained run (--method icl) on the same test split")
         pad_id = setup.tokenizer.pad_token_id
-        sharing = setup.decide_sharing(test_prompts)
+        precision = test_precision or setup.check_precision(precision, test_prompts)
+        autocast_dtype = precision.autocast
+        sharing = setup.decide_sharing(test_prompts, autocast_dtype)
 
         def dev_scores() -> tuple[float, float]:
             scores = score_prompts(setup.scorer, dev_prompts, pad_id, config.eval_batch_size, device, autocast_dtype,
@@ -130,6 +136,7 @@ def _run(config: RunConfig, out: Path | None, save_model: bool, show_progress: b
             "eval_examples_per_second": scores.examples_per_second,
         },
         "prefix_sharing": {**sharing.record(), "test_prefix_tokens": scores.shared_prefix_tokens},
+        "precision": precision.record(),
         "memory": {"peak_bytes": memory.peak_bytes, "kind": memory.kind},
         "device": str(device),
         "splits": {"hashes": setup.splits.hashes, "drawn": setup.split_rule(),
@@ -170,15 +177,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def run_precision(config: RunConfig, device: torch.device) -> Precision:
+    """The precision `config.dtype` resolves to on `device` (what the run's key hashes); bfloat16 asked of a GPU
+    without it is refused."""
+    precision = resolve_precision(config.dtype, device.type)
+    if device.type == "cuda" and precision.used == BFLOAT16 and not torch.cuda.is_bf16_supported():
+        raise LayercutError("this GPU does not support bfloat16: use --dtype float32")
+    return precision
+
+
 def resolve_autocast(name: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA when supported; fp32 on CPU, where bf16 matmul is several times slower."""
-    if name == "float32" or (name == "auto" and device.type == "cpu"):
-        return None
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        if name == "bfloat16":
-            raise LayercutError("this GPU does not support bfloat16: use --dtype float32")
-        return None
-    return torch.bfloat16
+    """The autocast dtype of `--dtype name` on `device` (None: float32); see layercut.run.precision."""
+    return run_precision(RunConfig(dtype=name), device).autocast
 
 
 def _ranking_record(layer_strategy: dict | None) -> dict | None:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from layercut.adapt.batching import (SHARING_TOLERANCE, active_dropout, common_prefix_length, group_by_prefix,
-                                     make_batch, pack_prompts, packing_disagrees, prefix_overlap)
+                                     make_batch, pack_prompts, packing_disagrees, prefix_overlap, sharing_tolerance)
 from layercut.adapt.evaluation import CONTENT_FREE_TEXTS
 from layercut.adapt.scorers import build_scorer
 from layercut.adapt.training import Batch, Budget
@@ -31,6 +31,7 @@ from layercut.model.sources import Trust
 from layercut.prompting import DemoSelector, LabelWords, PromptBuilder
 from layercut.prompting.build import build_prompting
 from layercut.run.config import RunConfig
+from layercut.run.precision import Precision, bf16_misbehaves
 from layercut.run.task import make_run_splits, resolve_task
 from layercut.tasks import Example, FewShotSplits, TaskSpec
 from layercut.tasks.splits import ALL
@@ -107,12 +108,19 @@ class Adaptation:
                 batch.append((inputs, labels, teacher))
             yield batch
 
-    def decide_sharing(self, prompts: list[list[int]]) -> "PrefixSharing":
+    def decide_sharing(self, prompts: list[list[int]], autocast_dtype: torch.dtype | None = None) -> "PrefixSharing":
         """Whether evaluation and training compute shared prefixes once, and if not, why not. The run's
         prefix is what `prompts` (the test prompts) all start with; sharing must give the whole-prompt
-        scores on a few of them (checked here) or it is not used."""
-        self.sharing = decide_sharing(self.config, self.scorer, prompts, self.tokenizer.pad_token_id, self.device)
+        scores on a few of them (checked here, both in the run's precision) or it is not used."""
+        self.sharing = decide_sharing(self.config, self.scorer, prompts, self.tokenizer.pad_token_id, self.device,
+                                      autocast_dtype)
         return self.sharing
+
+    def check_precision(self, precision: Precision, prompts: list[list[int]]) -> Precision:
+        """`precision`, or float32 where this model misbehaves in bfloat16 on a few of `prompts` (see
+        `check_precision`)."""
+        return check_precision(precision, self.scorer, prompts, self.tokenizer.pad_token_id, self.device,
+                               self.config.trains)
 
     def distill_from_teacher(self, autocast_dtype: torch.dtype | None):
         """Score the training examples with the run's teacher, once; returns the training loss to use."""
@@ -178,14 +186,20 @@ class PrefixSharing:
     prefix: list[int] = dataclasses.field(default_factory=list)  # the tokens every test prompt starts with
     packed: bool = False  # training packs each batch into one sequence (else: a prefix cache per batch)
 
-    def record(self) -> dict:
-        return {"evaluation": self.evaluation, "training": self.training, "training_packed": self.packed,
-                "reasons": self.reasons, "prefix_tokens": len(self.prefix)}
+    tolerance: float | None = None  # the largest gap to whole-prompt scores allowed (bf16: relative to the scores)
 
+    def record(self) -> dict:
+        record = {"evaluation": self.evaluation, "training": self.training, "training_packed": self.packed,
+                  "reasons": self.reasons, "prefix_tokens": len(self.prefix)}
+        if self.tolerance is not None and self.tolerance != SHARING_TOLERANCE:  # fp32 runs' records stay as they were
+            record["tolerance"] = self.tolerance
+        return record
 
 
 def decide_sharing(config: RunConfig, scorer: nn.Module, prompts: list[list[int]], pad_id: int,
-                   device: torch.device) -> PrefixSharing:
+                   device: torch.device, autocast_dtype: torch.dtype | None = None) -> PrefixSharing:
+    """Shared and whole-prompt scores are both computed in `autocast_dtype` (None: float32) and compared within
+    `sharing_tolerance` for that precision."""
     if not config.share_prefix:
         return PrefixSharing(False, False, ["share_prefix is off"])
     if config.demos in ("resample", "similar"):
@@ -194,37 +208,78 @@ def decide_sharing(config: RunConfig, scorer: nn.Module, prompts: list[list[int]
     if not prefix:
         return PrefixSharing(False, False, ["the prompts share no prefix"])
     sample = prompts[:4]
-    with torch.no_grad():
+    with torch.no_grad(), _autocast(device, autocast_dtype):
         scorer.eval()
         whole = scorer(make_batch(sample, pad_id, 0, device)).float()
         shared = scorer(make_batch(sample, pad_id, len(prefix), device)).float()
     gap = (whole - shared).abs().max().item()
-    if not gap <= SHARING_TOLERANCE:
+    tolerance = sharing_tolerance(whole, autocast_dtype)
+    if not gap <= tolerance:
         return PrefixSharing(False, False, [f"shared-prefix scores differ from whole-prompt scores by {gap:.2g} "
-                                            f"in {type(scorer.model).__name__}"])
+                                            f"in {type(scorer.model).__name__}"
+                                            + (f" (bf16; allowed {tolerance:.2g})" if autocast_dtype is not None else "")],
+                             tolerance=tolerance)
     dropout = active_dropout(scorer.model) if config.trains else []
     if dropout:
         return PrefixSharing(True, False, [f"training: dropout ({', '.join(dropout)}) would share one mask across "
-                                           "a batch's prefix"], prefix)
+                                           "a batch's prefix"], prefix, tolerance=tolerance)
     if not config.trains:
-        return PrefixSharing(True, False, [], prefix)
-    why_not_packed = packing_problem(scorer, sample, prefix, pad_id, device)
-    return PrefixSharing(True, True, [why_not_packed] if why_not_packed else [], prefix, packed=not why_not_packed)
+        return PrefixSharing(True, False, [], prefix, tolerance=tolerance)
+    why_not_packed = packing_problem(scorer, sample, prefix, pad_id, device, autocast_dtype)
+    return PrefixSharing(True, True, [why_not_packed] if why_not_packed else [], prefix, packed=not why_not_packed,
+                         tolerance=tolerance)
 
 
 def packing_problem(scorer: nn.Module, sample: list[list[int]], prefix: list[int], pad_id: int,
-                     device: torch.device) -> str | None:
+                    device: torch.device, autocast_dtype: torch.dtype | None = None) -> str | None:
     """Why training cannot pack a batch's prompts into one sequence, or None. Checked as sharing is: packed
-    scores must equal whole-prompt ones, here also for a prompt that shares only the prefix's first half (as
-    an example whose own demonstration was swapped does)."""
+    scores must equal whole-prompt ones (both in `autocast_dtype`), here also for a prompt that shares only the
+    prefix's first half (as an example whose own demonstration was swapped does)."""
     if not scorer.reads_last_token or scorer.virtual is not None:
         return "training: packing needs a head that reads the last token, without prefix tuning's virtual tokens"
     half = len(prefix) // 2
     prompts = sample + [prefix[:half] + sample[0][len(prefix):]]
-    with torch.no_grad():
+    with torch.no_grad(), _autocast(device, autocast_dtype):
         why = packing_disagrees(scorer(make_batch(prompts, pad_id, 0, device)),
-                                lambda: scorer(pack_prompts(prompts, prefix, device)), type(scorer.model).__name__)
+                                lambda: scorer(pack_prompts(prompts, prefix, device)), type(scorer.model).__name__,
+                                autocast_dtype)
     return f"training: {why}; a prefix cache per batch" if why else None
+
+
+def check_precision(precision: Precision, scorer: nn.Module, prompts: list[list[int]], pad_id: int,
+                    device: torch.device, trains: bool) -> Precision:
+    """`precision`, or float32 with the reason where the model misbehaves in bfloat16 on a few of `prompts`:
+    an error or non-finite scores in the forward (and, for a run that trains, the backward), or scores far
+    from float32's (`bf16_misbehaves`). The check runs whole prompts, without dropout, and leaves no gradients
+    behind."""
+    if precision.used != "bfloat16" or not prompts:
+        return precision
+    name = type(scorer.model).__name__
+    batch = make_batch(prompts[:4], pad_id, 0, device)
+    scorer.eval()
+    with torch.no_grad():
+        reference = scorer(batch).float()
+    try:
+        with torch.enable_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
+            scores = scorer(batch).float()
+        if trains and scores.requires_grad:
+            scores.logsumexp(-1).sum().backward()
+        grads_finite = all(bool(torch.isfinite(p.grad).all()) for p in scorer.parameters() if p.grad is not None)
+    except (RuntimeError, NotImplementedError, TypeError, ValueError) as error:
+        return precision.falling_back(f"{name} fails in bfloat16 ({type(error).__name__}: {str(error)[:120]})")
+    finally:
+        for p in scorer.parameters():
+            p.grad = None
+    scores = scores.detach()
+    why = bf16_misbehaves(name, reference, scores) or (
+        None if grads_finite else f"{name} gives non-finite gradients in bfloat16")
+    if why:
+        return precision.falling_back(why)
+    return precision.checked((scores - reference).abs().max().item())
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:

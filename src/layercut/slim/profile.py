@@ -29,7 +29,8 @@ from layercut.model.layers import LayerSelection
 from layercut.model.sources import load_config
 from layercut.padding import last_real_index
 from layercut.run.config import RunConfig
-from layercut.run.pipeline import resolve_autocast, resolve_device
+from layercut.run.pipeline import resolve_device, run_precision
+from layercut.run.precision import Precision
 from layercut.run.prepare import prepare_adaptation
 
 # Where a family keeps what follows its blocks, below `model.base_model` (OPT nests it in `decoder`).
@@ -45,6 +46,7 @@ class DepthProfile:
     label_names: list[str]
     scores: dict[int, Scores]  # per depth, in test-split order
     seconds: float  # the one pass, all depths together
+    precision: Precision | None = None  # what the pass computed in (as a run would: checked on the deepest model)
 
     def metrics(self, depth: int) -> dict:
         return classification_metrics(self.labels, self.scores[depth].predictions, self.label_names)
@@ -82,17 +84,19 @@ def profile_depths(config: RunConfig, depths: list[int] | None = None) -> DepthP
     device = resolve_device(config.device)
     setup = prepare_adaptation(config, device)
     prompts = setup.encode_all(setup.splits.test)
-    # As a separate run decides: share the demonstrations' prefix when that gives the whole-prompt scores.
-    prefix_length = common_prefix_length(prompts) if setup.decide_sharing(prompts).evaluation else 0
+    # As a separate run decides: the precision (bf16 unless the model misbehaves in it), and sharing the
+    # demonstrations' prefix when that gives the whole-prompt scores in that precision.
+    precision = setup.check_precision(run_precision(config, device), prompts)
+    prefix_length = common_prefix_length(prompts) if setup.decide_sharing(prompts, precision.autocast).evaluation else 0
     start = time.perf_counter()
     probabilities = score_depths(setup.loaded.model, prompts, setup.label_words.first_ids, depths,
                                  setup.tokenizer.pad_token_id, config.eval_batch_size, device,
-                                 resolve_autocast(config.dtype, device), prefix_length)
+                                 precision.autocast, prefix_length)
     seconds = time.perf_counter() - start
     scores = {k: Scores([max(range(len(p)), key=p.__getitem__) for p in rows], rows, seconds, prefix_length)
               for k, rows in probabilities.items()}
     return DepthProfile(config, depths, source_depth, [e.label for e in setup.splits.test],
-                        list(setup.spec.label_names), scores, seconds)
+                        list(setup.spec.label_names), scores, seconds, precision)
 
 
 @torch.no_grad()

@@ -58,7 +58,7 @@ def one_pass_records(groups: list[OnePassGroup]) -> Iterator[RunRecord]:
             continue
         for config, depth in zip(group.configs, group.depths):
             try:
-                result = run(config, show_progress=False, test_scores=profile.scores[depth])
+                result = run(config, show_progress=False, test_scores=profile.scores[depth], test_precision=profile.precision)
             except Exception as error:
                 yield RunRecord.failed(config, error)
                 continue
