@@ -225,3 +225,74 @@ def test_a_bf16_run_records_its_precision(tiny_llama_folder, review_file):
     assert 0 < sharing["tolerance"] < BF16_SHARING_TOLERANCE  # 2^-5 of the tiny model's scores (below 1)
     assert "tolerance" not in fp32["prefix_sharing"]
     assert bf16["metrics"]["num_examples"] == fp32["metrics"]["num_examples"]
+
+
+def test_the_one_pass_profile_in_bf16_gives_the_separate_bf16_runs(tiny_llama_folder, review_file, one_thread):
+    from layercut.slim.profile import profile_depths
+
+    config = tiny_config(tiny_llama_folder, review_file, method="icl", eval_batch_size=3, dtype="bfloat16")
+    profile = profile_depths(config)
+    assert profile.precision.used == "bfloat16"
+    for depth in profile.depths:
+        separate = run(dataclasses.replace(config, layers=f"first:{depth}"), show_progress=False).record
+        assert separate["precision"]["used"] == "bfloat16"
+        assert profile.scores[depth].predictions == separate["predictions"]["predicted"]
+        for ours, theirs in zip(profile.scores[depth].probabilities, separate["predictions"]["probabilities"]):
+            assert ours == pytest.approx(theirs, abs=1e-4)  # theirs rounded to 5 places
+
+
+def test_the_task_ranking_runs_in_bf16_under_its_own_cache_key(tiny_llama_folder, review_file, tmp_path, monkeypatch,
+                                                                one_thread):
+    from layercut.importance import task as task_strategy
+    from layercut.model.load import load_model
+    from layercut.run.task import make_run_splits, resolve_task
+
+    monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path))
+    rankings = {}
+    for dtype in ("float32", "bfloat16"):
+        config = tiny_config(tiny_llama_folder, review_file, layers="all", keep_strategy="task", keep_count=2,
+                             method="icl", dtype=dtype)
+        calibration = task_strategy.TaskCalibration(config, resolve_task(config), make_run_splits(config, resolve_task(config)))
+        rankings[dtype] = task_strategy.rank_by_task(load_model(str(tiny_llama_folder), "all"), calibration, progress=False)
+    assert len(list((tmp_path / "rankings").glob("*.json"))) == 2  # one cached ranking per precision
+    assert "precision" not in rankings["float32"].calibration  # float32 rankings as before
+    bf16 = rankings["bfloat16"].calibration
+    assert bf16["precision"]["used"] == "bfloat16" and bf16["packing"].startswith("packed")
+    assert sorted(rankings["bfloat16"].task_order) == [0, 1, 2, 3]
+    assert bf16["full_loss"] == pytest.approx(rankings["float32"].calibration["full_loss"], rel=0.05)
+
+
+def test_eval_in_bf16_keeps_the_head_in_float32_and_records_it(tiny_llama_folder, capsys, one_thread):
+    from layercut.evaluate.measure import EvaluationRequest, evaluate_loaded
+    from layercut.model.load import load_model
+    from tests.tiny_models import CALIBRATION_TEXTS
+
+    text = " ".join(CALIBRATION_TEXTS * 3)
+    request = EvaluationRequest(perplexity="inline", compare_full=True, window=32, stride=16)
+    request = dataclasses.replace(request, text=text)
+    full = load_model(str(tiny_llama_folder), "all")
+    cut = load_model(str(tiny_llama_folder), "first:2")
+    records = {dtype: evaluate_loaded(cut, request, full.model, resolve_precision(dtype, "cpu"))
+               for dtype in ("float32", "bfloat16")}
+    assert records["float32"]["precision"]["used"] == "float32"
+    assert records["bfloat16"]["precision"]["used"] == "bfloat16"
+    ours, theirs = records["bfloat16"]["intrinsic"], records["float32"]["intrinsic"]
+    assert ours["perplexity"] == pytest.approx(theirs["perplexity"], rel=0.02)
+    assert ours["full_perplexity"] == pytest.approx(theirs["full_perplexity"], rel=0.02)
+    plain = evaluate_loaded(cut, request, full.model)  # no precision: float32, as before
+    assert "precision" not in plain
+    assert {**plain["intrinsic"], "seconds": 0} == {**theirs, "seconds": 0}
+    assert full.model.get_output_embeddings().forward.__func__ is nn.Linear.forward  # the head unpatched after
+
+
+def test_status_counts_the_float32_runs_of_a_store_written_before_precision(monkeypatch):
+    from layercut.cli.sweep import as_stored
+
+    monkeypatch.setenv("LAYERCUT_CPU_BF16", "1")  # `auto` now resolves to bf16 here
+    runs = [RunConfig(layers="first:1"), RunConfig(layers="first:2"), RunConfig(layers="first:3")]
+    float32 = [dataclasses.replace(r, dtype="float32") for r in runs]
+    records = [{"key": float32[0].key(), "status": "complete"},  # stored before precision was recorded
+               {"key": float32[1].key(), "status": "complete", "precision": {"resolved": "float32"}},
+               {"key": runs[2].key(), "status": "complete", "precision": {"resolved": "bfloat16"}}]
+    stored = as_stored(runs, records)
+    assert stored == [float32[0], runs[1], runs[2]]  # a run recorded as float32 is not taken for `auto`'s bf16 one

@@ -95,7 +95,8 @@ def add_run_settings(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()
         help="compute every prompt whole (the shared-prefix path gives the same scores, faster)")
     add("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
     add("--dtype", choices=("auto", "float32", "bfloat16"), default=defaults.dtype,
-        help="auto: bf16 autocast on CUDA, fp32 on CPU")
+        help="auto: bf16 autocast (weights, optimizer and label-word logits float32) on a GPU with bf16 or a CPU "
+             "with AVX512-BF16/AMX, else float32; result.json's precision says what was used and why")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

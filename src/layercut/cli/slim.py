@@ -29,6 +29,8 @@ def add_commands(subparsers) -> None:
     profile.add_argument("--max-length", type=int, default=defaults.max_length, help="prompt token limit")
     profile.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
     profile.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
+    profile.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default=defaults.dtype,
+                         help="auto: bf16 autocast on a GPU or CPU with native bf16, else float32 (as `layercut run`)")
     profile.add_argument("--plot", metavar="FILE", help="draw accuracy vs depth (.png, .svg or .pdf)")
     profile.add_argument("--json", metavar="FILE", help="also write every depth's figures as JSON")
     profile.set_defaults(func=run_profile)
@@ -58,7 +60,7 @@ def run_profile(args: argparse.Namespace) -> int:
             check_writable(path, what)
     config = RunConfig(model=args.model, task=args.task, shots=args.shots, seed=args.seed, method="icl", head="lm",
                        demos=args.demos, test_size=args.test_size, max_length=args.max_length,
-                       eval_batch_size=args.eval_batch_size, device=args.device)
+                       eval_batch_size=args.eval_batch_size, device=args.device, dtype=args.dtype)
     profile = profile_depths(config, parse_index_spec(args.depths) if args.depths else None)
     rows = profile_rows(profile)
     print(f"{args.model} on {args.task}: {len(profile.labels)} test examples, in-context learning "
@@ -69,7 +71,8 @@ def run_profile(args: argparse.Namespace) -> int:
         from layercut.atomic import write_json_atomic
 
         write_json_atomic(args.json, {"config": profile.config.to_dict(), "seconds": profile.seconds,
-                                      "source_depth": profile.source_depth, "depths": rows})
+                                      "source_depth": profile.source_depth, "depths": rows,
+                                      "precision": profile.precision.record() if profile.precision else None})
     if plot:
         plot_accuracy_vs_depth(rows, f"{args.model} on {args.task}: in-context accuracy vs layers kept", plot)
         print(f"plot: {plot}")

@@ -79,9 +79,28 @@ def _print_status(folder: str) -> int:
     if not (Path(folder) / "experiment.yaml").is_file():
         raise LayercutError(f"'{folder}' holds no sweep (no experiment.yaml): give the --out of `layercut sweep`")
     experiment = load_experiment(Path(folder) / "experiment.yaml")
-    progress = sweep_progress(list(experiment.runs), [stored.record for stored in store.records()])
+    records = [stored.record for stored in store.records()]
+    progress = sweep_progress(as_stored(list(experiment.runs), records), records)
     print(f"{folder}: {'running' if store.is_running() else 'not running'}; {progress.line()}")
     return 0
+
+
+def as_stored(runs: list, records: list[dict]) -> list:
+    """`runs` as the store holds them. A DIR's experiment.yaml written before precision entered run keys asks
+    `dtype: auto`, which on a machine with native bf16 now resolves to bfloat16, while the runs it stored (and a
+    sweep started before then still stores) ran in float32 under the float32 key, with no `precision` in their
+    records: such a run is counted as the float32 run it was."""
+    import dataclasses
+
+    keys = {record.get("key") for record in records}
+    before_precision = {record.get("key") for record in records if "precision" not in record}
+    stored = []
+    for config in runs:
+        if config.dtype == "auto" and config.key() not in keys:
+            pinned = dataclasses.replace(config, dtype="float32")
+            config = pinned if pinned.key() in before_precision else config
+        stored.append(config)
+    return stored
 
 
 def run_report_command(args: argparse.Namespace) -> int:
