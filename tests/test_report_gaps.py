@@ -67,3 +67,18 @@ def test_runs_written_before_and_after_a_setting_existed_share_a_cell(tmp_path):
     for record in (fake_record("o", 1, "a", 0, 0.4, 0.5), newer, fake_record("f", 4, "a", 0, 0.8, 0.9)):
         store.save(RunRecord(record))
     assert "| 1 | 1.5M (25.0%) | 500.0k | 50.0 ± 14.1 |" in write_report(tmp_path).report.read_text()
+
+
+def test_float32_runs_asked_as_auto_or_float32_are_one_setting(tmp_path):
+    """A store's runs from before precision was recorded (dtype auto, float32 on CPU) and later ones pinned to
+    float32 are the same computation: one cell, no 'dtype=' among the settings picked."""
+    store = ResultStore(tmp_path)
+    pinned = fake_record("p", 1, "a", 1, 0.6, 0.5, learning_rate=3e-3)
+    pinned["config"]["dtype"] = "float32"
+    pinned["precision"] = {"asked": "float32", "resolved": "float32", "used": "float32", "reason": "asked"}
+    older = fake_record("o", 1, "a", 0, 0.4, 0.5)
+    older["config"]["dtype"] = "auto"
+    for record in (older, pinned, fake_record("f", 4, "a", 0, 0.8, 0.9)):
+        store.save(RunRecord(record))
+    report = write_report(tmp_path).report.read_text()
+    assert "dtype=" not in report and "learning_rate=0.001 (dev 50.0; also tried learning_rate=0.003: 50.0)" in report

@@ -191,6 +191,9 @@ def _pick(runs: list[dict]) -> Cell:
     by_setting: dict[str, list[dict]] = defaultdict(list)
     for record in runs:
         config = {**_DEFAULTS, **record["config"]}  # records written before a setting existed have its default
+        # The precision a run computed in, not how it was asked: `auto` runs before precision was recorded were
+        # float32 (CPU), the same runs as `float32` ones.
+        config["dtype"] = (record.get("precision") or {}).get("resolved", "float32")
         setting = {k: v for k, v in config.items() if k not in _NOT_SETTINGS}
         by_setting[json.dumps(setting, sort_keys=True)].append(record)
     texts = sorted(by_setting)
