@@ -21,6 +21,8 @@ _EXPORTS = {
     "RunRecord": "layercut.run.record", "RunResult": "layercut.run.record", "run": "layercut.run.pipeline",
     "load_experiment": "layercut.sweep.experiment", "run_sweep": "layercut.sweep.runner",
     "write_report": "layercut.report.markdown",
+    "SearchSettings": "layercut.search.settings", "search_depth": "layercut.search.search",
+    "fit_bag_of_words": "layercut.baselines.bag_of_words",
 }
 __all__ = sorted(_EXPORTS)
 
