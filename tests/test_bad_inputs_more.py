@@ -16,7 +16,7 @@ import torch
 
 from layercut.cli.main import main
 from tests.cli import assert_one_line_error, run_cli
-from tests.test_bad_inputs import (TEMPLATE, UNWRITABLE, _edit_config, _snapshot, cut_args, experiment, r, rank_args, run_args,  # noqa: F401
+from tests.test_bad_inputs import (TEMPLATE, check_one_line_and_nothing_left, UNWRITABLE, _edit_config, _snapshot, cut_args, experiment, r, rank_args, run_args,  # noqa: F401
                                    world)  # world: a fixture
 
 # A module of model code that leaves a mark when it runs (on import, as transformers imports it).
@@ -154,19 +154,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
 def test_bad_input_fails_in_one_line_and_leaves_nothing(case, more, capsys, monkeypatch, tmp_path, one_thread):
-    _, argv_of, expected = case
-    monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.chdir(more["work"])
-    argv = argv_of(more)
-    capsys.readouterr()
-    before = _snapshot(more["root"])
-    code = main(argv)
-    out, err = capsys.readouterr()
-    lines = (out + err).strip().splitlines()
-    assert code == 2, (argv, out, err)
-    assert len(lines) == 1 and lines[0].startswith("layercut: error: "), (out, err)
-    assert "Traceback" not in err and expected in lines[0] and len(lines[0]) < 600, lines[0]
-    assert _snapshot(more["root"]) == before, "files were left behind"
+    check_one_line_and_nothing_left(case, more, capsys, monkeypatch, tmp_path)
 
 
 # --- a full disk: whichever library writes, one line naming the output, nothing left behind, and a retry works
