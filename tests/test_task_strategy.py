@@ -90,7 +90,7 @@ def test_packed_dev_prompts_give_the_padded_scan(tiny_llama_folder, review_file,
     assert scans["packed"].task_loss == pytest.approx(scans["padded"].task_loss, rel=1e-5)
 
 
-def _padded(model, encoded, labels, pad_id, objective):
+def _padded(model, encoded, labels, pad_id, objective, autocast_dtype=None):
     batches = []
     for start in range(0, len(encoded), task_strategy.BATCH_SIZE):
         ids, mask = collate_padded(encoded[start:start + task_strategy.BATCH_SIZE], pad_id, left=False)
