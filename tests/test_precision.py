@@ -17,6 +17,7 @@ from transformers.pytorch_utils import Conv1D
 
 from layercut.adapt.batching import BF16_SHARING_TOLERANCE, make_batch
 from layercut.adapt.evaluation import score_prompts
+from layercut.adapt.optim import RowSparseAdamW
 from layercut.adapt.scorers import ClassificationHead, LabelWordHead
 from layercut.adapt.training import Budget, train
 from layercut.model.blocks import find_blocks
@@ -130,28 +131,21 @@ def scorer_of(family: str, head: str):
     return LabelWordHead(model, LABEL_IDS) if head == "lm" else ClassificationHead(model)
 
 
-class CheckedAdamW:
-    """Wraps the training's optimizer: at every step the weights, their gradients and the optimizer's moments
+class CheckedAdamW(RowSparseAdamW):
+    """The training's optimizer, checked at every step: the weights, their gradients and the optimizer's moments
     must be float32 (mixed precision: bf16 only inside the forward and backward)."""
 
     steps = 0
 
-    def __init__(self, *args, **kwargs):
-        from layercut.adapt.optim import RowSparseAdamW
-
-        self.inner = RowSparseAdamW(*args, **kwargs)
-
     def step(self):
-        for p in self.inner.parameters:
+        for p in self.parameters:
             assert p.dtype == torch.float32
             assert p.grad is None or p.grad.dtype == torch.float32
-        self.inner.step()
-        for state in self.inner.state.values():
-            assert state["exp_avg"].dtype == state["exp_avg_sq"].dtype == torch.float32
+        super().step()
+        moments = [(s["exp_avg"], s["exp_avg_sq"]) for s in self.state.values()]
+        moments += [(s.exp_avg, s.exp_avg_sq) for s in self.rows.values()]
+        assert moments and all(m.dtype == v.dtype == torch.float32 for m, v in moments)
         CheckedAdamW.steps += 1
-
-    def zero_grad(self):
-        self.inner.zero_grad()
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

@@ -112,7 +112,8 @@ class WholeWordHead(Scorer):
     """Log-probability of each whole label word, for words that split into several tokens.
 
     Every prompt is extended with every word (all but its last token) in one batch; the word's
-    tokens are scored under full-vocabulary softmax at their positions only.
+    tokens are scored under full-vocabulary softmax at their positions only: the LM head (vocabulary x
+    hidden) runs at those few positions, not at every position of every extended prompt.
     """
 
     reads_last_token = False
@@ -131,17 +132,32 @@ class WholeWordHead(Scorer):
         ids, mask = collate_padded(rows, self.pad_id, left=batch.prefix_ids is None)
         extended = PromptBatch(ids.to(batch.input_ids.device), mask.to(batch.input_ids.device),
                                batch.prefix_ids, batch.prefix_cache)
-        with float32_output_head(self.model):
-            output, mask = forward_prompts(self.model, extended, self.virtual)
-        ends = (last_real_index(mask) + 1).tolist()
-        scores = []
-        for i, end in enumerate(ends):
-            word = torch.tensor(self.words[i % len(self.words)], device=ids.device)
-            # The last len(word) positions of the row (the prompt's last token, then the word's own
-            # tokens but the last) predict the word's tokens.
-            log_probs = torch.log_softmax(output.logits[i, end - len(word):end], dim=-1)
-            scores.append(log_probs[torch.arange(len(word)), word].sum())
-        return torch.stack(scores).view(batch.size, len(self.words))
+        output, mask = forward_prompts(self.model.base_model, extended, self.virtual)
+        # The last len(word) positions of each row (the prompt's last token, then the word's own tokens but the
+        # last) predict the word's tokens.
+        owners, positions, targets = [], [], []
+        for i, end in enumerate((last_real_index(mask) + 1).tolist()):
+            word = self.words[i % len(self.words)]
+            owners += [i] * len(word)
+            positions += range(end - len(word), end)
+            targets += word
+        device = output.last_hidden_state.device
+        owners, positions, targets = (torch.tensor(values, device=device) for values in (owners, positions, targets))
+        log_probs = torch.log_softmax(lm_logits(self.model, output.last_hidden_state[owners, positions]), dim=-1)
+        picked = log_probs[torch.arange(len(targets), device=device), targets]
+        scores = torch.zeros(len(rows), dtype=picked.dtype, device=device).index_add(0, owners, picked)
+        return scores.view(batch.size, len(self.words))
+
+
+def lm_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The model's full-vocabulary logits for final hidden states `hidden` [..., hidden], as its causal-LM forward
+    computes them after the base model (the LM head, Gemma 2/3's softcapping), in float32."""
+    with float32_region(hidden):
+        logits = model.get_output_embeddings()(hidden.float())
+        cap = getattr(model.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+    return logits
 
 
 class ClassificationHead(Scorer):

@@ -78,15 +78,15 @@ def train(
     parameters = [p for p in scorer.parameters() if p.requires_grad]
     optimizer = RowSparseAdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
     outcome = TrainingOutcome(optimizer="AdamW, fused")
-    best = _snapshot(scorer)  # the untrained weights are the last good ones until an evaluation improves
     evaluations_without_gain, losses, epoch = 0, [], 0
     start = time.perf_counter()
     bar = progress_bar(total=budget.steps, desc="training", unit="step", enabled=show_progress)
     stack = contextlib.ExitStack()
     try:
         # Without weight decay, stepping only the embedding rows a batch touched is exact (layercut.adapt.optim).
-        if stack.enter_context(sparse_embedding_gradients(scorer.model, enabled=weight_decay == 0)):
+        if stack.enter_context(sparse_embedding_gradients(scorer.model, enabled=weight_decay == 0, optimizer=optimizer)):
             outcome.optimizer += "; embedding rows stepped once touched (exact without weight decay)"
+        best = _snapshot(scorer, optimizer)  # the untrained weights are the last good ones until an evaluation improves
         while outcome.steps < budget.steps and not outcome.diverged:
             epoch += 1
             scorer.train()
@@ -118,7 +118,7 @@ def train(
                 if outcome.best_dev_accuracy is None or (accuracy, -dev_loss) > (outcome.best_dev_accuracy, -outcome.best_dev_loss):
                     outcome.best_dev_accuracy, outcome.best_dev_loss = accuracy, dev_loss
                     outcome.best_epoch, outcome.best_step = epoch, outcome.steps
-                    best = _snapshot(scorer)
+                    best = _snapshot(scorer, optimizer)
                     evaluations_without_gain = 0
                 else:
                     evaluations_without_gain += 1
@@ -134,22 +134,22 @@ def train(
         stack.close()
         bar.close()
         optimizer.zero_grad()
-    _restore(scorer, best)
+    _restore(scorer, best, optimizer)
     scorer.eval()
     outcome.seconds = time.perf_counter() - start
     return outcome
 
 
-def _snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of the trainable weights only (the frozen ones never change)."""
-    return {name: p.detach().clone() for name, p in module.named_parameters() if p.requires_grad}
+def _snapshot(module: nn.Module, optimizer: RowSparseAdamW) -> dict:
+    """A copy of the trainable weights only (the frozen ones never change); of a row-sparse embedding, the rows
+    stepped so far only (the others are as loaded: a vocabulary-sized copy per improvement is spared)."""
+    return {name: optimizer.snapshot(p) for name, p in module.named_parameters() if p.requires_grad}
 
 
-def _restore(module: nn.Module, snapshot: dict[str, torch.Tensor]) -> None:
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if name in snapshot:
-                p.copy_(snapshot[name])
+def _restore(module: nn.Module, snapshot: dict, optimizer: RowSparseAdamW) -> None:
+    for name, p in module.named_parameters():
+        if name in snapshot:
+            optimizer.restore(p, snapshot[name])
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
