@@ -49,6 +49,7 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks requirements
+	$(BIN)/ruff format --check src tests benchmarks requirements
 
 test: setup
 	$(BIN)/python -m pytest -q

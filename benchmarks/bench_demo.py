@@ -25,8 +25,13 @@ def sweep(source: Path, experiment: Path, out: Path) -> float:
     """Wall seconds of `layercut sweep` with the code under `source`/src."""
     env = {**os.environ, "PYTHONPATH": str(source / "src"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "layercut", "sweep", str(experiment), "--out", str(out)], cwd=source, env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "layercut", "sweep", str(experiment), "--out", str(out)],
+        cwd=source,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
@@ -45,13 +50,20 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         experiment = Path(tmp) / "demo-before.yaml"
-        experiment.write_text(subprocess.run(["git", "show", f"{OLD_COMMIT}:configs/demo.yaml"], cwd=ROOT, check=True,
-                                             capture_output=True, text=True).stdout)
+        experiment.write_text(
+            subprocess.run(
+                ["git", "show", f"{OLD_COMMIT}:configs/demo.yaml"], cwd=ROOT, check=True, capture_output=True, text=True
+            ).stdout
+        )
         sides = {"before": args.old.resolve(), "now": ROOT}
         walls = {name: sweep(source, experiment, Path(tmp) / name) for name, source in sides.items()}
         before, now = (runs(Path(tmp) / name) for name in sides)
-    results = {"experiment": f"{OLD_COMMIT}:configs/demo.yaml", "wall_seconds": walls,
-               "speedup": walls["before"] / walls["now"], "runs": {}}
+    results = {
+        "experiment": f"{OLD_COMMIT}:configs/demo.yaml",
+        "wall_seconds": walls,
+        "speedup": walls["before"] / walls["now"],
+        "runs": {},
+    }
     differing = 0
     for cell, old in before.items():
         new = now[cell]
@@ -59,16 +71,25 @@ def main() -> None:
         differ = sum(a != b for a, b in zip(old["predictions"]["predicted"], new["predictions"]["predicted"]))
         differing += differ
         results["runs"][cell] = {
-            side: {"train_seconds": r["timing"]["train_seconds"], "eval_seconds": r["timing"]["eval_seconds"],
-                   "accuracy": r["metrics"]["accuracy"]} for side, r in (("before", old), ("now", new))}
+            side: {
+                "train_seconds": r["timing"]["train_seconds"],
+                "eval_seconds": r["timing"]["eval_seconds"],
+                "accuracy": r["metrics"]["accuracy"],
+            }
+            for side, r in (("before", old), ("now", new))
+        }
         results["runs"][cell]["predictions_differing"] = differ
-        print(f"{cell:>20}: train {old['timing']['train_seconds']:.1f} -> {new['timing']['train_seconds']:.1f} s, "
-              f"accuracy {100 * old['metrics']['accuracy']:.1f} -> {100 * new['metrics']['accuracy']:.1f}, "
-              f"{differ} of {len(old['predictions']['predicted'])} predictions differ")
+        print(
+            f"{cell:>20}: train {old['timing']['train_seconds']:.1f} -> {new['timing']['train_seconds']:.1f} s, "
+            f"accuracy {100 * old['metrics']['accuracy']:.1f} -> {100 * new['metrics']['accuracy']:.1f}, "
+            f"{differ} of {len(old['predictions']['predicted'])} predictions differ"
+        )
     results["predictions_differing"] = differing
     results["predictions"] = sum(len(r["predictions"]["predicted"]) for r in before.values())
-    print(f"wall {walls['before']:.1f} -> {walls['now']:.1f} s: {results['speedup']:.2f}x; "
-          f"{differing} of {results['predictions']} predictions differ")
+    print(
+        f"wall {walls['before']:.1f} -> {walls['now']:.1f} s: {results['speedup']:.2f}x; "
+        f"{differing} of {results['predictions']} predictions differ"
+    )
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 

@@ -41,7 +41,7 @@ def time_eval(fn, prompts, batch_size, pad_id) -> float:
     start = time.perf_counter()
     with torch.no_grad():
         for begin in range(0, len(prompts), batch_size):
-            fn(*collate_padded(prompts[begin:begin + batch_size], pad_id, left=True))
+            fn(*collate_padded(prompts[begin : begin + batch_size], pad_id, left=True))
     return len(prompts) / (time.perf_counter() - start)
 
 
@@ -85,8 +85,12 @@ def main() -> None:
 
         tokens = sum(map(len, prompts)) / len(prompts)
         row = {
-            "k": k, "mean_prompt_tokens": tokens,
-            "eval_examples_per_s": {"layercut": time_eval(head, prompts, 16, pad), "naive": time_eval(naive, prompts, 1, pad)},
+            "k": k,
+            "mean_prompt_tokens": tokens,
+            "eval_examples_per_s": {
+                "layercut": time_eval(head, prompts, 16, pad),
+                "naive": time_eval(naive, prompts, 1, pad),
+            },
             "train_seconds_per_example": {
                 "layercut": time_train(head, model, prompts, labels, 4, pad, args.train_steps),
                 "naive": time_train(naive, model, prompts, labels, 1, pad, args.train_steps),
@@ -99,8 +103,10 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     full = rows[-1]
-    print(f"\n{'k':>3} {'eval ex/s ours':>15} {'naive':>7} {'x':>6} | {'train s/ex ours':>15} {'naive':>7} {'x':>6} |"
-          f" {'30->k speed-up ours':>19} {'FLOP ratio':>10} | {'naive':>6} {'FLOP ratio':>10}")
+    print(
+        f"\n{'k':>3} {'eval ex/s ours':>15} {'naive':>7} {'x':>6} | {'train s/ex ours':>15} {'naive':>7} {'x':>6} |"
+        f" {'30->k speed-up ours':>19} {'FLOP ratio':>10} | {'naive':>6} {'FLOP ratio':>10}"
+    )
     for row in rows:
         ours, naive = row["eval_examples_per_s"]["layercut"], row["eval_examples_per_s"]["naive"]
         t_ours, t_naive = row["train_seconds_per_example"]["layercut"], row["train_seconds_per_example"]["naive"]
@@ -113,8 +119,10 @@ def main() -> None:
             "flop_ratio_naive": full["forward_gflops_per_example"]["naive"] / f["naive"],
         }
         s = row["speedup_from_30"]
-        print(f"{row['k']:>3} {ours:>15.1f} {naive:>7.1f} {ours / naive:>5.1f}x | {t_ours:>15.3f} {t_naive:>7.3f} {t_naive / t_ours:>5.1f}x |"
-              f" {s['layercut']:>18.1f}x {s['flop_ratio_layercut']:>9.1f}x | {s['naive']:>5.1f}x {s['flop_ratio_naive']:>9.1f}x")
+        print(
+            f"{row['k']:>3} {ours:>15.1f} {naive:>7.1f} {ours / naive:>5.1f}x | {t_ours:>15.3f} {t_naive:>7.3f} {t_naive / t_ours:>5.1f}x |"
+            f" {s['layercut']:>18.1f}x {s['flop_ratio_layercut']:>9.1f}x | {s['naive']:>5.1f}x {s['flop_ratio_naive']:>9.1f}x"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"examples": args.examples, "rows": rows}, indent=2) + "\n")
     print(f"written to {RESULTS}")

@@ -53,10 +53,14 @@ def main() -> None:
         for how in ("load_time_cut", "load_all_then_cut"):
             row = {"k": k, "method": how, **measure(k, how)}
             rows.append(row)
-            print(f"{k:>3} {how:>16} {row['seconds']:>8.2f} {row['peak_rss_mb']:>8.0f} {row['parameters'] / 1e6:>7.1f}M")
+            print(
+                f"{k:>3} {how:>16} {row['seconds']:>8.2f} {row['peak_rss_mb']:>8.0f} {row['parameters'] / 1e6:>7.1f}M"
+            )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    note = ("peak RSS includes the Python+torch baseline; weights are memory-mapped, so only pages read are resident: "
-            "each kept weight is read once after loading")
+    note = (
+        "peak RSS includes the Python+torch baseline; weights are memory-mapped, so only pages read are resident: "
+        "each kept weight is read once after loading"
+    )
     RESULTS.write_text(json.dumps({"rows": rows, "note": note}, indent=2) + "\n")
     print(f"written to {RESULTS}")
 

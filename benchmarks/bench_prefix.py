@@ -22,7 +22,13 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from layercut.adapt.batching import common_prefix_length, group_by_prefix, make_batch, pack_prompts, prefix_overlap
+from layercut.adapt.prefix_sharing import (
+    common_prefix_length,
+    group_by_prefix,
+    make_batch,
+    pack_prompts,
+    prefix_overlap,
+)
 from layercut.adapt.evaluation import score_prompts
 from layercut.adapt.optim import RowSparseAdamW, sparse_embedding_gradients
 from layercut.adapt.scorers import LabelWordHead
@@ -42,7 +48,7 @@ def matmul_peak() -> float:
     for _ in range(5):
         start = time.perf_counter()
         a @ b
-        best = max(best, 2 * 2048 ** 3 / (time.perf_counter() - start))
+        best = max(best, 2 * 2048**3 / (time.perf_counter() - start))
     return best
 
 
@@ -52,8 +58,12 @@ def trec_prompts(tokenizer, count: int):
     demos = DemoSelector("fixed", splits.train, spec.num_classes, seed=0)
     builder = PromptBuilder(spec, tokenizer, max_length=512)
     encode = lambda examples: [builder.encode(e, demos.for_query(e)) for e in examples]  # noqa: E731
-    return (encode(splits.test), encode(splits.train), [e.label for e in splits.train],
-            resolve_label_words(tokenizer, spec.label_words).first_ids)
+    return (
+        encode(splits.test),
+        encode(splits.train),
+        [e.label for e in splits.train],
+        resolve_label_words(tokenizer, spec.label_words).first_ids,
+    )
 
 
 def counted_flops(fn) -> int:
@@ -83,12 +93,19 @@ def training(scorer, prompts, labels, pad_id, prefix: list[int] | None, packed: 
     steps = len(order) // batch_size
 
     def step(index: int) -> None:
-        chunk = order[index * batch_size:(index + 1) * batch_size]
+        chunk = order[index * batch_size : (index + 1) * batch_size]
         batch_prompts = [prompts[i] for i in chunk]
         groups = group_by_prefix(batch_prompts, prefix) if shared and not packed else [list(range(len(chunk)))]
-        batches = [pack_prompts([batch_prompts[i] for i in g], prefix) if packed else
-                   make_batch([batch_prompts[i] for i in g], pad_id,
-                              prefix_overlap([batch_prompts[i] for i in g], prefix) if shared else 0) for g in groups]
+        batches = [
+            pack_prompts([batch_prompts[i] for i in g], prefix)
+            if packed
+            else make_batch(
+                [batch_prompts[i] for i in g],
+                pad_id,
+                prefix_overlap([batch_prompts[i] for i in g], prefix) if shared else 0,
+            )
+            for g in groups
+        ]
         targets = torch.tensor([labels[chunk[i]] for g in groups for i in g])
         loss = torch.nn.functional.cross_entropy(scorer.score_together(batches), targets)
         loss.backward()
@@ -127,32 +144,44 @@ def main() -> None:
         test, train, labels, label_ids = trec_prompts(tokenizer, args.examples)
         scorer = LabelWordHead(loaded.model.requires_grad_(True), label_ids)
         peak = matmul_peak()
-        row = {"matmul_peak_flops": peak, "prompt_tokens": sum(map(len, test)) / len(test),
-               "shared_prefix_tokens": common_prefix_length(test)}
+        row = {
+            "matmul_peak_flops": peak,
+            "prompt_tokens": sum(map(len, test)) / len(test),
+            "shared_prefix_tokens": common_prefix_length(test),
+        }
         for name, share in (("whole", False), ("shared", True)):
             measured = evaluation(scorer, test, tokenizer.pad_token_id, share)
             measured["flop_limited_examples_per_second"] = len(test) * peak / measured["flops"]
             row[f"eval_{name}"] = measured
-        prefix = test[0][:common_prefix_length(test)]
+        prefix = test[0][: common_prefix_length(test)]
         packing = packing_problem(scorer.eval(), test[:4], prefix, tokenizer.pad_token_id, torch.device("cpu"))
         row["training_packed"] = packing is None
         for name, shared in (("before", None), ("shared_rowsparse", prefix)):
-            measured = training(scorer, train, labels, tokenizer.pad_token_id, shared, shared is not None and packing is None)
+            measured = training(
+                scorer, train, labels, tokenizer.pad_token_id, shared, shared is not None and packing is None
+            )
             measured["flop_limited_seconds_per_example"] = measured["flops_per_example"] / peak
             row[f"train_{name}"] = measured
         row["eval_speedup"] = row["eval_shared"]["examples_per_second"] / row["eval_whole"]["examples_per_second"]
-        row["train_speedup"] = row["train_before"]["seconds_per_example"] / row["train_shared_rowsparse"]["seconds_per_example"]
-        row["train_shared_vs_flop_limited"] = (row["train_shared_rowsparse"]["seconds_per_example"]
-                                               / row["train_shared_rowsparse"]["flop_limited_seconds_per_example"])
+        row["train_speedup"] = (
+            row["train_before"]["seconds_per_example"] / row["train_shared_rowsparse"]["seconds_per_example"]
+        )
+        row["train_shared_vs_flop_limited"] = (
+            row["train_shared_rowsparse"]["seconds_per_example"]
+            / row["train_shared_rowsparse"]["flop_limited_seconds_per_example"]
+        )
         results["depths"][str(depth)] = row
         ev, tw, ts = row["eval_whole"], row["train_before"], row["train_shared_rowsparse"]
-        print(f"k={depth:>2}  peak {peak / 1e9:.0f} GFLOP/s | eval {ev['examples_per_second']:.1f} -> "
-              f"{row['eval_shared']['examples_per_second']:.1f} ex/s ({row['eval_speedup']:.1f}x; FLOP-limited "
-              f"{ev['flop_limited_examples_per_second']:.1f} -> {row['eval_shared']['flop_limited_examples_per_second']:.1f}) | "
-              f"train {tw['seconds_per_example'] * 1e3:.1f} -> {ts['seconds_per_example'] * 1e3:.1f} ms/ex "
-              f"({row['train_speedup']:.1f}x; FLOP-limited {tw['flop_limited_seconds_per_example'] * 1e3:.1f} -> "
-              f"{ts['flop_limited_seconds_per_example'] * 1e3:.1f} ms/ex; shared at {row['train_shared_vs_flop_limited']:.1f}x "
-              f"the FLOP limit)", flush=True)
+        print(
+            f"k={depth:>2}  peak {peak / 1e9:.0f} GFLOP/s | eval {ev['examples_per_second']:.1f} -> "
+            f"{row['eval_shared']['examples_per_second']:.1f} ex/s ({row['eval_speedup']:.1f}x; FLOP-limited "
+            f"{ev['flop_limited_examples_per_second']:.1f} -> {row['eval_shared']['flop_limited_examples_per_second']:.1f}) | "
+            f"train {tw['seconds_per_example'] * 1e3:.1f} -> {ts['seconds_per_example'] * 1e3:.1f} ms/ex "
+            f"({row['train_speedup']:.1f}x; FLOP-limited {tw['flop_limited_seconds_per_example'] * 1e3:.1f} -> "
+            f"{ts['flop_limited_seconds_per_example'] * 1e3:.1f} ms/ex; shared at {row['train_shared_vs_flop_limited']:.1f}x "
+            f"the FLOP limit)",
+            flush=True,
+        )
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS}")

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from layercut.model.layers import parse_index_spec
-from layercut.run.config import RunConfig
+from layercut.settings.run_config import RunConfig
 from layercut.run.pipeline import run
 from layercut.slim.profile import profile_depths
 
@@ -44,19 +44,42 @@ def main() -> None:
         seconds = time.perf_counter() - start
         separate_seconds += seconds
         same = record["predictions"]["predicted"] == profile.scores[depth].predictions
-        rows.append({"depth": depth, "accuracy": record["metrics"]["accuracy"], "separate_seconds": seconds,
-                     "same_predictions": same})
-        print(f"depth {depth:2d}: accuracy {100 * record['metrics']['accuracy']:.1f}, separate run {seconds:.1f} s, "
-              f"same predictions as the one pass: {same}")
-    print(f"separate runs: {separate_seconds:.1f} s; one pass: {one_pass_seconds:.1f} s "
-          f"({separate_seconds / one_pass_seconds:.1f}x faster)")
+        rows.append(
+            {
+                "depth": depth,
+                "accuracy": record["metrics"]["accuracy"],
+                "separate_seconds": seconds,
+                "same_predictions": same,
+            }
+        )
+        print(
+            f"depth {depth:2d}: accuracy {100 * record['metrics']['accuracy']:.1f}, separate run {seconds:.1f} s, "
+            f"same predictions as the one pass: {same}"
+        )
+    print(
+        f"separate runs: {separate_seconds:.1f} s; one pass: {one_pass_seconds:.1f} s "
+        f"({separate_seconds / one_pass_seconds:.1f}x faster)"
+    )
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "model": "smollm2-135m", "task": "trec", "shots": 8, "seed": 0, "test_size": args.test_size,
-        "depths": depths, "one_pass_seconds": one_pass_seconds, "one_pass_forward_seconds": profile.seconds,
-        "separate_seconds": separate_seconds, "all_predictions_equal": all(r["same_predictions"] for r in rows),
-        "rows": rows,
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "model": "smollm2-135m",
+                "task": "trec",
+                "shots": 8,
+                "seed": 0,
+                "test_size": args.test_size,
+                "depths": depths,
+                "one_pass_seconds": one_pass_seconds,
+                "one_pass_forward_seconds": profile.seconds,
+                "separate_seconds": separate_seconds,
+                "all_predictions_equal": all(r["same_predictions"] for r in rows),
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -59,9 +59,11 @@ def summary(ranking) -> dict:
 
 def plan(args) -> list[tuple[str, tuple[str, ...], int]]:
     """(task, measures, sequences) stages, cheapest first."""
-    return ([(task, ("bi", "angular"), args.samples) for task in args.tasks]
-            + [(task, ("loss",), args.samples) for task in args.loss_tasks]
-            + [(task, ("greedy",), args.greedy_samples) for task in args.greedy_tasks])
+    return (
+        [(task, ("bi", "angular"), args.samples) for task in args.tasks]
+        + [(task, ("loss",), args.samples) for task in args.loss_tasks]
+        + [(task, ("greedy",), args.greedy_samples) for task in args.greedy_tasks]
+    )
 
 
 def merge(into, ranking) -> None:
@@ -83,7 +85,9 @@ def main() -> None:
     parser.add_argument("--loss-tasks", nargs="*", default=["trec"], help="tasks for the removal loss")
     parser.add_argument("--greedy-tasks", nargs="*", default=["trec"], help="tasks for the greedy order")
     parser.add_argument("--samples", type=int, default=64)
-    parser.add_argument("--greedy-samples", type=int, default=8, help="sequences for the greedy order (its time grows linearly)")
+    parser.add_argument(
+        "--greedy-samples", type=int, default=8, help="sequences for the greedy order (its time grows linearly)"
+    )
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--resume", action="store_true", help="keep the stages already in the results file")
     args = parser.parse_args()
@@ -104,13 +108,25 @@ def main() -> None:
             continue
         load_before = os.getloadavg()[0]
         ranking = rank_layers(
-            loaded.model, loaded.tokenizer, read_calibration_texts(task), samples=samples,
-            max_length=args.max_length, measures=measures, model_spec="smollm2-135m", source=task,
+            loaded.model,
+            loaded.tokenizer,
+            read_calibration_texts(task),
+            samples=samples,
+            max_length=args.max_length,
+            measures=measures,
+            model_spec="smollm2-135m",
+            source=task,
         )
         load_after = os.getloadavg()[0]
-        stage = {"task": task, "measures": list(measures), "sequences": ranking.calibration["sequences"],
-                 "seconds": ranking.seconds, "torch_threads": torch.get_num_threads(), "nice": os.nice(0),
-                 "load_average_before_after": [load_before, load_after]}
+        stage = {
+            "task": task,
+            "measures": list(measures),
+            "sequences": ranking.calibration["sequences"],
+            "seconds": ranking.seconds,
+            "torch_threads": torch.get_num_threads(),
+            "nice": os.nice(0),
+            "load_average_before_after": [load_before, load_after],
+        }
         results["stages"].append(stage)
         if "greedy" in measures:
             stage["greedy_ranking"] = ranking.to_dict()
@@ -118,8 +134,10 @@ def main() -> None:
         results["tasks"][task] = {"summary": summary(rankings[task]), "ranking": rankings[task].to_dict()}
         write_json_atomic(out, results)
         plot_ranking(rankings[task], RESULTS / f"rank_smollm2_{Path(task).stem}.png")
-        print(f"\n{task} {'+'.join(measures)} on {samples} sequences: seconds {ranking.seconds}; "
-              f"load average {load_before:.1f} -> {load_after:.1f}")
+        print(
+            f"\n{task} {'+'.join(measures)} on {samples} sequences: seconds {ranking.seconds}; "
+            f"load average {load_before:.1f} -> {load_after:.1f}"
+        )
         facts = results["tasks"][task]["summary"]
         for name, layers in facts["most_important"].items():
             print(f"  {name:12s} most important {layers}, least {facts['least_important'][name]}")

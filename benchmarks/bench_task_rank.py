@@ -23,8 +23,8 @@ from layercut.importance.removal import removal_scan
 from layercut.model.load import load_model
 from layercut.padding import collate_padded
 from layercut.prompting.build import build_prompting
-from layercut.run.config import RunConfig
-from layercut.run.task import make_run_splits, resolve_task
+from layercut.settings.run_config import RunConfig
+from layercut.settings.task import make_run_splits, resolve_task
 
 RESULTS = Path(__file__).parent / "results" / "task_rank_smollm2.json"
 
@@ -45,12 +45,18 @@ def main() -> None:
     packed, packing = task_strategy.dev_batches(model, encoded, labels, loaded.tokenizer.pad_token_id, objective)
     padded = []
     for start in range(0, len(encoded), task_strategy.BATCH_SIZE):
-        ids, mask = collate_padded(encoded[start:start + task_strategy.BATCH_SIZE], loaded.tokenizer.pad_token_id,
-                                   left=False)
-        padded.append(task_strategy.DevBatch(ids, mask, torch.tensor(labels[start:start + task_strategy.BATCH_SIZE])))
+        ids, mask = collate_padded(
+            encoded[start : start + task_strategy.BATCH_SIZE], loaded.tokenizer.pad_token_id, left=False
+        )
+        padded.append(task_strategy.DevBatch(ids, mask, torch.tensor(labels[start : start + task_strategy.BATCH_SIZE])))
     peak = matmul_peak()
-    results = {"threads": torch.get_num_threads(), "prompts": len(encoded), "packing": packing,
-               "prompt_tokens": sum(map(len, encoded)), "matmul_peak_flops": peak}
+    results = {
+        "threads": torch.get_num_threads(),
+        "prompts": len(encoded),
+        "packing": packing,
+        "prompt_tokens": sum(map(len, encoded)),
+        "matmul_peak_flops": peak,
+    }
     depth = model.config.num_hidden_layers
     block_passes = depth * (depth + 1) // 2 + depth  # each removal's replay, and the pass that records block inputs
     for name, batches in (("padded", padded), ("packed", packed)):
@@ -60,15 +66,24 @@ def main() -> None:
         start = time.perf_counter()
         scan = one_round()
         seconds = time.perf_counter() - start
-        results[name] = {"round_seconds": seconds, "round_flops": flops, "flop_limited_seconds": flops / peak,
-                         "removal_loss": scan.removal_loss}
-        print(f"{name:>6}: one round (30 layers) {seconds:.1f} s (FLOP-limited {flops / peak:.1f} s, "
-              f"{flops / 1e12:.2f} TFLOP)", flush=True)
+        results[name] = {
+            "round_seconds": seconds,
+            "round_flops": flops,
+            "flop_limited_seconds": flops / peak,
+            "removal_loss": scan.removal_loss,
+        }
+        print(
+            f"{name:>6}: one round (30 layers) {seconds:.1f} s (FLOP-limited {flops / peak:.1f} s, "
+            f"{flops / 1e12:.2f} TFLOP)",
+            flush=True,
+        )
     gap = max(abs(a - b) for a, b in zip(results["padded"]["removal_loss"], results["packed"]["removal_loss"]))
     results["speedup"] = results["padded"]["round_seconds"] / results["packed"]["round_seconds"]
     results["max_removal_loss_difference"] = gap
-    print(f"packed is {results['speedup']:.1f}x faster; removal losses agree within {gap:.1e}; matmul peak "
-          f"{peak / 1e9:.0f} GFLOP/s; {packing}")
+    print(
+        f"packed is {results['speedup']:.1f}x faster; removal losses agree within {gap:.1e}; matmul peak "
+        f"{peak / 1e9:.0f} GFLOP/s; {packing}"
+    )
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 

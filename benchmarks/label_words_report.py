@@ -28,8 +28,9 @@ def gpt2_tokenizer():
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     bpe = importlib.metadata.distribution("openai-whisper").locate_file("whisper/assets/gpt2.tiktoken")
-    converted = TikTokenConverter(vocab_file=str(bpe), pattern=GPT2_PATTERN,
-                                  extra_special_tokens={"<|endoftext|>": 50256}).converted()
+    converted = TikTokenConverter(
+        vocab_file=str(bpe), pattern=GPT2_PATTERN, extra_special_tokens={"<|endoftext|>": 50256}
+    ).converted()
     return PreTrainedTokenizerFast(tokenizer_object=converted, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
 
 

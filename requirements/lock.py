@@ -57,11 +57,27 @@ def main() -> None:
         python = str(env_dir / "bin" / "python")
         subprocess.run([python, "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
         target = f"{ROOT}[{','.join(extras)}]" if extras else str(ROOT)
-        subprocess.run([python, "-m", "pip", "install", "-q", "--dry-run", "--ignore-installed",
-                        "--report", str(report_path), args.torch, "pip", target], check=True)
+        subprocess.run(
+            [
+                python,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--dry-run",
+                "--ignore-installed",
+                "--report",
+                str(report_path),
+                args.torch,
+                "pip",
+                target,
+            ],
+            check=True,
+        )
         report = json.loads(report_path.read_text())
-        pip_version = subprocess.run([python, "-m", "pip", "--version"], check=True, capture_output=True,
-                                     text=True).stdout.split()[1]
+        pip_version = subprocess.run(
+            [python, "-m", "pip", "--version"], check=True, capture_output=True, text=True
+        ).stdout.split()[1]
 
     pins: dict[str, str] = {}
     for item in report["install"]:

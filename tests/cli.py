@@ -17,16 +17,23 @@ def cli_env() -> dict:
 
 
 def run_cli(*args, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "layercut", *map(str, args)], capture_output=True, text=True,
-                          env=cli_env(), **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "layercut", *map(str, args)], capture_output=True, text=True, env=cli_env(), **kwargs
+    )
 
 
 def start_cli(*args, **kwargs) -> subprocess.Popen:
     """The command started, not waited for (to interrupt or kill it). Ctrl-C reaches it as in a terminal even
     when these tests run in the background, where the shell starts them with SIGINT ignored."""
-    return subprocess.Popen([sys.executable, "-m", "layercut", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cli_env(),
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "layercut", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        **kwargs,
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, message: str) -> None:

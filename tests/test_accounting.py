@@ -6,8 +6,15 @@ from transformers import GPT2Config, OPTConfig
 from layercut.model.size import config_size_reports, known_config
 
 GPT2_XL = GPT2Config(n_embd=1600, n_layer=48, n_head=25, n_positions=1024, vocab_size=50257)
-OPT_1_3B = OPTConfig(hidden_size=2048, num_hidden_layers=24, num_attention_heads=32, ffn_dim=8192,
-                     max_position_embeddings=2048, vocab_size=50272, word_embed_proj_dim=2048)
+OPT_1_3B = OPTConfig(
+    hidden_size=2048,
+    num_hidden_layers=24,
+    num_attention_heads=32,
+    ffn_dim=8192,
+    max_position_embeddings=2048,
+    vocab_size=50272,
+    word_embed_proj_dim=2048,
+)
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,19 @@ import torch
 
 from layercut.cli.main import main
 from tests.cli import assert_one_line_error, run_cli
-from tests.test_bad_inputs import (TEMPLATE, check_one_line_and_nothing_left, UNWRITABLE, _edit_config, _snapshot, cut_args, experiment, r, rank_args, run_args,  # noqa: F401
-                                   world)  # world: a fixture
+from tests.test_bad_inputs import (
+    TEMPLATE,
+    check_one_line_and_nothing_left,
+    UNWRITABLE,
+    _edit_config,
+    _snapshot,
+    cut_args,
+    experiment,
+    r,
+    rank_args,
+    run_args,
+    world,  # noqa: F401  (a fixture)
+)
 
 # A module of model code that leaves a mark when it runs (on import, as transformers imports it).
 MARKING_CODE = """
@@ -37,8 +48,11 @@ def test_predict_never_runs_the_models_own_code_even_when_stdin_says_yes(world, 
     marker = tmp_path / "code-ran"
     for name in ("configuration_x.py", "modeling_x.py"):
         (folder / name).write_text(MARKING_CODE.format(marker=str(marker)))
-    _edit_config(folder, model_type="xmodel",
-                 auto_map={"AutoConfig": "configuration_x.XConfig", "AutoModelForCausalLM": "modeling_x.XModel"})
+    _edit_config(
+        folder,
+        model_type="xmodel",
+        auto_map={"AutoConfig": "configuration_x.XConfig", "AutoModelForCausalLM": "modeling_x.XModel"},
+    )
     result = run_cli("predict", folder, "good movie", input="y\n", timeout=300)
     assert_one_line_error(result, "--trust-remote-code")
     assert not marker.exists()
@@ -54,13 +68,21 @@ def more(world):
     root = world["root"]
     w = dict(world)
     for name, content in {
-        "latin1.yaml": "models: [caf\xe9]\n".encode("latin-1"), "random.yaml": RANDOM_BYTES,
-        "latin1-task.yaml": f"name: t\nsource: file\npath: {world['data']}\ntemplate: 'Caf\xe9 {{text}}'\n".encode("latin-1"),
-        "latin1.txt": LATIN1, "random.txt": RANDOM_BYTES, "corpus.txt": b"good movie\nbad film\n",
-        "latin1.jsonl": '{"text": "caf\xe9 good", "label": "positive"}\n{"text": "bad", "label": "negative"}\n'.encode("latin-1"),
+        "latin1.yaml": "models: [caf\xe9]\n".encode("latin-1"),
+        "random.yaml": RANDOM_BYTES,
+        "latin1-task.yaml": f"name: t\nsource: file\npath: {world['data']}\ntemplate: 'Caf\xe9 {{text}}'\n".encode(
+            "latin-1"
+        ),
+        "latin1.txt": LATIN1,
+        "random.txt": RANDOM_BYTES,
+        "corpus.txt": b"good movie\nbad film\n",
+        "latin1.jsonl": '{"text": "caf\xe9 good", "label": "positive"}\n{"text": "bad", "label": "negative"}\n'.encode(
+            "latin-1"
+        ),
         "latin1.csv": "text,label\ncaf\xe9 good,positive\nbad,negative\n".encode("latin-1"),
-        "empty.txt": b"\n  \n", "one-per-class.jsonl": b'{"text": "good movie", "label": "positive"}\n'
-                                                     b'{"text": "bad film", "label": "negative"}\n',
+        "empty.txt": b"\n  \n",
+        "one-per-class.jsonl": b'{"text": "good movie", "label": "positive"}\n'
+        b'{"text": "bad film", "label": "negative"}\n',
     }.items():
         (root / name).write_bytes(content)
         w[name] = root / name
@@ -69,7 +91,8 @@ def more(world):
     w["report_accuracy_text"] = root / "report-accuracy-text"
     (w["report_accuracy_text"] / "runs" / "0123456789abcdef").mkdir(parents=True)
     (w["report_accuracy_text"] / "runs" / "0123456789abcdef" / "result.json").write_text(
-        json.dumps({**result, "metrics": {**result["metrics"], "accuracy": "0.9"}}))
+        json.dumps({**result, "metrics": {**result["metrics"], "accuracy": "0.9"}})
+    )
     # Pickle weights holding an object besides the tensors, which torch's weights-only unpickler refuses.
     w["pickle_objects"] = root / "pickle-objects"
     shutil.copytree(world["pickle"], w["pickle_objects"])
@@ -85,70 +108,226 @@ def t(w, key: str) -> str:
 # (id, argv from the world, a part of the expected message)
 CASES = [
     # --- text inputs that are not UTF-8: one rule, one line naming the file
-    ("sweep-experiment-latin1", lambda w: ["sweep", t(w, "latin1.yaml"), "--out", r(w, "sweep")], "is not UTF-8 text (line 1)"),
-    ("sweep-experiment-random-bytes", lambda w: ["sweep", t(w, "random.yaml"), "--out", r(w, "sweep")], "random.yaml' is not UTF-8"),
-    ("run-task-yaml-latin1", lambda w: run_args(w)[:5] + ["--task", t(w, "latin1-task.yaml"), "--shots", "2",
-                                                          "--out", r(w, "new-run")], "task file"),
+    (
+        "sweep-experiment-latin1",
+        lambda w: ["sweep", t(w, "latin1.yaml"), "--out", r(w, "sweep")],
+        "is not UTF-8 text (line 1)",
+    ),
+    (
+        "sweep-experiment-random-bytes",
+        lambda w: ["sweep", t(w, "random.yaml"), "--out", r(w, "sweep")],
+        "random.yaml' is not UTF-8",
+    ),
+    (
+        "run-task-yaml-latin1",
+        lambda w: run_args(w)[:5] + ["--task", t(w, "latin1-task.yaml"), "--shots", "2", "--out", r(w, "new-run")],
+        "task file",
+    ),
     ("cut-trim-vocab-latin1", lambda w: cut_args(w, w["good"], "--trim-vocab", t(w, "latin1.txt")), "corpus file"),
-    ("cut-trim-vocab-random-bytes", lambda w: cut_args(w, w["good"], "--trim-vocab", t(w, "random.txt")), "is not UTF-8"),
-    ("trim-corpus-latin1", lambda w: ["trim", str(w["cut"]), "--corpus", t(w, "latin1.txt"), "-o", r(w, "new-trim")],
-     "corpus file"),
-    ("predict-file-latin1", lambda w: ["predict", str(w["adapted_run"] / "model"), "--file", t(w, "latin1.txt")], "is not UTF-8"),
+    (
+        "cut-trim-vocab-random-bytes",
+        lambda w: cut_args(w, w["good"], "--trim-vocab", t(w, "random.txt")),
+        "is not UTF-8",
+    ),
+    (
+        "trim-corpus-latin1",
+        lambda w: ["trim", str(w["cut"]), "--corpus", t(w, "latin1.txt"), "-o", r(w, "new-trim")],
+        "corpus file",
+    ),
+    (
+        "predict-file-latin1",
+        lambda w: ["predict", str(w["adapted_run"] / "model"), "--file", t(w, "latin1.txt")],
+        "is not UTF-8",
+    ),
     ("rank-calibration-latin1", lambda w: rank_args(w)[:2] + ["--calibration", t(w, "latin1.txt")], "is not UTF-8"),
-    ("eval-perplexity-random-bytes", lambda w: ["eval", str(w["good"]), "--perplexity", t(w, "random.txt")], "is not UTF-8"),
-    ("run-data-jsonl-latin1", lambda w: ["run", "--model", str(w["good"]), "--data", t(w, "latin1.jsonl"), *TEMPLATE,
-                                         "--out", r(w, "new-run")], "data file"),
-    ("run-data-csv-latin1", lambda w: ["run", "--model", str(w["good"]), "--data", t(w, "latin1.csv"), *TEMPLATE,
-                                       "--out", r(w, "new-run")], "is not UTF-8 text (line 2)"),
+    (
+        "eval-perplexity-random-bytes",
+        lambda w: ["eval", str(w["good"]), "--perplexity", t(w, "random.txt")],
+        "is not UTF-8",
+    ),
+    (
+        "run-data-jsonl-latin1",
+        lambda w: [
+            "run",
+            "--model",
+            str(w["good"]),
+            "--data",
+            t(w, "latin1.jsonl"),
+            *TEMPLATE,
+            "--out",
+            r(w, "new-run"),
+        ],
+        "data file",
+    ),
+    (
+        "run-data-csv-latin1",
+        lambda w: ["run", "--model", str(w["good"]), "--data", t(w, "latin1.csv"), *TEMPLATE, "--out", r(w, "new-run")],
+        "is not UTF-8 text (line 2)",
+    ),
     # --- sweeps: what failed only after runs had started fails while expanding the grid
-    ("sweep-teacher-missing", lambda w: ["sweep", experiment(w, "tm", settings={"teacher": r(w, "missing-teacher")}),
-                                         "--out", r(w, "sweep")], "missing-teacher' does not exist"),
-    ("sweep-teacher-missing-in-arm", lambda w: ["sweep", experiment(w, "ta", arms={"plain": {}, "distilled": {
-        "teacher": r(w, "missing-teacher")}}), "--out", r(w, "sweep")], "missing-teacher' does not exist"),
-    ("sweep-evaluation-unknown-lm-eval-task", lambda w: ["sweep", experiment(w, "el", evaluations=[
-        {"lm_eval": ["no_such_lm_eval_task"]}]), "--out", r(w, "sweep")], "unknown lm-eval task 'no_such_lm_eval_task'"),
-    ("sweep-evaluation-window-below-stride", lambda w: ["sweep", experiment(w, "ew", evaluations=[
-        {"perplexity": str(w["data"]), "window": 8, "stride": 16}]), "--out", r(w, "sweep")], "stride 16 is not below the window"),
-    ("sweep-evaluation-default-window-below-stride", lambda w: ["sweep", experiment(w, "ed", evaluations=[
-        {"perplexity": str(w["data"]), "stride": 300}]), "--out", r(w, "sweep")], "stride 300 is not below the window (256"),
-    ("sweep-evaluation-window-beyond-context", lambda w: ["sweep", experiment(w, "ec", evaluations=[
-        {"perplexity": str(w["data"]), "window": 4096}]), "--out", r(w, "sweep")], "longer than the context"),
-    ("sweep-label-words-share-first-token", lambda w: ["sweep", experiment(w, "lw", tasks=[
-        {"name": "reviews", "data": str(w["data"]), "template": "Review: {text} Sentiment:", "label_words": "great,great fun"}]),
-        "--out", r(w, "sweep")], "label words share a first token"),
-    ("sweep-seed-beyond-64-bits", lambda w: ["sweep", experiment(w, "sd", seeds=[0, 2**64]), "--out", r(w, "sweep")],
-     "does not fit in 64 bits"),
+    (
+        "sweep-teacher-missing",
+        lambda w: ["sweep", experiment(w, "tm", settings={"teacher": r(w, "missing-teacher")}), "--out", r(w, "sweep")],
+        "missing-teacher' does not exist",
+    ),
+    (
+        "sweep-teacher-missing-in-arm",
+        lambda w: [
+            "sweep",
+            experiment(w, "ta", arms={"plain": {}, "distilled": {"teacher": r(w, "missing-teacher")}}),
+            "--out",
+            r(w, "sweep"),
+        ],
+        "missing-teacher' does not exist",
+    ),
+    (
+        "sweep-evaluation-unknown-lm-eval-task",
+        lambda w: [
+            "sweep",
+            experiment(w, "el", evaluations=[{"lm_eval": ["no_such_lm_eval_task"]}]),
+            "--out",
+            r(w, "sweep"),
+        ],
+        "unknown lm-eval task 'no_such_lm_eval_task'",
+    ),
+    (
+        "sweep-evaluation-window-below-stride",
+        lambda w: [
+            "sweep",
+            experiment(w, "ew", evaluations=[{"perplexity": str(w["data"]), "window": 8, "stride": 16}]),
+            "--out",
+            r(w, "sweep"),
+        ],
+        "stride 16 is not below the window",
+    ),
+    (
+        "sweep-evaluation-default-window-below-stride",
+        lambda w: [
+            "sweep",
+            experiment(w, "ed", evaluations=[{"perplexity": str(w["data"]), "stride": 300}]),
+            "--out",
+            r(w, "sweep"),
+        ],
+        "stride 300 is not below the window (256",
+    ),
+    (
+        "sweep-evaluation-window-beyond-context",
+        lambda w: [
+            "sweep",
+            experiment(w, "ec", evaluations=[{"perplexity": str(w["data"]), "window": 4096}]),
+            "--out",
+            r(w, "sweep"),
+        ],
+        "longer than the context",
+    ),
+    (
+        "sweep-label-words-share-first-token",
+        lambda w: [
+            "sweep",
+            experiment(
+                w,
+                "lw",
+                tasks=[
+                    {
+                        "name": "reviews",
+                        "data": str(w["data"]),
+                        "template": "Review: {text} Sentiment:",
+                        "label_words": "great,great fun",
+                    }
+                ],
+            ),
+            "--out",
+            r(w, "sweep"),
+        ],
+        "label words share a first token",
+    ),
+    (
+        "sweep-seed-beyond-64-bits",
+        lambda w: ["sweep", experiment(w, "sd", seeds=[0, 2**64]), "--out", r(w, "sweep")],
+        "does not fit in 64 bits",
+    ),
     # --- rough edges: values accepted although wrong
     ("run-seed-beyond-64-bits", lambda w: run_args(w, "--seed", str(2**64)), "does not fit in 64 bits"),
-    ("run-teacher-missing", lambda w: run_args(w, "--teacher", r(w, "missing-teacher")), "missing-teacher' does not exist"),
-    ("eval-window-0", lambda w: ["eval", str(w["good"]), "--perplexity", str(w["data"]), "--window", "0"],
-     "window 0 is out of range"),
-    ("eval-stride-0", lambda w: ["eval", str(w["good"]), "--perplexity", str(w["data"]), "--stride", "0"],
-     "stride 0 is out of range"),
-    ("eval-window-beyond-context", lambda w: ["eval", str(w["good"]), "--perplexity", str(w["data"]), "--window", "4096"],
-     "longer than the context of"),
-    ("run-distill-weight-without-teacher", lambda w: run_args(w, "--distill-weight", "0.3"),
-     "--distill-weight sets how to distill from a teacher, but no --teacher is given"),
+    (
+        "run-teacher-missing",
+        lambda w: run_args(w, "--teacher", r(w, "missing-teacher")),
+        "missing-teacher' does not exist",
+    ),
+    (
+        "eval-window-0",
+        lambda w: ["eval", str(w["good"]), "--perplexity", str(w["data"]), "--window", "0"],
+        "window 0 is out of range",
+    ),
+    (
+        "eval-stride-0",
+        lambda w: ["eval", str(w["good"]), "--perplexity", str(w["data"]), "--stride", "0"],
+        "stride 0 is out of range",
+    ),
+    (
+        "eval-window-beyond-context",
+        lambda w: ["eval", str(w["good"]), "--perplexity", str(w["data"]), "--window", "4096"],
+        "longer than the context of",
+    ),
+    (
+        "run-distill-weight-without-teacher",
+        lambda w: run_args(w, "--distill-weight", "0.3"),
+        "--distill-weight sets how to distill from a teacher, but no --teacher is given",
+    ),
     ("run-distill-temperature-without-teacher", lambda w: run_args(w, "--distill-temperature", "2"), "no --teacher"),
-    ("cut-allow-pickle-objects", lambda w: cut_args(w, w["pickle_objects"], "--allow-pickle"),
-     "holds objects that are not tensors"),
+    (
+        "cut-allow-pickle-objects",
+        lambda w: cut_args(w, w["pickle_objects"], "--allow-pickle"),
+        "holds objects that are not tensors",
+    ),
     ("report-accuracy-text", lambda w: ["report", str(w["report_accuracy_text"])], "holds '0.9' as 'metrics.accuracy'"),
     # --- outputs checked before the work, named as the user gave them (never a temporary name)
-    ("eval-out-unwritable", lambda w: ["eval", str(w["good"]), "--perplexity", str(w["data"]), "-o",
-                                       str(UNWRITABLE / "eval.json")], f"cannot write the JSON results '{UNWRITABLE}/eval.json'"),
-    ("eval-out-is-folder", lambda w: ["eval", str(w["good"]), "--perplexity", str(w["data"]), "-o", r(w, "adir")],
-     "is a folder"),
-    ("profile-plot-unwritable", lambda w: ["profile", str(w["good"]), "--plot", str(UNWRITABLE / "depths.png")],
-     f"cannot write the plot '{UNWRITABLE}/depths.png'"),
-    ("profile-json-unwritable", lambda w: ["profile", str(w["good"]), "--json", str(UNWRITABLE / "depths.json")],
-     f"cannot write the JSON figures '{UNWRITABLE}/depths.json'"),
+    (
+        "eval-out-unwritable",
+        lambda w: ["eval", str(w["good"]), "--perplexity", str(w["data"]), "-o", str(UNWRITABLE / "eval.json")],
+        f"cannot write the JSON results '{UNWRITABLE}/eval.json'",
+    ),
+    (
+        "eval-out-is-folder",
+        lambda w: ["eval", str(w["good"]), "--perplexity", str(w["data"]), "-o", r(w, "adir")],
+        "is a folder",
+    ),
+    (
+        "profile-plot-unwritable",
+        lambda w: ["profile", str(w["good"]), "--plot", str(UNWRITABLE / "depths.png")],
+        f"cannot write the plot '{UNWRITABLE}/depths.png'",
+    ),
+    (
+        "profile-json-unwritable",
+        lambda w: ["profile", str(w["good"]), "--json", str(UNWRITABLE / "depths.json")],
+        f"cannot write the JSON figures '{UNWRITABLE}/depths.json'",
+    ),
     # --- noise: messages that say the right thing, briefly
-    ("info-config-json-unknown-type", lambda w: ["info", str(w["unknown_type"] / "config.json")], "model type 'foobar'"),
-    ("eval-perplexity-empty", lambda w: ["eval", str(w["good"]), "--perplexity", t(w, "empty.txt")],
-     "perplexity file '"),
-    ("run-data-too-small-for-k", lambda w: ["run", "--model", str(w["good"]), "--data", t(w, "one-per-class.jsonl"),
-                                            *TEMPLATE, "--shots", "16", "--out", r(w, "new-run")],
-     "K=16 training examples per class"),
+    (
+        "info-config-json-unknown-type",
+        lambda w: ["info", str(w["unknown_type"] / "config.json")],
+        "model type 'foobar'",
+    ),
+    (
+        "eval-perplexity-empty",
+        lambda w: ["eval", str(w["good"]), "--perplexity", t(w, "empty.txt")],
+        "perplexity file '",
+    ),
+    (
+        "run-data-too-small-for-k",
+        lambda w: [
+            "run",
+            "--model",
+            str(w["good"]),
+            "--data",
+            t(w, "one-per-class.jsonl"),
+            *TEMPLATE,
+            "--shots",
+            "16",
+            "--out",
+            r(w, "new-run"),
+        ],
+        "K=16 training examples per class",
+    ),
 ]
 
 
@@ -179,20 +358,33 @@ def _sweep_args(w):
 
 
 DISK_FULL = [
-    ("cut", "transformers.modeling_utils.safe_save_file", _safetensors_full,
-     lambda w: ["cut", str(w["good"]), "--keep-first", "1", "-o", r(w, "new-cut/deep")]),
-    ("trim", "transformers.PreTrainedTokenizerFast.save_pretrained", _tokenizers_full,
-     lambda w: ["trim", str(w["cut"]), "--corpus", t(w, "corpus.txt"), "-o", r(w, "new-trim")]),
-    ("run-icl-save-model", "transformers.modeling_utils.safe_save_file", _safetensors_full,
-     lambda w: run_args(w, "--method", "icl", "--test-size", "4", "--save-model")),
+    (
+        "cut",
+        "transformers.modeling_utils.safe_save_file",
+        _safetensors_full,
+        lambda w: ["cut", str(w["good"]), "--keep-first", "1", "-o", r(w, "new-cut/deep")],
+    ),
+    (
+        "trim",
+        "transformers.PreTrainedTokenizerFast.save_pretrained",
+        _tokenizers_full,
+        lambda w: ["trim", str(w["cut"]), "--corpus", t(w, "corpus.txt"), "-o", r(w, "new-trim")],
+    ),
+    (
+        "run-icl-save-model",
+        "transformers.modeling_utils.safe_save_file",
+        _safetensors_full,
+        lambda w: run_args(w, "--method", "icl", "--test-size", "4", "--save-model"),
+    ),
     ("run-result", "os.fsync", _fsync_full, lambda w: run_args(w, "--method", "icl", "--test-size", "4")),
     ("sweep", "os.fsync", _fsync_full, _sweep_args),
 ]
 
 
 @pytest.mark.parametrize("case", DISK_FULL, ids=[case[0] for case in DISK_FULL])
-def test_a_full_disk_fails_in_one_line_leaves_nothing_and_a_retry_works(case, more, capsys, monkeypatch, tmp_path,
-                                                                        one_thread):
+def test_a_full_disk_fails_in_one_line_leaves_nothing_and_a_retry_works(
+    case, more, capsys, monkeypatch, tmp_path, one_thread
+):
     _, target, full, argv_of = case
     monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(more["work"])
@@ -217,8 +409,23 @@ def test_a_full_disk_fails_in_one_line_leaves_nothing_and_a_retry_works(case, mo
 def test_a_bridge_fitted_on_fewer_tokens_than_its_width_is_flagged(more, tmp_path, capsys, one_thread):
     (tmp_path / "few.txt").write_text("good movie\n")  # a handful of tokens for a map of width 32
     out = tmp_path / "bridged"
-    assert main(["cut", str(more["good"]), "--keep-first", "1", "--bridge", "lstsq", "--calibration",
-                 str(tmp_path / "few.txt"), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "cut",
+                str(more["good"]),
+                "--keep-first",
+                "1",
+                "--bridge",
+                "lstsq",
+                "--calibration",
+                str(tmp_path / "few.txt"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "underdetermined" in capsys.readouterr().err
     bridge = json.loads((out / "layercut.json").read_text())["bridge"]
     assert bridge["underdetermined"] is True and bridge["calibration_tokens"] < bridge["hidden_size"]
@@ -246,10 +453,12 @@ def test_a_closed_pipe_ends_the_listing_silently(tmp_path):
         assert process.returncode == 0 and err == "", err
 
 
-@pytest.mark.parametrize("name, content", [("unreadable.csv", "text,label\ngood,a\nbad,b,c\n"),
-                                           ("fake.parquet", "not parquet at all")])
+@pytest.mark.parametrize(
+    "name, content", [("unreadable.csv", "text,label\ngood,a\nbad,b,c\n"), ("fake.parquet", "not parquet at all")]
+)
 def test_a_data_file_datasets_cannot_read_is_one_line_of_layercut(more, tmp_path, name, content):
     (tmp_path / name).write_text(content)
-    result = run_cli("run", "--model", more["good"], "--data", tmp_path / name, *TEMPLATE, "--out", tmp_path / "run",
-                     timeout=300)
+    result = run_cli(
+        "run", "--model", more["good"], "--data", tmp_path / name, *TEMPLATE, "--out", tmp_path / "run", timeout=300
+    )
     assert_one_line_error(result, f"cannot read '{tmp_path / name}'")

@@ -5,14 +5,23 @@ import pytest
 from layercut.baselines import bag_of_words
 from layercut.baselines.bag_of_words import bag_of_words_for, fit_bag_of_words
 from layercut.errors import LayercutError
-from layercut.run.config import RunConfig
-from layercut.run.task import make_run_splits, resolve_task
+from layercut.settings.run_config import RunConfig
+from layercut.settings.task import make_run_splits, resolve_task
 
 
 def _config(review_file, seed: int = 0) -> RunConfig:
-    return RunConfig(model="unused", task="reviews", shots=4, seed=seed, dev_size=6,
-                     task_options={"data": str(review_file), "template": "Review: {text} Sentiment:",
-                                   "label_words": "Negative,Positive"})
+    return RunConfig(
+        model="unused",
+        task="reviews",
+        shots=4,
+        seed=seed,
+        dev_size=6,
+        task_options={
+            "data": str(review_file),
+            "template": "Review: {text} Sentiment:",
+            "label_words": "Negative,Positive",
+        },
+    )
 
 
 def test_same_seed_same_result_and_exactly_the_runs_splits(review_file):

@@ -8,7 +8,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from layercut.adapt.batching import common_prefix_length, make_batch
+from layercut.adapt.prefix_sharing import common_prefix_length, make_batch
 from layercut.adapt.scorers import ClassificationHead, LabelWordHead
 from layercut.cli.main import main
 from layercut.errors import LayercutError
@@ -18,7 +18,7 @@ from layercut.model.load import cut_layers, load_model
 from layercut.run.pipeline import run
 from layercut.run.predict import load_predictor
 from layercut.run.prepare import packing_problem
-from layercut.run.task import make_run_splits, resolve_task
+from layercut.settings.task import make_run_splits, resolve_task
 from tests.cli import assert_one_line_error, run_cli
 from tests.test_run import tiny_config as tiny_run_config
 from tests.test_shared_prefix import LABEL_IDS, PREFIX, PROMPTS
@@ -60,8 +60,9 @@ def test_depth_zero_cut_saves_a_checkpoint_that_reloads_with_the_same_logits(fam
     with torch.no_grad():
         assert torch.equal(model(prompt).logits, reloaded.eval()(prompt).logits)
     generate = dict(max_new_tokens=4, min_new_tokens=4, do_sample=False, pad_token_id=0)
-    assert torch.equal(reloaded.generate(prompt, use_cache=True, **generate),
-                       reloaded.generate(prompt, use_cache=False, **generate))
+    assert torch.equal(
+        reloaded.generate(prompt, use_cache=True, **generate), reloaded.generate(prompt, use_cache=False, **generate)
+    )
     # Loading the saved folder again as a layercut source keeps depth 0.
     assert load_model(str(tmp_path / "cut"), "all", need_tokenizer=False).kept == []
 
@@ -70,8 +71,10 @@ def test_depth_zero_cut_saves_a_checkpoint_that_reloads_with_the_same_logits(fam
 def test_depth_zero_sharing_and_packing_give_whole_prompt_scores(family):
     """What a run checks before it shares the demonstrations' prefix or packs a batch, at depth 0."""
     length = common_prefix_length(PROMPTS)
-    for scorer in (LabelWordHead(cut_layers(tiny_model(family), []), LABEL_IDS),
-                   ClassificationHead(cut_layers(tiny_model(family, head="cls", num_labels=2), []))):
+    for scorer in (
+        LabelWordHead(cut_layers(tiny_model(family), []), LABEL_IDS),
+        ClassificationHead(cut_layers(tiny_model(family, head="cls", num_labels=2), [])),
+    ):
         with torch.no_grad():
             whole = scorer(make_batch(PROMPTS, 0))
             shared = scorer(make_batch(PROMPTS, 0, length))
@@ -90,7 +93,10 @@ def test_depth_zero_runs_trains_saves_and_predicts(family, review_file, tmp_path
         out = tmp_path / f"{head}-{method}"
         config = tiny_run_config(folder, review_file, layers=ZERO, head=head, method=method, max_steps=2)
         record = run(config, out, save_model=True, show_progress=False).record
-        assert record["layers"]["kept"] == [] and record["parameters"]["non_embedding"] < record["parameters"]["source_total"]
+        assert (
+            record["layers"]["kept"] == []
+            and record["parameters"]["non_embedding"] < record["parameters"]["source_total"]
+        )
         assert 0 <= record["metrics"]["accuracy"] <= 1
         sharing = record["prefix_sharing"]
         assert sharing["evaluation"] or sharing["reasons"]  # checked: shared, or not and why
@@ -103,16 +109,23 @@ def test_depth_zero_runs_trains_saves_and_predicts(family, review_file, tmp_path
         # The saved model scores the test texts as the run did (the record rounds to 5 decimals).
         texts = [e.text for e in make_run_splits(config, resolve_task(config)).test]
         predicted = load_predictor(out / "model").predict(texts)
-        torch.testing.assert_close(torch.tensor([list(p.values()) for _, p in predicted]),
-                                   torch.tensor(record["predictions"]["probabilities"]), rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            torch.tensor([list(p.values()) for _, p in predicted]),
+            torch.tensor(record["predictions"]["probabilities"]),
+            rtol=0,
+            atol=1e-5,
+        )
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(method="lora"), "--method lora adapts the kept blocks, and first:0 keeps none"),
-    (dict(method="prefix"), "--method prefix adapts the kept blocks, and first:0 keeps none"),
-    (dict(train_layers="last:1"), "--train-layers last:1 trains kept blocks, and first:0 keeps none"),
-    (dict(bridge="lstsq"), "--bridge lstsq folds into the last kept block, and first:0 keeps none"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(method="lora"), "--method lora adapts the kept blocks, and first:0 keeps none"),
+        (dict(method="prefix"), "--method prefix adapts the kept blocks, and first:0 keeps none"),
+        (dict(train_layers="last:1"), "--train-layers last:1 trains kept blocks, and first:0 keeps none"),
+        (dict(bridge="lstsq"), "--bridge lstsq folds into the last kept block, and first:0 keeps none"),
+    ],
+)
 def test_depth_zero_refuses_what_needs_a_block(tiny_llama_folder, review_file, overrides, message):
     with pytest.raises(LayercutError, match=message.replace("-", r"\-")):
         tiny_run_config(tiny_llama_folder, review_file, layers=ZERO, **overrides)
@@ -122,29 +135,67 @@ def test_depth_zero_on_the_command_line(tiny_llama_folder, review_file, tmp_path
     out = tmp_path / "cut"
     assert main(["cut", str(tiny_llama_folder), "--keep-first", "0", "-o", str(out)]) == 0
     assert AutoModelForCausalLM.from_pretrained(out).config.num_hidden_layers == 0
-    assert_one_line_error(run_cli("run", "--model", tiny_llama_folder, "--layers", ZERO, "--method", "lora",
-                                  "--data", review_file, "--template", "Review: {text} Sentiment:",
-                                  "--label-words", "Negative,Positive", "--out", tmp_path / "run"),
-                          "--method lora adapts the kept blocks, and first:0 keeps none: use --method full or icl")
-    assert_one_line_error(run_cli("cut", tiny_llama_folder, "--keep-last", "0", "-o", tmp_path / "never"),
-                          "choose k from 1 to 4")
+    assert_one_line_error(
+        run_cli(
+            "run",
+            "--model",
+            tiny_llama_folder,
+            "--layers",
+            ZERO,
+            "--method",
+            "lora",
+            "--data",
+            review_file,
+            "--template",
+            "Review: {text} Sentiment:",
+            "--label-words",
+            "Negative,Positive",
+            "--out",
+            tmp_path / "run",
+        ),
+        "--method lora adapts the kept blocks, and first:0 keeps none: use --method full or icl",
+    )
+    assert_one_line_error(
+        run_cli("cut", tiny_llama_folder, "--keep-last", "0", "-o", tmp_path / "never"), "choose k from 1 to 4"
+    )
 
 
 def test_sweep_takes_depth_zero_and_reports_its_row(tiny_llama_folder, review_file, tmp_path):
     path = tmp_path / "e.yaml"
-    path.write_text(yaml.safe_dump({
-        "models": [str(tiny_llama_folder)], "layers": [0, 1, "all"], "heads": ["lm"], "methods": ["full", "icl", "lora"],
-        "shots": [4], "seeds": [0],
-        "tasks": [{"name": "reviews", "data": str(review_file), "template": "Review: {text} Sentiment:",
-                   "label_words": "Negative,Positive"}],
-        "settings": {"max_steps": 2, "batch_size": 4, "learning_rate": 1.0e-3, "patience": 0, "max_length": 64,
-                     "eval_batch_size": 8},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "models": [str(tiny_llama_folder)],
+                "layers": [0, 1, "all"],
+                "heads": ["lm"],
+                "methods": ["full", "icl", "lora"],
+                "shots": [4],
+                "seeds": [0],
+                "tasks": [
+                    {
+                        "name": "reviews",
+                        "data": str(review_file),
+                        "template": "Review: {text} Sentiment:",
+                        "label_words": "Negative,Positive",
+                    }
+                ],
+                "settings": {
+                    "max_steps": 2,
+                    "batch_size": 4,
+                    "learning_rate": 1.0e-3,
+                    "patience": 0,
+                    "max_length": 64,
+                    "eval_batch_size": 8,
+                },
+            }
+        )
+    )
     from layercut.sweep import load_experiment, run_sweep
 
     experiment = load_experiment(path)
     assert {(r.layers, r.method) for r in experiment.runs} == {
-        (layers, method) for layers in ("first:0", "first:1", "all") for method in ("full", "icl", "lora")} - {("first:0", "lora")}
+        (layers, method) for layers in ("first:0", "first:1", "all") for method in ("full", "icl", "lora")
+    } - {("first:0", "lora")}
     assert any("--method lora adapts the kept blocks" in w for w in experiment.warnings)  # skipped, and said why
     assert main(["sweep", str(path), "--dry-run"]) == 0  # the compute estimate counts depth 0's parameters too
     summary = run_sweep(experiment, tmp_path / "out", echo=lambda line: None)

@@ -28,15 +28,17 @@ def tiny_task(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lm-eval-tasks")
     rng = random.Random(0)
     for split, size in (("train", 12), ("test", 30)):
-        rows = [{"text": " ".join(rng.choices(WORDS[15:], k=rng.randint(2, 6))), "label": rng.randrange(len(CHOICES))}
-                for _ in range(size)]
+        rows = [
+            {"text": " ".join(rng.choices(WORDS[15:], k=rng.randint(2, 6))), "label": rng.randrange(len(CHOICES))}
+            for _ in range(size)
+        ]
         (folder / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (folder / "tiny_words.yaml").write_text(f"""task: tiny_words
 dataset_path: json
 dataset_kwargs:
   data_files:
-    train: {folder / 'train.jsonl'}
-    test: {folder / 'test.jsonl'}
+    train: {folder / "train.jsonl"}
+    test: {folder / "test.jsonl"}
 output_type: multiple_choice
 training_split: train
 fewshot_split: train
@@ -57,8 +59,25 @@ metric_list:
 
 def test_lm_eval_numbers_equal_lm_evals_own_cli_on_the_saved_cut(tiny_llama_folder, tiny_task, tmp_path):
     out = tmp_path / "eval.json"
-    assert main(["eval", str(tiny_llama_folder), "--layers", "0,2", "--lm-eval", "tiny_words", "--include", str(tiny_task),
-                 "--num-fewshot", "2", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tiny_llama_folder),
+                "--layers",
+                "0,2",
+                "--lm-eval",
+                "tiny_words",
+                "--include",
+                str(tiny_task),
+                "--num-fewshot",
+                "2",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     record = json.loads(out.read_text())["evaluations"][0]
     assert record["layers"]["kept"] == [0, 2] and record["parameters"]["total"] < record["parameters"]["source"]
     ours = record["lm_eval"]["results"]["tiny_words"]
@@ -66,16 +85,42 @@ def test_lm_eval_numbers_equal_lm_evals_own_cli_on_the_saved_cut(tiny_llama_fold
     saved = tmp_path / "cut"
     assert main(["cut", str(tiny_llama_folder), "--keep", "0,2", "-o", str(saved)]) == 0
     cli = subprocess.run(
-        [sys.executable, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={saved}", "--tasks", "tiny_words",
-         "--include_path", str(tiny_task), "--num_fewshot", "2", "--batch_size", "8", "--device", "cpu",
-         "--output_path", str(tmp_path / "lm-eval-cli")], capture_output=True, text=True, cwd=tmp_path)
+        [
+            sys.executable,
+            "-m",
+            "lm_eval",
+            "--model",
+            "hf",
+            "--model_args",
+            f"pretrained={saved}",
+            "--tasks",
+            "tiny_words",
+            "--include_path",
+            str(tiny_task),
+            "--num_fewshot",
+            "2",
+            "--batch_size",
+            "8",
+            "--device",
+            "cpu",
+            "--output_path",
+            str(tmp_path / "lm-eval-cli"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert cli.returncode == 0, cli.stderr[-2000:]
     theirs = json.loads(next((tmp_path / "lm-eval-cli").rglob("results_*.json")).read_text())["results"]["tiny_words"]
     for metric in ("acc,none", "acc_stderr,none", "acc_norm,none", "acc_norm_stderr,none"):
         assert ours[metric] == theirs[metric], metric
     assert 0 < ours["acc,none"] < 1
     assert record["lm_eval_summary"]["tiny_words"] == {
-        "metric": "acc", "value": ours["acc,none"], "stderr": ours["acc_stderr,none"], "examples": 30}
+        "metric": "acc",
+        "value": ours["acc,none"],
+        "stderr": ours["acc_stderr,none"],
+        "examples": 30,
+    }
 
 
 def test_perplexity_of_the_uncut_model_equals_a_direct_computation(tiny_llama_folder):
@@ -107,8 +152,25 @@ def test_several_depths_give_a_table_relative_to_the_full_model(tiny_llama_folde
     text = tmp_path / "text.txt"
     text.write_text("\n".join(CALIBRATION_TEXTS) + "\n")
     out = tmp_path / "eval.json"
-    assert main(["eval", str(tiny_llama_folder), "--layers", "first:1", "all", "--perplexity", str(text),
-                 "--compare-full", "--window", "16", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tiny_llama_folder),
+                "--layers",
+                "first:1",
+                "all",
+                "--perplexity",
+                str(text),
+                "--compare-full",
+                "--window",
+                "16",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     records = json.loads(out.read_text())["evaluations"]
     assert [r["layers"]["count"] for r in records] == [1, 4]
@@ -123,8 +185,25 @@ def test_layers_chosen_by_strategy_are_recorded(tiny_llama_folder, tmp_path):
     text = tmp_path / "text.txt"
     text.write_text("\n".join(CALIBRATION_TEXTS) + "\n")
     out = tmp_path / "eval.json"
-    assert main(["eval", str(tiny_llama_folder), "--keep-strategy", "last", "--keep-count", "2",
-                 "--perplexity", str(text), "--window", "16", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tiny_llama_folder),
+                "--keep-strategy",
+                "last",
+                "--keep-count",
+                "2",
+                "--perplexity",
+                str(text),
+                "--window",
+                "16",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     [record] = json.loads(out.read_text())["evaluations"]
     assert record["layers"]["kept"] == [2, 3] and record["layers"]["layer_strategy"]["strategy"] == "last"
     assert record["intrinsic"]["full_perplexity"] is None and record["lm_eval"] is None
@@ -139,29 +218,50 @@ def test_shipped_offline_tasks_are_the_builtin_data_as_multiple_choice():
     data, dataset = load_examples(spec), task_dataset("trec")
     assert len(dataset["train"]) == len(data.train) and len(dataset["test"]) == len(data.test)
     first = data.train[0]
-    assert dataset["train"][0] == {"prompt": fill_template(spec.template, first), "choices": list(spec.label_words),
-                                   "label": first.label}
+    assert dataset["train"][0] == {
+        "prompt": fill_template(spec.template, first),
+        "choices": list(spec.label_words),
+        "label": first.label,
+    }
     test_prompts = [d["prompt"] for d in dataset["test"]]
     assert sorted(test_prompts) == sorted(fill_template(spec.template, e) for e in data.test)
     assert test_prompts != [fill_template(spec.template, e) for e in data.test]  # shuffled once, for --limit
 
 
 def test_a_shipped_task_runs_offline_few_shot(tiny_llama_folder, capsys):
-    assert main(["eval", str(tiny_llama_folder), "--layers", "first:2", "--lm-eval", "layercut_mr", "--limit", "3",
-                 "--num-fewshot", "1"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(tiny_llama_folder),
+                "--layers",
+                "first:2",
+                "--lm-eval",
+                "layercut_mr",
+                "--limit",
+                "3",
+                "--num-fewshot",
+                "1",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "layercut_mr" in printed and "acc" in printed
 
 
-@pytest.mark.parametrize("flags, message", [
-    ([], "nothing to evaluate"),
-    (["--perplexity", "trec", "--window", "8", "--stride", "8"], "give a stride from 1 to 7"),
-    (["--compare-full", "--lm-eval", "layercut_trec"], "--compare-full compares next-token predictions"),
-    (["--lm-eval", "layercut_trec", "--include", "no-such-folder"], "--include 'no-such-folder' is not a folder"),
-    (["--lm-eval", "nosuch_task"], "unknown lm-eval task 'nosuch_task'"),
-    (["--lm-eval", "piqa"], "lm-eval task 'piqa' reads its data from the Hugging Face Hub"),
-    (["--layers", "first:9", "--perplexity", "trec"], "cannot keep first 9 layers of a 4-layer model"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ([], "nothing to evaluate"),
+        (["--perplexity", "trec", "--window", "8", "--stride", "8"], "give a stride from 1 to 7"),
+        (["--compare-full", "--lm-eval", "layercut_trec"], "--compare-full compares next-token predictions"),
+        (["--lm-eval", "layercut_trec", "--include", "no-such-folder"], "--include 'no-such-folder' is not a folder"),
+        (["--lm-eval", "nosuch_task"], "unknown lm-eval task 'nosuch_task'"),
+        (["--lm-eval", "piqa"], "lm-eval task 'piqa' reads its data from the Hugging Face Hub"),
+        (["--layers", "first:9", "--perplexity", "trec"], "cannot keep first 9 layers of a 4-layer model"),
+    ],
+)
 def test_bad_input_fails_in_one_line(tiny_llama_folder, capsys, flags, message):
     assert main(["eval", str(tiny_llama_folder), *flags]) == 2
     assert message in capsys.readouterr().err
@@ -171,7 +271,9 @@ def test_missing_lm_eval_names_the_extra(tiny_llama_folder, capsys, monkeypatch)
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "lm_eval" else find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "lm_eval" else find_spec(name, *a)
+    )
     assert main(["eval", str(tiny_llama_folder), "--lm-eval", "layercut_trec"]) == 2
     assert "pip install 'layercut[eval]'" in capsys.readouterr().err
 
@@ -180,14 +282,19 @@ def test_offline_error_is_one_line_without_traceback(tiny_llama_folder):
     assert_one_line_error(run_cli("eval", tiny_llama_folder, "--lm-eval", "piqa"), "--include")
 
 
-def test_sweep_evaluations_add_columns_per_depth_and_resume(tiny_llama_folder, review_file, tiny_task, tmp_path, capsys):
+def test_sweep_evaluations_add_columns_per_depth_and_resume(
+    tiny_llama_folder, review_file, tiny_task, tmp_path, capsys
+):
     from tests.test_sweep import write_experiment
 
     (tmp_path / "text.txt").write_text("\n".join(CALIBRATION_TEXTS) + "\n")
-    evaluations = [{"perplexity": "text.txt", "compare_full": True, "window": 16},
-                   {"lm_eval": "tiny_words", "include": str(tiny_task), "limit": 5}]
-    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[1, 2], methods=["icl"],
-                            evaluations=evaluations)
+    evaluations = [
+        {"perplexity": "text.txt", "compare_full": True, "window": 16},
+        {"lm_eval": "tiny_words", "include": str(tiny_task), "limit": 5},
+    ]
+    path = write_experiment(
+        tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[1, 2], methods=["icl"], evaluations=evaluations
+    )
     out = tmp_path / "out"
     assert main(["sweep", str(path), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -216,12 +323,31 @@ def test_bad_evaluations_in_an_experiment_fail_in_one_line(tiny_llama_folder, re
 @pytest.mark.slow
 def test_real_model_perplexity_is_sane_and_cutting_raises_it(smollm2, tmp_path):
     text = tmp_path / "english.txt"
-    text.write_text("The capital of France is Paris. It is a large city with many museums, parks and old churches.\n"
-                    "Every year millions of people visit the city to see its famous buildings and to eat its food.\n")
+    text.write_text(
+        "The capital of France is Paris. It is a large city with many museums, parks and old churches.\n"
+        "Every year millions of people visit the city to see its famous buildings and to eat its food.\n"
+    )
     out = tmp_path / "eval.json"
-    assert main(["eval", "smollm2-135m", "--layers", "first:15", "all", "--perplexity", str(text), "--compare-full",
-                 "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "smollm2-135m",
+                "--layers",
+                "first:15",
+                "all",
+                "--perplexity",
+                str(text),
+                "--compare-full",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     cut, full = json.loads(out.read_text())["evaluations"]
     assert 5 < full["intrinsic"]["perplexity"] < 60  # an ordinary English text (about 22 for one sentence)
     assert full["intrinsic"]["top1_agreement"] == 1.0 and full["intrinsic"]["kl_divergence"] == 0.0
-    assert cut["intrinsic"]["perplexity"] > 100 * full["intrinsic"]["perplexity"] and cut["intrinsic"]["kl_divergence"] > 1
+    assert (
+        cut["intrinsic"]["perplexity"] > 100 * full["intrinsic"]["perplexity"] and cut["intrinsic"]["kl_divergence"] > 1
+    )

@@ -80,16 +80,25 @@ def saved_weights(folder):
 
 
 @pytest.mark.parametrize("freeze_embeddings", [False, True])
-def test_training_the_last_block_leaves_every_other_weight_bit_identical(tiny_llama_folder, review_file, tmp_path,
-                                                                         freeze_embeddings, one_thread):
+def test_training_the_last_block_leaves_every_other_weight_bit_identical(
+    tiny_llama_folder, review_file, tmp_path, freeze_embeddings, one_thread
+):
     config = tiny_config(tiny_llama_folder, review_file, train_layers="last:1", freeze_embeddings=freeze_embeddings)
     record = run(config, tmp_path, save_model=True, show_progress=False).record
     assert record["healing"]["trains"]["trained_blocks"] == [1]
-    before = {k: v for k, v in load_file(tiny_llama_folder / "model.safetensors").items() if not k.startswith("model.layers.") or k.startswith(("model.layers.0.", "model.layers.1."))}
+    before = {
+        k: v
+        for k, v in load_file(tiny_llama_folder / "model.safetensors").items()
+        if not k.startswith("model.layers.") or k.startswith(("model.layers.0.", "model.layers.1."))
+    }
     after = saved_weights(tmp_path)
     trained = {k for k in after if not torch.equal(after[k], before[k])}
-    frozen = {k for k in after if k.startswith("model.layers.0.")} | ({"model.embed_tokens.weight"} if freeze_embeddings else set())
-    assert trained and all(k.startswith(("model.layers.1.", "model.norm.", "model.embed_tokens.")) for k in trained), trained
+    frozen = {k for k in after if k.startswith("model.layers.0.")} | (
+        {"model.embed_tokens.weight"} if freeze_embeddings else set()
+    )
+    assert trained and all(k.startswith(("model.layers.1.", "model.norm.", "model.embed_tokens.")) for k in trained), (
+        trained
+    )
     assert not trained & frozen
     assert "model.layers.1.mlp.down_proj.weight" in trained and "model.norm.weight" in trained
     assert ("model.embed_tokens.weight" in trained) is not freeze_embeddings  # the tied LM head trains unless frozen
@@ -108,8 +117,9 @@ def test_partial_training_needs_full_fine_tuning_and_enough_blocks(tiny_llama_fo
         run(tiny_config(tiny_llama_folder, review_file, train_layers="last:3"), show_progress=False)
 
 
-def test_a_run_with_the_bridge_records_the_fit_and_saves_a_plain_checkpoint(tiny_llama_folder, review_file, tmp_path,
-                                                                          one_thread):
+def test_a_run_with_the_bridge_records_the_fit_and_saves_a_plain_checkpoint(
+    tiny_llama_folder, review_file, tmp_path, one_thread
+):
     config = tiny_config(tiny_llama_folder, review_file, bridge="lstsq", method="icl")
     record = run(config, tmp_path, save_model=True, show_progress=False).record
     bridge = record["healing"]["bridge"]
@@ -134,8 +144,12 @@ def test_the_teacher_is_scored_once_per_run(tiny_llama_folder, review_file, tmp_
 
 def test_a_run_saved_with_its_model_teaches_another(tiny_llama_folder, review_file, tmp_path, one_thread):
     teacher_run = tmp_path / "teacher"
-    run(tiny_config(tiny_llama_folder, review_file, layers="all", head="cls"), teacher_run, save_model=True,
-        show_progress=False)
+    run(
+        tiny_config(tiny_llama_folder, review_file, layers="all", head="cls"),
+        teacher_run,
+        save_model=True,
+        show_progress=False,
+    )
     record = run(tiny_config(tiny_llama_folder, review_file, teacher=str(teacher_run)), show_progress=False).record
     assert record["healing"]["teacher"]["head"] == "cls" and record["healing"]["teacher"]["depth"] == 4
     run(tiny_config(tiny_llama_folder, review_file, method="icl"), tmp_path / "unsaved", show_progress=False)
@@ -150,7 +164,9 @@ def test_distillation_loss_mixes_cross_entropy_and_kl():
     labels = torch.tensor([0, 1])
     teacher = torch.softmax(logits, dim=-1)
     ce = torch.nn.functional.cross_entropy(logits, labels)
-    assert torch.allclose(distillation_loss(0.5, 1.0)(logits, labels, teacher), 0.5 * ce, atol=1e-6)  # KL to itself is 0
+    assert torch.allclose(
+        distillation_loss(0.5, 1.0)(logits, labels, teacher), 0.5 * ce, atol=1e-6
+    )  # KL to itself is 0
     assert torch.allclose(distillation_loss(0.0, 2.0)(logits, labels, teacher.flip(1)), ce)
     assert distillation_loss(1.0, 2.0)(logits, labels, teacher.flip(1)) > 0
 
@@ -159,7 +175,9 @@ def test_cut_folds_a_bridge_fitted_on_calibration_text(tiny_llama_folder, tmp_pa
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(CALIBRATION_TEXTS * 4))
     out = tmp_path / "cut"
-    result = run_cli("cut", tiny_llama_folder, "--keep-first", "2", "--bridge", "lstsq", "--calibration", texts, "-o", out)
+    result = run_cli(
+        "cut", tiny_llama_folder, "--keep-first", "2", "--bridge", "lstsq", "--calibration", texts, "-o", out
+    )
     assert result.returncode == 0, result.stderr
     assert "bridge:" in result.stdout
     bridge = json.loads((out / "layercut.json").read_text())["bridge"]
@@ -168,11 +186,23 @@ def test_cut_folds_a_bridge_fitted_on_calibration_text(tiny_llama_folder, tmp_pa
     assert not info["missing_keys"] and not info["unexpected_keys"] and reloaded.config.num_hidden_layers == 2
 
 
-@pytest.mark.parametrize("args, message", [
-    (["cut", "{model}", "--keep-first", "2", "--bridge", "lstsq", "-o", "{out}"], "--bridge lstsq fits on calibration text"),
-    (["run", "--model", "{model}", "--train-layers", "last:x", "--out", "{out}"], "--train-layers 'last:x' is not all or last:N"),
-    (["run", "--model", "{model}", "--teacher", "{model}", "--method", "icl", "--out", "{out}"], "--teacher distills during training"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["cut", "{model}", "--keep-first", "2", "--bridge", "lstsq", "-o", "{out}"],
+            "--bridge lstsq fits on calibration text",
+        ),
+        (
+            ["run", "--model", "{model}", "--train-layers", "last:x", "--out", "{out}"],
+            "--train-layers 'last:x' is not all or last:N",
+        ),
+        (
+            ["run", "--model", "{model}", "--teacher", "{model}", "--method", "icl", "--out", "{out}"],
+            "--teacher distills during training",
+        ),
+    ],
+)
 def test_bad_healing_options_get_one_line(tiny_llama_folder, tmp_path, args, message):
     filled = [a.format(model=tiny_llama_folder, out=tmp_path / "out") for a in args]
     assert_one_line_error(run_cli(*filled), message)

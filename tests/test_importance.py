@@ -98,7 +98,10 @@ def test_removal_loss_equals_the_loss_of_the_cut_model(family):
     for layer in range(4):
         cut = cut_layers(copy.deepcopy(model), [i for i in range(4) if i != layer])
         with torch.no_grad():
-            nll = sum(_nll(cut(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False).logits, b) for b in batches)
+            nll = sum(
+                _nll(cut(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False).logits, b)
+                for b in batches
+            )
         assert ranking.removal_loss[layer] == pytest.approx(nll / tokens, abs=1e-5)
 
 
@@ -111,7 +114,9 @@ def test_hooks_see_the_residual_stream_not_the_final_norm():
     sums, tokens = torch.zeros(4, dtype=torch.float64), 0
     with torch.no_grad():
         for b in batches:
-            states = model(input_ids=b.input_ids, attention_mask=b.attention_mask, output_hidden_states=True).hidden_states
+            states = model(
+                input_ids=b.input_ids, attention_mask=b.attention_mask, output_hidden_states=True
+            ).hidden_states
             for layer in range(4):
                 cos = torch.nn.functional.cosine_similarity(states[layer], states[layer + 1], dim=-1)
                 sums[layer] += ((1 - cos) * b.attention_mask).sum().double()
@@ -166,12 +171,15 @@ def test_reference_strategies():
         drop_order("spaced", 4)
 
 
-@pytest.mark.parametrize("strategy, count, message", [
-    ("bi", 0, "choose a count from 1 to 4"),
-    ("first", 5, "choose a count from 1 to 4"),
-    ("middle", 2, "unknown layer strategy"),
-    ("bi", 2, "needs calibration text"),
-])
+@pytest.mark.parametrize(
+    "strategy, count, message",
+    [
+        ("bi", 0, "choose a count from 1 to 4"),
+        ("first", 5, "choose a count from 1 to 4"),
+        ("middle", 2, "unknown layer strategy"),
+        ("bi", 2, "needs calibration text"),
+    ],
+)
 def test_choose_layers_refuses_bad_input(strategy, count, message):
     with pytest.raises(LayercutError, match=message):
         choose_layers(tiny_model("llama"), tiny_tokenizer(), strategy, count)
@@ -180,7 +188,11 @@ def test_choose_layers_refuses_bad_input(strategy, count, message):
 def test_choose_layers(identity_llama, identity_ranking):
     tokenizer = tiny_tokenizer()
     assert choose_layers(identity_llama, tokenizer, "spaced", 2) == [0, 3]
-    assert choose_layers(identity_llama, tokenizer, "greedy", 3, TEXTS, samples=8, max_length=16, progress=False) == [0, 1, 3]
+    assert choose_layers(identity_llama, tokenizer, "greedy", 3, TEXTS, samples=8, max_length=16, progress=False) == [
+        0,
+        1,
+        3,
+    ]
     assert choose_layers(identity_llama, tokenizer, "bi", 2, ranking=identity_ranking) == identity_ranking.keep("bi", 2)
     bigger = LayerRanking("other", 30, {}, block_influence=[0.0] * 30)
     with pytest.raises(LayercutError, match="30-layer model"):
@@ -206,12 +218,15 @@ def test_calibration_files(tmp_path):
     assert read_calibration_texts(str(tmp_path / "rows.jsonl")) == ["a b", "c"]
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("empty.txt", "\n  \n", "has no text"),
-    ("bad.jsonl", '{"text": "ok"}\nnot json\n', "line 2 is not JSON"),
-    ("nofield.jsonl", '{"sentence": "x"}\n', "no \"text\" string"),
-    ("latin.txt", b"caf\xe9\n", "is not UTF-8 text"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("empty.txt", "\n  \n", "has no text"),
+        ("bad.jsonl", '{"text": "ok"}\nnot json\n', "line 2 is not JSON"),
+        ("nofield.jsonl", '{"sentence": "x"}\n', 'no "text" string'),
+        ("latin.txt", b"caf\xe9\n", "is not UTF-8 text"),
+    ],
+)
 def test_bad_calibration_files(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
@@ -280,7 +295,10 @@ def test_real_smollm2_ranking(smollm2):
     cut = load_model(smollm2, "drop:15").model
     batches = calibration_batches(loaded.tokenizer, texts, samples=4, max_length=48, batch_size=4)
     with torch.no_grad():
-        nll = sum(_nll(cut(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False).logits, b) for b in batches)
+        nll = sum(
+            _nll(cut(input_ids=b.input_ids, attention_mask=b.attention_mask, use_cache=False).logits, b)
+            for b in batches
+        )
     assert ranking.removal_loss[15] == pytest.approx(nll / sum(b.loss_tokens for b in batches), abs=1e-4)
 
 
@@ -290,12 +308,22 @@ def test_rankings_are_cached_by_model_texts_and_measure(tiny_llama_folder, tmp_p
     monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path))
     computed = []
     real_rank_layers = ranking_cache.rank_layers
-    monkeypatch.setattr(ranking_cache, "rank_layers", lambda *a, **k: computed.append(k["measures"]) or real_rank_layers(*a, **k))
+    monkeypatch.setattr(
+        ranking_cache, "rank_layers", lambda *a, **k: computed.append(k["measures"]) or real_rank_layers(*a, **k)
+    )
     loaded = load_model(str(tiny_llama_folder), "all")
 
     def rank(texts, measure):
-        return rank_layers_cached(loaded.model, loaded.tokenizer, texts, model_spec=str(tiny_llama_folder),
-                                  measures=(measure,), samples=4, max_length=16, progress=False)
+        return rank_layers_cached(
+            loaded.model,
+            loaded.tokenizer,
+            texts,
+            model_id=str(tiny_llama_folder),
+            measures=(measure,),
+            samples=4,
+            max_length=16,
+            progress=False,
+        )
 
     first = rank(TEXTS, "bi")
     assert rank(TEXTS, "bi").to_dict() == first.to_dict()

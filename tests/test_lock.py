@@ -35,7 +35,9 @@ def makefile_value(name):
 def project_requirements():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     requirements = [(None, text) for text in project["dependencies"]]
-    requirements += [(extra, text) for extra, texts in project.get("optional-dependencies", {}).items() for text in texts]
+    requirements += [
+        (extra, text) for extra, texts in project.get("optional-dependencies", {}).items() for text in texts
+    ]
     return [(extra, Requirement(text)) for extra, text in requirements]
 
 
@@ -72,5 +74,6 @@ def test_packaged_assets_are_pinned_as_the_makefile_installs_them():
     pins = lock_pins()
     assets = [PIN.fullmatch(item) for item in makefile_value("PACKAGED_ASSETS").split()]
     assert assets and all(assets)
-    assert {canonicalize_name(match[1]): pins.get(canonicalize_name(match[1])) for match in assets} == \
-        {canonicalize_name(match[1]): match[2] for match in assets}
+    assert {canonicalize_name(match[1]): pins.get(canonicalize_name(match[1])) for match in assets} == {
+        canonicalize_name(match[1]): match[2] for match in assets
+    }

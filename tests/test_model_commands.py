@@ -140,7 +140,9 @@ def test_missing_gguf_package_is_named(monkeypatch, tmp_path):
     from layercut.model import sources
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real_find_spec(name, *a)
+    )
     fake = tmp_path / "m.gguf"
     fake.write_bytes(b"GGUF")
     monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / "cache"))
@@ -150,14 +152,18 @@ def test_missing_gguf_package_is_named(monkeypatch, tmp_path):
 
 def test_help_does_not_import_torch():
     """`layercut --help` and every command's parser load without torch or transformers (they take seconds)."""
-    code = ("import sys; from layercut.cli.main import build_parser; build_parser(); "
-            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    code = (
+        "import sys; from layercut.cli.main import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout
 
 
 def test_the_top_level_api_is_lazy_and_every_name_resolves():
-    code = ("import sys, layercut; loaded = 'torch' in sys.modules; "
-            "missing = [n for n in layercut.__all__ if getattr(layercut, n, None) is None]; print(loaded, missing)")
+    code = (
+        "import sys, layercut; loaded = 'torch' in sys.modules; "
+        "missing = [n for n in layercut.__all__ if getattr(layercut, n, None) is None]; print(loaded, missing)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=cli_env())
     assert result.stdout.strip() == "False []", result.stdout

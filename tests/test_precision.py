@@ -15,16 +15,16 @@ import torch
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from layercut.adapt.batching import BF16_SHARING_TOLERANCE, make_batch
+from layercut.adapt.prefix_sharing import BF16_SHARING_TOLERANCE, make_batch
 from layercut.adapt.evaluation import score_prompts
 from layercut.adapt.optim import RowSparseAdamW
 from layercut.adapt.scorers import ClassificationHead, LabelWordHead
 from layercut.adapt.training import Budget, train
 from layercut.model.blocks import find_blocks
-from layercut.run import precision as precision_module
-from layercut.run.config import KEY_VERSION, RunConfig
+from layercut.settings import precision as precision_module
+from layercut.settings.run_config import KEY_VERSION, RunConfig
 from layercut.run.pipeline import run
-from layercut.run.precision import Precision, resolve_precision
+from layercut.settings.precision import Precision, resolve_precision
 from layercut.run.prepare import check_precision, packing_problem
 from tests.test_run import tiny_config
 from tests.test_shared_prefix import LABEL_IDS, PREFIX, PROMPTS, without_dropout
@@ -41,6 +41,7 @@ def cpu_flags(monkeypatch):
 
     def set_flags(*flags):
         monkeypatch.setattr(precision_module, "_cpu_flags", lambda: frozenset(flags))
+
     return set_flags
 
 
@@ -76,8 +77,9 @@ def old_key(config: RunConfig) -> str:
     """RunConfig.key() before precision entered it."""
     defaults = RunConfig().to_dict()
     changed = {name: value for name, value in config.to_dict().items() if value != defaults[name]}
-    return hashlib.sha256(json.dumps({"version": KEY_VERSION, **changed}, sort_keys=True, default=str)
-                          .encode()).hexdigest()[:16]
+    return hashlib.sha256(
+        json.dumps({"version": KEY_VERSION, **changed}, sort_keys=True, default=str).encode()
+    ).hexdigest()[:16]
 
 
 def test_precision_is_part_of_the_run_key(monkeypatch):
@@ -115,7 +117,10 @@ def test_every_committed_run_keeps_its_key():
             assert config.key() == record["key"], path  # as `dtype: auto` resolves in the suite
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.name)
+# configs/precision/ holds the bfloat16 arm of the precision comparison, bfloat16 on purpose.
+@pytest.mark.parametrize(
+    "path", sorted(p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name != "precision"), ids=lambda p: p.name
+)
 def test_shipped_configs_stay_float32_on_any_machine(path, monkeypatch):
     from layercut.sweep.experiment import load_experiment
 
@@ -124,6 +129,17 @@ def test_shipped_configs_stay_float32_on_any_machine(path, monkeypatch):
     keys = [r.key() for r in runs]
     monkeypatch.setenv("LAYERCUT_CPU_BF16", "1")
     assert [r.key() for r in runs] == keys == [old_key(dataclasses.replace(r, dtype="auto")) for r in runs]
+
+
+@pytest.mark.parametrize("name", ["trec-k16-shallow.yaml", "trec-k16-full.yaml"])
+def test_the_precision_arm_is_the_replication_cell_in_bfloat16(name):
+    """The bfloat16 runs differ from their float32 counterparts in the replication's store by the precision only."""
+    from layercut.sweep.experiment import load_experiment
+
+    arm = load_experiment(ROOT / "configs" / "precision" / name).runs
+    replication = {r.key(): r for r in load_experiment(ROOT / "configs" / "replication" / "trec-k16.yaml").runs}
+    assert arm and all(r.dtype == "bfloat16" for r in arm)
+    assert all(dataclasses.replace(r, dtype="float32").key() in replication for r in arm)
 
 
 def scorer_of(family: str, head: str):
@@ -172,8 +188,17 @@ def test_bf16_training_and_evaluation_run_or_fall_back(family, head, monkeypatch
         assert all(torch.isfinite(torch.tensor(scores.probabilities)).flatten())
         return scores.accuracy(labels.tolist()), scores.loss(labels.tolist())
 
-    outcome = train(scorer, batches, dev, Budget(steps=3, eval_every=3, patience=0), learning_rate=1e-3,
-                    weight_decay=0.0, gradient_accumulation=1, autocast_dtype=torch.bfloat16, show_progress=False)
+    outcome = train(
+        scorer,
+        batches,
+        dev,
+        Budget(steps=3, eval_every=3, patience=0),
+        learning_rate=1e-3,
+        weight_decay=0.0,
+        gradient_accumulation=1,
+        autocast_dtype=torch.bfloat16,
+        show_progress=False,
+    )
     assert not outcome.diverged and CheckedAdamW.steps == 3
     assert torch.bfloat16 in linear_outputs  # the forward did run in bf16
     assert all(p.dtype == torch.float32 for p in scorer.parameters())
@@ -188,7 +213,10 @@ def test_a_family_failing_in_bf16_falls_back_with_the_reason():
     def refuse(module, args, output):
         if output.dtype == torch.bfloat16:
             raise RuntimeError("\"addmm\" not implemented for 'BFloat16'")
-    next(m for m in find_blocks(scorer.model).blocks[0].modules() if isinstance(m, nn.Linear)).register_forward_hook(refuse)
+
+    next(m for m in find_blocks(scorer.model).blocks[0].modules() if isinstance(m, nn.Linear)).register_forward_hook(
+        refuse
+    )
     precision = check_precision(Precision("auto", "bfloat16", "CPU has AVX512-BF16"), scorer, PROMPTS, 0, CPU, True)
     assert precision.used == "float32" and precision.resolved == "bfloat16"
     assert "LlamaForCausalLM fails in bfloat16 (RuntimeError" in precision.reason
@@ -210,8 +238,12 @@ def test_packing_compares_bf16_with_bf16(family):
 def test_a_bf16_run_records_its_precision(tiny_llama_folder, review_file):
     fp32 = run(tiny_config(tiny_llama_folder, review_file), show_progress=False).record
     bf16 = run(tiny_config(tiny_llama_folder, review_file, dtype="bfloat16"), show_progress=False).record
-    assert fp32["precision"] == {"asked": "auto", "resolved": "float32", "used": "float32",
-                                 "reason": "LAYERCUT_CPU_BF16=0: the CPU is taken to have no native bfloat16"}
+    assert fp32["precision"] == {
+        "asked": "auto",
+        "resolved": "float32",
+        "used": "float32",
+        "reason": "LAYERCUT_CPU_BF16=0: the CPU is taken to have no native bfloat16",
+    }
     assert bf16["precision"]["used"] == "bfloat16" and bf16["precision"]["gap_to_float32"] < 0.05
     assert bf16["key"] != fp32["key"]
     sharing = bf16["prefix_sharing"]
@@ -235,19 +267,25 @@ def test_the_one_pass_profile_in_bf16_gives_the_separate_bf16_runs(tiny_llama_fo
             assert ours == pytest.approx(theirs, abs=1e-4)  # theirs rounded to 5 places
 
 
-def test_the_task_ranking_runs_in_bf16_under_its_own_cache_key(tiny_llama_folder, review_file, tmp_path, monkeypatch,
-                                                                one_thread):
+def test_the_task_ranking_runs_in_bf16_under_its_own_cache_key(
+    tiny_llama_folder, review_file, tmp_path, monkeypatch, one_thread
+):
     from layercut.importance import task as task_strategy
     from layercut.model.load import load_model
-    from layercut.run.task import make_run_splits, resolve_task
+    from layercut.settings.task import make_run_splits, resolve_task
 
     monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path))
     rankings = {}
     for dtype in ("float32", "bfloat16"):
-        config = tiny_config(tiny_llama_folder, review_file, layers="all", keep_strategy="task", keep_count=2,
-                             method="icl", dtype=dtype)
-        calibration = task_strategy.TaskCalibration(config, resolve_task(config), make_run_splits(config, resolve_task(config)))
-        rankings[dtype] = task_strategy.rank_by_task(load_model(str(tiny_llama_folder), "all"), calibration, progress=False)
+        config = tiny_config(
+            tiny_llama_folder, review_file, layers="all", keep_strategy="task", keep_count=2, method="icl", dtype=dtype
+        )
+        calibration = task_strategy.TaskCalibration(
+            config, resolve_task(config), make_run_splits(config, resolve_task(config))
+        )
+        rankings[dtype] = task_strategy.rank_by_task(
+            load_model(str(tiny_llama_folder), "all"), calibration, progress=False
+        )
     assert len(list((tmp_path / "rankings").glob("*.json"))) == 2  # one cached ranking per precision
     assert "precision" not in rankings["float32"].calibration  # float32 rankings as before
     bf16 = rankings["bfloat16"].calibration
@@ -257,7 +295,7 @@ def test_the_task_ranking_runs_in_bf16_under_its_own_cache_key(tiny_llama_folder
 
 
 def test_eval_in_bf16_keeps_the_head_in_float32_and_records_it(tiny_llama_folder, capsys, one_thread):
-    from layercut.evaluate.measure import EvaluationRequest, evaluate_loaded
+    from layercut.evaluate.request import EvaluationRequest, evaluate_loaded
     from layercut.model.load import load_model
     from tests.tiny_models import CALIBRATION_TEXTS
 
@@ -266,8 +304,10 @@ def test_eval_in_bf16_keeps_the_head_in_float32_and_records_it(tiny_llama_folder
     request = dataclasses.replace(request, text=text)
     full = load_model(str(tiny_llama_folder), "all")
     cut = load_model(str(tiny_llama_folder), "first:2")
-    records = {dtype: evaluate_loaded(cut, request, full.model, resolve_precision(dtype, "cpu"))
-               for dtype in ("float32", "bfloat16")}
+    records = {
+        dtype: evaluate_loaded(cut, request, full.model, resolve_precision(dtype, "cpu"))
+        for dtype in ("float32", "bfloat16")
+    }
     assert records["float32"]["precision"]["used"] == "float32"
     assert records["bfloat16"]["precision"]["used"] == "bfloat16"
     ours, theirs = records["bfloat16"]["intrinsic"], records["float32"]["intrinsic"]
@@ -285,8 +325,10 @@ def test_status_counts_the_float32_runs_of_a_store_written_before_precision(monk
     monkeypatch.setenv("LAYERCUT_CPU_BF16", "1")  # `auto` now resolves to bf16 here
     runs = [RunConfig(layers="first:1"), RunConfig(layers="first:2"), RunConfig(layers="first:3")]
     float32 = [dataclasses.replace(r, dtype="float32") for r in runs]
-    records = [{"key": float32[0].key(), "status": "complete"},  # stored before precision was recorded
-               {"key": float32[1].key(), "status": "complete", "precision": {"resolved": "float32"}},
-               {"key": runs[2].key(), "status": "complete", "precision": {"resolved": "bfloat16"}}]
+    records = [
+        {"key": float32[0].key(), "status": "complete"},  # stored before precision was recorded
+        {"key": float32[1].key(), "status": "complete", "precision": {"resolved": "float32"}},
+        {"key": runs[2].key(), "status": "complete", "precision": {"resolved": "bfloat16"}},
+    ]
     stored = as_stored(runs, records)
     assert stored == [float32[0], runs[1], runs[2]]  # a run recorded as float32 is not taken for `auto`'s bf16 one

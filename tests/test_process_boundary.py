@@ -22,17 +22,33 @@ TEMPLATE = ["--template", "Review: {text} Sentiment:", "--label-words", "Negativ
 
 
 def write_experiment(path: Path, model: Path, data: Path, seeds: int) -> Path:
-    path.write_text(yaml.safe_dump({
-        "models": [str(model)], "layers": [1, 2], "shots": [2], "seeds": list(range(seeds)),
-        "tasks": [{"name": "reviews", "data": str(data), "template": "Review: {text} Sentiment:", "label_words": "Negative,Positive"}],
-        "settings": {"epochs": 1, "max_length": 64, "learning_rate": 1.0e-3, "test_size": 8},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "models": [str(model)],
+                "layers": [1, 2],
+                "shots": [2],
+                "seeds": list(range(seeds)),
+                "tasks": [
+                    {
+                        "name": "reviews",
+                        "data": str(data),
+                        "template": "Review: {text} Sentiment:",
+                        "label_words": "Negative,Positive",
+                    }
+                ],
+                "settings": {"epochs": 1, "max_length": 64, "learning_rate": 1.0e-3, "test_size": 8},
+            }
+        )
+    )
     return path
 
 
 @pytest.mark.parametrize("seconds", [0.5, 2.0, 5.0])
 def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(tiny_llama_folder, review_file, tmp_path, seconds):
-    experiment = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, seeds=50)  # far longer than the wait
+    experiment = write_experiment(
+        tmp_path / "e.yaml", tiny_llama_folder, review_file, seeds=50
+    )  # far longer than the wait
     process = start_cli("sweep", experiment, "--out", tmp_path / "out")
     time.sleep(seconds)
     process.send_signal(signal.SIGINT)
@@ -42,6 +58,7 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(tiny_llama_folder, review
 
 
 # --- fault injection: SIGKILL at random moments, then the same command again
+
 
 def _cut_model_complete(folder: Path) -> None:
     record = json.loads((folder / "layercut.json").read_text())
@@ -89,9 +106,28 @@ def test_sigkill_at_random_moments_leaves_no_half_output_and_no_debris(tiny_llam
     assert run_cli("sweep", experiment, "--out", finished_sweep).returncode == 0
     commands = {  # name -> (arguments writing into WORK, the output to check, its check)
         "cut": (lambda work: ["cut", tiny_llama_folder, "--keep", "0,2", "-o", work / "out"], check_cut),
-        "run": (lambda work: ["run", "--model", tiny_llama_folder, "--layers", "first:2", "--data", review_file, *TEMPLATE,
-                              "--shots", "2", "--epochs", "1", "--test-size", "8", "--out", work / "out", "--save-model"],
-                check_run),
+        "run": (
+            lambda work: [
+                "run",
+                "--model",
+                tiny_llama_folder,
+                "--layers",
+                "first:2",
+                "--data",
+                review_file,
+                *TEMPLATE,
+                "--shots",
+                "2",
+                "--epochs",
+                "1",
+                "--test-size",
+                "8",
+                "--out",
+                work / "out",
+                "--save-model",
+            ],
+            check_run,
+        ),
         "sweep": (lambda work: ["sweep", experiment, "--out", work / "out"], check_sweep),
         "report": (lambda work: ["report", work / "out"], check_report),
     }
@@ -103,7 +139,9 @@ def test_sigkill_at_random_moments_leaves_no_half_output_and_no_debris(tiny_llam
     left_temporaries = 0  # kills that caught a write in flight (printed: how many moments were informative)
     for name, (arguments, check) in commands.items():
         start = time.perf_counter()
-        reference = run_cli(*arguments(_fresh(tmp_path / f"{name}-reference", finished_sweep if name == "report" else None)))
+        reference = run_cli(
+            *arguments(_fresh(tmp_path / f"{name}-reference", finished_sweep if name == "report" else None))
+        )
         assert reference.returncode == 0, reference.stderr
         duration = time.perf_counter() - start
         for trial in range(trials):
@@ -115,11 +153,15 @@ def test_sigkill_at_random_moments_leaves_no_half_output_and_no_debris(tiny_llam
             process.wait()
             check(work / "out")
             left_temporaries += bool(debris(work, process.pid))
-            again = run_cli(*arguments(work), *(["--overwrite"] if name in ("cut", "run") and (work / "out").exists() else []))
+            again = run_cli(
+                *arguments(work), *(["--overwrite"] if name in ("cut", "run") and (work / "out").exists() else [])
+            )
             assert again.returncode == 0, (name, trial, again.stderr)
             check(work / "out")
             assert debris(work, process.pid) == [], (name, trial)
-    print(f"{len(commands) * trials} kills, {left_temporaries} of them mid-write (temporaries left until the next start)")
+    print(
+        f"{len(commands) * trials} kills, {left_temporaries} of them mid-write (temporaries left until the next start)"
+    )
 
 
 def _fresh(folder: Path, sweep: Path | None) -> Path:

@@ -72,9 +72,9 @@ def test_one_layer_smollm2_learns_trec_at_k64(smollm2, tmp_path):
     natural-distribution dev questions."""
     from collections import Counter
 
-    from layercut.run.config import RunConfig
+    from layercut.settings.run_config import RunConfig
     from layercut.run.pipeline import run
-    from layercut.run.task import make_run_splits, resolve_task
+    from layercut.settings.task import make_run_splits, resolve_task
 
     config = RunConfig(layers="first:1", task="trec", shots=64, seed=0, dev_size=200)
     dev = make_run_splits(config, resolve_task(config)).dev

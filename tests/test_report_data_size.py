@@ -15,8 +15,13 @@ def at_k(key, layers, seed, accuracy, shots):
 
 def test_each_k_against_its_own_full_depth(tmp_path):
     store = ResultStore(tmp_path)
-    for record in (at_k("a1", 1, 0, 0.30, 8), at_k("a2", 1, 1, 0.50, 8), at_k("a3", 4, 0, 0.80, 8),
-                   at_k("b1", 1, 0, 0.60, 64), at_k("b2", 4, 0, 0.75, 64)):
+    for record in (
+        at_k("a1", 1, 0, 0.30, 8),
+        at_k("a2", 1, 1, 0.50, 8),
+        at_k("a3", 4, 0, 0.80, 8),
+        at_k("b1", 1, 0, 0.60, 64),
+        at_k("b2", 4, 0, 0.75, 64),
+    ):
         store.save(RunRecord(record))
     for record in (fake_record("c1", 1, "b", 0, 0.5, 0.5), fake_record("c2", 4, "b", 0, 0.9, 0.5)):  # task b: one K
         store.save(RunRecord(record))
@@ -57,9 +62,14 @@ def test_accuracy_plot_names_each_line_once_in_one_colour(tmp_path):
 
     [legend] = figure.legends
     assert [text.get_text() for text in legend.get_texts()] == [
-        *(table.label(("shots",)) for table in tables), "bag-of-words, 8 shots", "bag-of-words, 64 shots"]
+        *(table.label(("shots",)) for table in tables),
+        "bag-of-words, 8 shots",
+        "bag-of-words, 64 shots",
+    ]
     assert not any(axes.get_legend() for axes in figure.axes)
     colours = [[line.get_color() for line in axes.get_lines() if line.get_linestyle() == "-"] for axes in figure.axes]
     assert len(colours) == 2 and colours[0] == colours[1] and len(set(colours[0])) == 2
-    styles = [[line.get_linestyle() for line in axes.get_lines() if line.get_linestyle() != "-"] for axes in figure.axes]
+    styles = [
+        [line.get_linestyle() for line in axes.get_lines() if line.get_linestyle() != "-"] for axes in figure.axes
+    ]
     assert styles[0] == styles[1] and len(set(styles[0])) == 2  # one dashed reference per K, alike in each panel

@@ -8,10 +8,16 @@ from tests.test_sweep import fake_record
 
 def test_gap_in_points_and_seed_spreads(tmp_path):
     store = ResultStore(tmp_path)
-    records = [fake_record("a1", 1, "a", 0, 0.40, 0.5), fake_record("a2", 1, "a", 1, 0.50, 0.5),  # 45.0 ± 7.1
-               fake_record("f1", 4, "a", 0, 0.80, 0.9), fake_record("f2", 4, "a", 1, 0.82, 0.9),  # 81.0 ± 1.4
-               fake_record("m1", 2, "a", 0, 0.75, 0.5), fake_record("m2", 2, "a", 1, 0.85, 0.5),  # 80.0 ± 7.1
-               fake_record("b1", 1, "b", 0, 0.40, 0.5), fake_record("b2", 4, "b", 0, 0.80, 0.9)]  # one seed each
+    records = [
+        fake_record("a1", 1, "a", 0, 0.40, 0.5),
+        fake_record("a2", 1, "a", 1, 0.50, 0.5),  # 45.0 ± 7.1
+        fake_record("f1", 4, "a", 0, 0.80, 0.9),
+        fake_record("f2", 4, "a", 1, 0.82, 0.9),  # 81.0 ± 1.4
+        fake_record("m1", 2, "a", 0, 0.75, 0.5),
+        fake_record("m2", 2, "a", 1, 0.85, 0.5),  # 80.0 ± 7.1
+        fake_record("b1", 1, "b", 0, 0.40, 0.5),
+        fake_record("b2", 4, "b", 0, 0.80, 0.9),
+    ]  # one seed each
     for record in records:
         store.save(RunRecord(record))
     report = write_report(tmp_path).report.read_text()
@@ -22,8 +28,11 @@ def test_gap_in_points_and_seed_spreads(tmp_path):
 
 def test_no_gap_table_without_two_seeds_on_both_sides(tmp_path):
     store = ResultStore(tmp_path)
-    for record in (fake_record("a1", 1, "a", 0, 0.40, 0.5), fake_record("a2", 1, "a", 1, 0.50, 0.5),
-                   fake_record("f1", 4, "a", 0, 0.80, 0.9)):
+    for record in (
+        fake_record("a1", 1, "a", 0, 0.40, 0.5),
+        fake_record("a2", 1, "a", 1, 0.50, 0.5),
+        fake_record("f1", 4, "a", 0, 0.80, 0.9),
+    ):
         store.save(RunRecord(record))
     assert "Gap to full depth" not in write_report(tmp_path).report.read_text()
 
@@ -32,9 +41,13 @@ def test_fewest_layers_keeping_90_and_95_percent(tmp_path):
     """Task a: 2 layers keep 80.0 / 81.0 = 98.8% of full depth; 1 layer 55.6%. Task b: 1 layer keeps 90% exactly,
     not 95%, and full depth is the first to keep 95%."""
     store = ResultStore(tmp_path)
-    for record in (fake_record("a1", 1, "a", 0, 0.45, 0.5), fake_record("a2", 2, "a", 0, 0.80, 0.5),
-                   fake_record("af", 4, "a", 0, 0.81, 0.9),
-                   fake_record("b1", 1, "b", 0, 0.72, 0.5), fake_record("bf", 4, "b", 0, 0.80, 0.9)):
+    for record in (
+        fake_record("a1", 1, "a", 0, 0.45, 0.5),
+        fake_record("a2", 2, "a", 0, 0.80, 0.5),
+        fake_record("af", 4, "a", 0, 0.81, 0.9),
+        fake_record("b1", 1, "b", 0, 0.72, 0.5),
+        fake_record("bf", 4, "b", 0, 0.80, 0.9),
+    ):
         store.save(RunRecord(record))
     report = write_report(tmp_path).report.read_text()
     assert "- a: 90%: 2; 95%: 2 (of the depths run: 1, 2, 4)" in report
@@ -47,15 +60,17 @@ def test_user_named_tasks_cannot_break_the_report_or_run_in_a_spreadsheet(tmp_pa
     import csv
 
     store = ResultStore(tmp_path)
-    for record in (fake_record("a1", 1, "x|<script>alert(1)</script>", 0, 0.4, 0.5),
-                   fake_record("a2", 4, "x|<script>alert(1)</script>", 0, 0.8, 0.9),
-                   fake_record("b1", 1, "=HYPERLINK(\"http://evil\")", 0, 0.4, 0.5)):
+    for record in (
+        fake_record("a1", 1, "x|<script>alert(1)</script>", 0, 0.4, 0.5),
+        fake_record("a2", 4, "x|<script>alert(1)</script>", 0, 0.8, 0.9),
+        fake_record("b1", 1, '=HYPERLINK("http://evil")', 0, 0.4, 0.5),
+    ):
         store.save(RunRecord(record))
     files = write_report(tmp_path)
     report = files.report.read_text()
     assert "<script>" not in report and "x\\|&lt;script&gt;alert(1)&lt;/script&gt;" in report
     rows = list(csv.DictReader(files.runs_csv.open()))
-    assert {row["task"] for row in rows} == {"x|<script>alert(1)</script>", "'=HYPERLINK(\"http://evil\")"}
+    assert {row["task"] for row in rows} == {"x|<script>alert(1)</script>", '\'=HYPERLINK("http://evil")'}
     assert all(not row[name].startswith(("=", "+", "-", "@")) for row in rows for name in row)
 
 

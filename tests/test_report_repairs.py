@@ -20,7 +20,8 @@ def repaired(key, layers, seed, accuracy, dev, trainable, train_seconds=1.0, **r
 def test_repairs_side_by_side_with_share_of_full_depth_and_cost(tmp_path):
     store = ResultStore(tmp_path)
     records = [
-        repaired("p1", 1, 0, 0.40, 0.5, 1_500_000), repaired("p2", 1, 1, 0.60, 0.5, 1_500_000),
+        repaired("p1", 1, 0, 0.40, 0.5, 1_500_000),
+        repaired("p2", 1, 1, 0.60, 0.5, 1_500_000),
         repaired("f1", 4, 0, 0.80, 0.9, 6_000_000, train_seconds=9.0),
         # a better dev than the plain runs: were repairs settings, the plain cell would show these
         repaired("b1", 1, 0, 0.70, 0.9, 1_500_000, train_seconds=2.0, bridge="lstsq"),

@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from layercut.adapt.batching import PromptBatch
+from layercut.adapt.prefix_sharing import PromptBatch
 from layercut.adapt.scorers import LabelWordHead, last_token_hidden
 from layercut.cli.main import build_parser
 from layercut.cli.run import config_from_args
 from layercut.errors import LayercutError
-from layercut.run.config import RunConfig
+from layercut.settings.run_config import RunConfig
 from layercut.run.pipeline import run
 from layercut.run.record import RunRecord
 from tests.cli import assert_one_line_error, run_cli
@@ -19,15 +19,26 @@ from tests.tiny_models import FAMILIES, tiny_model
 
 def tiny_config(model_folder, data, **overrides):
     settings = dict(
-        model=str(model_folder), layers="first:2", task="", shots=4, seed=0, epochs=2, batch_size=4,
-        learning_rate=1e-3, patience=0, max_length=64, eval_batch_size=8,
+        model=str(model_folder),
+        layers="first:2",
+        task="",
+        shots=4,
+        seed=0,
+        epochs=2,
+        batch_size=4,
+        learning_rate=1e-3,
+        patience=0,
+        max_length=64,
+        eval_batch_size=8,
         task_options={"data": str(data), "template": "Review: {text} Sentiment:", "label_words": "Negative,Positive"},
     )
     settings.update(overrides)
     return RunConfig(**settings)
 
 
-@pytest.mark.parametrize("head, method", [("lm", "full"), ("lm", "lora"), ("lm", "icl"), ("cls", "full"), ("cls", "lora")])
+@pytest.mark.parametrize(
+    "head, method", [("lm", "full"), ("lm", "lora"), ("lm", "icl"), ("cls", "full"), ("cls", "lora")]
+)
 def test_run_writes_a_complete_result(tiny_llama_folder, review_file, tmp_path, head, method):
     config = tiny_config(tiny_llama_folder, review_file, head=head, method=method)
     result = run(config, tmp_path, show_progress=False).record
@@ -54,7 +65,7 @@ def test_run_writes_a_complete_result(tiny_llama_folder, review_file, tmp_path, 
 def test_shots_all_trains_on_every_example_outside_dev(tiny_llama_folder, review_file, tmp_path):
     config = tiny_config(tiny_llama_folder, review_file, shots="all", dev_size=6, epochs=1)
     result = run(config, tmp_path, show_progress=False).record
-    from layercut.run.task import resolve_task
+    from layercut.settings.task import resolve_task
     from layercut.tasks import load_examples
 
     sizes = result["splits"]["sizes"]
@@ -110,7 +121,7 @@ def test_left_and_right_padding_agree(family):
 
 def test_predict_returns_the_labels_the_evaluation_saw(tiny_llama_folder, review_file, tmp_path):
     from layercut.run.predict import load_predictor
-    from layercut.run.task import resolve_task
+    from layercut.settings.task import resolve_task
     from layercut.tasks import load_examples, make_splits
 
     config = tiny_config(tiny_llama_folder, review_file, epochs=3)
@@ -156,9 +167,26 @@ def test_nan_loss_stops_keeps_last_good_weights_and_the_result(tiny_llama_folder
 def test_bad_run_input_fails_in_one_line(tiny_llama_folder, review_file, tmp_path, flags, message):
     if flags[0] == "--device" and torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    result = run_cli("run", "--model", tiny_llama_folder, "--layers", "first:1", "--data", review_file,
-                     "--template", "Review: {text} Sentiment:", "--label-words", "Negative,Positive",
-                     "--shots", "2", "--epochs", "1", "--out", tmp_path / "run", *flags)
+    result = run_cli(
+        "run",
+        "--model",
+        tiny_llama_folder,
+        "--layers",
+        "first:1",
+        "--data",
+        review_file,
+        "--template",
+        "Review: {text} Sentiment:",
+        "--label-words",
+        "Negative,Positive",
+        "--shots",
+        "2",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "run",
+        *flags,
+    )
     assert_one_line_error(result, message)
 
 
@@ -178,7 +206,9 @@ def test_a_run_keeps_the_layers_its_strategy_chooses(tiny_llama_folder, review_f
     from layercut.model.load import load_model
 
     monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / "cache"))
-    config = tiny_config(tiny_llama_folder, review_file, layers="all", keep_strategy="bi", keep_count=2, head=head, epochs=1)
+    config = tiny_config(
+        tiny_llama_folder, review_file, layers="all", keep_strategy="bi", keep_count=2, head=head, epochs=1
+    )
     record = run(config, show_progress=False).record
     # The run ranked the layers once on its training texts, and kept what that ranking says.
     [saved] = (tmp_path / "cache" / "rankings").glob("*.json")
@@ -186,7 +216,9 @@ def test_a_run_keeps_the_layers_its_strategy_chooses(tiny_llama_folder, review_f
     assert record["layers"]["kept"] == ranking.keep("bi", 2)
     assert record["layers"]["ranking"] == {"calibration": ranking.calibration, "seconds": ranking.seconds}
     assert ranking.calibration["source"] == "reviews training texts"
-    cut = load_model(str(tiny_llama_folder), record["layers"]["spec"], head=head, num_labels=2 if head == "cls" else None)
+    cut = load_model(
+        str(tiny_llama_folder), record["layers"]["spec"], head=head, num_labels=2 if head == "cls" else None
+    )
     assert record["parameters"]["total"] == cut.model.num_parameters()
 
 

@@ -36,9 +36,33 @@ def test_pickle_weights_load_when_allowed_and_the_permission_is_recorded(tmp_pat
     assert record["loading"] == {"allow_pickle": True, "trust_remote_code": False}
     assert (tmp_path / "cut" / "model.safetensors").exists()  # what layercut writes is always safetensors
 
-    assert main(["run", "--model", str(folder), "--layers", "first:1", "--data", str(review_file), "--method", "icl",
-                 "--template", "Review: {text} Sentiment:", "--label-words", "Negative,Positive", "--shots", "2",
-                 "--test-size", "4", "--out", str(tmp_path / "run"), "--allow-pickle"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                str(folder),
+                "--layers",
+                "first:1",
+                "--data",
+                str(review_file),
+                "--method",
+                "icl",
+                "--template",
+                "Review: {text} Sentiment:",
+                "--label-words",
+                "Negative,Positive",
+                "--shots",
+                "2",
+                "--test-size",
+                "4",
+                "--out",
+                str(tmp_path / "run"),
+                "--allow-pickle",
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "run" / "result.json").read_text())["config"]["allow_pickle"] is True
 
 
@@ -112,8 +136,15 @@ def test_a_refused_sweep_creates_nothing(tiny_llama_folder, review_file, tmp_pat
     assert sorted(p.name for p in out.iterdir()) == [name for name in listing if name != ".lock"]
 
 
-@pytest.mark.parametrize("code, fix", [(errno.EBUSY, "in use"), (errno.ENOSPC, "disk space"), (errno.EACCES, "permissions"),
-                                       (errno.EROFS, "writable file system")])
+@pytest.mark.parametrize(
+    "code, fix",
+    [
+        (errno.EBUSY, "in use"),
+        (errno.ENOSPC, "disk space"),
+        (errno.EACCES, "permissions"),
+        (errno.EROFS, "writable file system"),
+    ],
+)
 def test_file_system_errors_become_one_line(monkeypatch, capsys, code, fix):
     import layercut.cli.tasks
 

@@ -6,9 +6,9 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from layercut.cli.main import main
-from layercut.run.config import RunConfig
+from layercut.settings.run_config import RunConfig
 from layercut.run.predict import load_predictor
-from layercut.run.task import make_run_splits, resolve_task
+from layercut.settings.task import make_run_splits, resolve_task
 from layercut.search.order import DepthOrder
 from layercut.sweep import backends
 from tests.cli import assert_one_line_error, run_cli
@@ -16,29 +16,64 @@ from tests.cli import assert_one_line_error, run_cli
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TASK = ["--template", "Review: {text} Sentiment:", "--label-words", "Negative,Positive"]
-FAST = ["--shots", "4", "--dev-size", "6", "--epochs", "2", "--max-length", "64", "--seeds", "0,1", "--rates", "1e-3,3e-3"]
+FAST = [
+    "--shots",
+    "4",
+    "--dev-size",
+    "6",
+    "--epochs",
+    "2",
+    "--max-length",
+    "64",
+    "--seeds",
+    "0,1",
+    "--rates",
+    "1e-3,3e-3",
+]
 
 
 def search(model, data, out, *extra) -> dict:
-    assert main(["search", str(model), "--data", str(data), *TASK, *FAST, "--keep", "90%", "--out", str(out),
-                 *map(str, extra)]) == 0
+    assert (
+        main(
+            [
+                "search",
+                str(model),
+                "--data",
+                str(data),
+                *TASK,
+                *FAST,
+                "--keep",
+                "90%",
+                "--out",
+                str(out),
+                *map(str, extra),
+            ]
+        )
+        == 0
+    )
     return json.loads((out / "search.json").read_text())
 
 
 def decisions(result: dict) -> tuple:
     """What dev decided (each probe's rates, dev and pick; the answer), then the test accuracies of the answer."""
-    return ([(p["depth"], p["dev_by_rate"], p["picked"]) for p in result["probes"]], result["answer"],
-            {name: c["test_by_seed"] for name, c in result["confirmed"].items()})
+    return (
+        [(p["depth"], p["dev_by_rate"], p["picked"]) for p in result["probes"]],
+        result["answer"],
+        {name: c["test_by_seed"] for name, c in result["confirmed"].items()},
+    )
 
 
-@pytest.mark.parametrize("depth, smallest, visited", [
-    (30, 11, [1, 2, 4, 8, 16, 12, 10, 11]),  # doubling until 16 passes, then bisection between 8 and 16
-    (30, 1, [1]),
-    (30, None, [1, 2, 4, 8, 16, 29]),  # the doubling's last step is the deepest depth below full
-    (30, 29, [1, 2, 4, 8, 16, 29, 22, 25, 27, 28]),
-    (2, None, [1]),
-    (48, 3, [1, 2, 4, 3]),
-])
+@pytest.mark.parametrize(
+    "depth, smallest, visited",
+    [
+        (30, 11, [1, 2, 4, 8, 16, 12, 10, 11]),  # doubling until 16 passes, then bisection between 8 and 16
+        (30, 1, [1]),
+        (30, None, [1, 2, 4, 8, 16, 29]),  # the doubling's last step is the deepest depth below full
+        (30, 29, [1, 2, 4, 8, 16, 29, 22, 25, 27, 28]),
+        (2, None, [1]),
+        (48, 3, [1, 2, 4, 3]),
+    ],
+)
 def test_depths_are_probed_by_doubling_then_bisection(depth, smallest, visited):
     order = DepthOrder(depth)
     found = order.run(lambda k: smallest is not None and k >= smallest)
@@ -69,15 +104,19 @@ def test_the_search_answers_confirms_and_saves_a_model_that_predicts_as_recorded
     out, result = searched
     chosen = result["confirmed"]["chosen"]
     assert result["answer"]["visited"][0] == 1 and [p["depth"] for p in result["probes"]] == sorted(
-        {4, *result["answer"]["visited"]})  # the full-depth reference and every depth probed
+        {4, *result["answer"]["visited"]}
+    )  # the full-depth reference and every depth probed
     assert set(chosen["test_by_seed"]) == {"0", "1"} and set(result["confirmed"]["full"]["test_by_seed"]) == {"0", "1"}
     assert {"test_by_seed", "majority"} <= set(result["references"]["bag_of_words"])
     assert set(result["references"]["in_context"]) == {"1", "2", "3", "4"}
     saved = result["saved_model"]
     model = AutoModelForCausalLM.from_pretrained(out / "model")
     assert model.config.num_hidden_layers == chosen["depth"]
-    assert saved["vocabulary"]["vocab_size"] < saved["vocabulary"]["source_vocab_size"] == model.config.vocab_size + (
-        saved["vocabulary"]["source_vocab_size"] - saved["vocabulary"]["vocab_size"])
+    assert (
+        saved["vocabulary"]["vocab_size"]
+        < saved["vocabulary"]["source_vocab_size"]
+        == model.config.vocab_size + (saved["vocabulary"]["source_vocab_size"] - saved["vocabulary"]["vocab_size"])
+    )
     stored = json.loads((out / "store" / "runs" / saved["key"] / "result.json").read_text())
     config = RunConfig.from_dict(stored["config"])
     texts = [e.text for e in make_run_splits(config, resolve_task(config)).test]
@@ -124,31 +163,51 @@ def test_test_labels_never_decide_the_depth(tiny_llama_folder, review_file, tmp_
     for name, labels in (("true", lambda r: r["label"]), ("poisoned", lambda r: flip[r["label"]])):
         (tmp_path / f"{name}.jsonl").write_text("\n".join(json.dumps({**r, "label": labels(r)}) for r in test) + "\n")
     (tmp_path / "train.jsonl").write_text("\n".join(json.dumps(r) for r in train) + "\n")
-    results = [search(tiny_llama_folder, tmp_path / "train.jsonl", tmp_path / name, "--no-save-model", "--test-data",
-                      tmp_path / f"{name}.jsonl", "--task", "reviews") for name in ("true", "poisoned")]
+    results = [
+        search(
+            tiny_llama_folder,
+            tmp_path / "train.jsonl",
+            tmp_path / name,
+            "--no-save-model",
+            "--test-data",
+            tmp_path / f"{name}.jsonl",
+            "--task",
+            "reviews",
+        )
+        for name in ("true", "poisoned")
+    ]
     assert decisions(results[0])[:2] == decisions(results[1])[:2]
     tests = [r["confirmed"]["chosen"]["test_by_seed"] for r in results]
     assert all(abs(a + b - 1) < 1e-9 for a, b in zip(tests[0].values(), tests[1].values()))  # flipped 2-class test
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--keep", "0%"], "--keep must lie in (0, 100]%"),
-    (["--keep", "150%"], "--keep must lie in (0, 100]%"),
-    (["--keep", "most"], "--keep 'most' is not a number"),
-    (["--keep", "90%", "--shots", "40"], "exceeds the smallest class"),
-    (["--keep", "90%", "--budget", "1e-9s"], "too small for the full-depth reference"),
-    (["--keep", "90%", "--budget", "soon"], "--budget 'soon' is not a duration"),
-    (["--keep", "90%", "--method", "icl"], "the search trains every depth"),
-    (["--keep", "90%", "--seeds", "0,0"], "--seeds must be distinct"),
-    (["--keep", "90%", "--reuse", "nowhere"], "holds no runs"),
-])
-def test_bad_search_input_fails_in_one_line_before_anything_trains(tiny_llama_folder, review_file, tmp_path, extra, message):
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--keep", "0%"], "--keep must lie in (0, 100]%"),
+        (["--keep", "150%"], "--keep must lie in (0, 100]%"),
+        (["--keep", "most"], "--keep 'most' is not a number"),
+        (["--keep", "90%", "--shots", "40"], "exceeds the smallest class"),
+        (["--keep", "90%", "--budget", "1e-9s"], "too small for the full-depth reference"),
+        (["--keep", "90%", "--budget", "soon"], "--budget 'soon' is not a duration"),
+        (["--keep", "90%", "--method", "icl"], "the search trains every depth"),
+        (["--keep", "90%", "--seeds", "0,0"], "--seeds must be distinct"),
+        (["--keep", "90%", "--reuse", "nowhere"], "holds no runs"),
+    ],
+)
+def test_bad_search_input_fails_in_one_line_before_anything_trains(
+    tiny_llama_folder, review_file, tmp_path, extra, message
+):
     fast = [a for a in FAST if a not in ("--shots", "4")] if "--shots" in extra else FAST
-    result = run_cli("search", tiny_llama_folder, "--data", review_file, *TASK, *fast, *extra, "--out", tmp_path / "out")
+    result = run_cli(
+        "search", tiny_llama_folder, "--data", review_file, *TASK, *fast, *extra, "--out", tmp_path / "out"
+    )
     assert_one_line_error(result, message)
     assert not (tmp_path / "out").exists()
 
 
 def test_an_unreachable_model_fails_in_one_line(tmp_path):
-    assert_one_line_error(run_cli("search", tmp_path / "no-model", "--task", "trec", "--keep", "90%",
-                                  "--out", tmp_path / "out"), "no-model")
+    assert_one_line_error(
+        run_cli("search", tmp_path / "no-model", "--task", "trec", "--keep", "90%", "--out", tmp_path / "out"),
+        "no-model",
+    )

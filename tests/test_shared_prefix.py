@@ -6,8 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from layercut.adapt.batching import (active_dropout, common_prefix_length, group_by_prefix, make_batch, pack_prompts,
-                                     prefix_overlap, reuse_prefix_cache)
+from layercut.adapt.prefix_sharing import (
+    active_dropout,
+    common_prefix_length,
+    group_by_prefix,
+    make_batch,
+    pack_prompts,
+    prefix_overlap,
+    reuse_prefix_cache,
+)
 from layercut.adapt.optim import RowSparseAdamW, sparse_embedding_gradients
 from layercut.adapt.scorers import ClassificationHead, LabelWordHead, WholeWordHead
 from layercut.run.pipeline import run
@@ -82,8 +89,9 @@ STEP_PROMPTS, STEP_LABELS = PROMPTS + [SWAPPED], [0, 1, 1, 0, 1]
 
 def one_step_weights(model, head: str, batches, order) -> dict:
     """The weights after one SGD step on STEP_PROMPTS scored as `batches` (their rows in `order`)."""
-    scorer = (LabelWordHead(copy.deepcopy(model), LABEL_IDS) if head == "lm"
-              else ClassificationHead(copy.deepcopy(model))).train()
+    scorer = (
+        LabelWordHead(copy.deepcopy(model), LABEL_IDS) if head == "lm" else ClassificationHead(copy.deepcopy(model))
+    ).train()
     optimizer = torch.optim.SGD(scorer.parameters(), lr=0.1)  # Adam's first step is sign-like: too touchy
     labels = torch.tensor([STEP_LABELS[i] for i in order])
     torch.nn.functional.cross_entropy(scorer.score_together(batches), labels).backward()
@@ -105,10 +113,14 @@ def test_shared_prefix_training_step_gives_the_same_weights(family, head):
     assert not active_dropout(model)
     groups = group_by_prefix(STEP_PROMPTS, PREFIX)
     assert groups == [[0, 1, 2, 3], [4]]
-    grouped = [make_batch([STEP_PROMPTS[i] for i in g], 0, prefix_overlap([STEP_PROMPTS[i] for i in g], PREFIX))
-               for g in groups]
-    assert_same_weights(one_step_weights(model, head, [make_batch(STEP_PROMPTS, 0)], range(5)),
-                        one_step_weights(model, head, grouped, [i for g in groups for i in g]))
+    grouped = [
+        make_batch([STEP_PROMPTS[i] for i in g], 0, prefix_overlap([STEP_PROMPTS[i] for i in g], PREFIX))
+        for g in groups
+    ]
+    assert_same_weights(
+        one_step_weights(model, head, [make_batch(STEP_PROMPTS, 0)], range(5)),
+        one_step_weights(model, head, grouped, [i for g in groups for i in g]),
+    )
 
 
 # BLOOM builds ALiBi from a 2-D mask; the tiny Gemma 3's sliding window (16) is shorter than a packed batch.
@@ -123,18 +135,20 @@ def test_a_packed_training_step_gives_the_same_weights_or_falls_back(family, hea
     problem = packing_problem(scorer.eval(), PROMPTS, PREFIX, 0, torch.device("cpu"))
     assert (problem is not None) == (family in PACKING_FALLS_BACK), problem
     if problem is None:
-        assert_same_weights(one_step_weights(model, head, [make_batch(STEP_PROMPTS, 0)], range(5)),
-                            one_step_weights(model, head, [pack_prompts(STEP_PROMPTS, PREFIX)], range(5)))
+        assert_same_weights(
+            one_step_weights(model, head, [make_batch(STEP_PROMPTS, 0)], range(5)),
+            one_step_weights(model, head, [pack_prompts(STEP_PROMPTS, PREFIX)], range(5)),
+        )
 
 
 def test_packed_prompts_see_the_prefix_up_to_where_they_leave_it():
     packed = pack_prompts(STEP_PROMPTS, PREFIX)
-    assert packed.input_ids[0].tolist() == PREFIX + [t for p in STEP_PROMPTS for t in p[prefix_overlap([p], PREFIX):]]
+    assert packed.input_ids[0].tolist() == PREFIX + [t for p in STEP_PROMPTS for t in p[prefix_overlap([p], PREFIX) :]]
     mask = packed.attention_mask[0, 0]
     first, swapped = packed.ends.tolist()[0], packed.ends.tolist()[4]
-    assert mask[first, :len(PREFIX)].all()
-    assert mask[swapped, :len(PREFIX)].tolist() == [True] * 7 + [False] * 2
-    assert mask[swapped, len(PREFIX):].sum() == len(SWAPPED) - 7  # its own tokens, no other prompt's
+    assert mask[first, : len(PREFIX)].all()
+    assert mask[swapped, : len(PREFIX)].tolist() == [True] * 7 + [False] * 2
+    assert mask[swapped, len(PREFIX) :].sum() == len(SWAPPED) - 7  # its own tokens, no other prompt's
     assert packed.position_ids[0, swapped] == len(SWAPPED) - 1
 
 
@@ -200,11 +214,18 @@ def test_sparse_embedding_gradients_equal_dense_ones(family):
 
 @pytest.mark.parametrize("head, demos", [("lm", "fixed"), ("cls", "fixed"), ("lm", "none")])
 def test_a_run_with_sharing_predicts_what_the_whole_prompt_run_did(tiny_llama_folder, review_file, head, demos):
-    whole = run(tiny_config(tiny_llama_folder, review_file, head=head, demos=demos, share_prefix=False),
-                show_progress=False).record
+    whole = run(
+        tiny_config(tiny_llama_folder, review_file, head=head, demos=demos, share_prefix=False), show_progress=False
+    ).record
     shared = run(tiny_config(tiny_llama_folder, review_file, head=head, demos=demos), show_progress=False).record
-    assert whole["prefix_sharing"] == {"evaluation": False, "training": False, "training_packed": False,
-                                       "reasons": ["share_prefix is off"], "prefix_tokens": 0, "test_prefix_tokens": 0}
+    assert whole["prefix_sharing"] == {
+        "evaluation": False,
+        "training": False,
+        "training_packed": False,
+        "reasons": ["share_prefix is off"],
+        "prefix_tokens": 0,
+        "test_prefix_tokens": 0,
+    }
     assert shared["prefix_sharing"]["evaluation"] and shared["prefix_sharing"]["training"]
     assert shared["prefix_sharing"]["training_packed"], shared["prefix_sharing"]["reasons"]
     assert shared["prefix_sharing"]["test_prefix_tokens"] > 0
@@ -214,7 +235,9 @@ def test_a_run_with_sharing_predicts_what_the_whole_prompt_run_did(tiny_llama_fo
 
 
 def test_resampled_demonstrations_do_not_share(tiny_llama_folder, review_file):
-    record = run(tiny_config(tiny_llama_folder, review_file, demos="resample", method="icl"), show_progress=False).record
+    record = run(
+        tiny_config(tiny_llama_folder, review_file, demos="resample", method="icl"), show_progress=False
+    ).record
     assert record["prefix_sharing"]["reasons"] == ["demonstrations differ per example (demos=resample)"]
 
 
@@ -227,11 +250,16 @@ def test_a_batch_groups_the_prompts_that_start_with_the_run_prefix():
 
 @pytest.mark.parametrize("head", ["lm", "cls"])
 def test_prefix_tuning_trains_only_the_virtual_tokens_and_shares_prefixes(tiny_llama_folder, review_file, head):
-    whole = run(tiny_config(tiny_llama_folder, review_file, head=head, method="prefix", prefix_tokens=5,
-                            share_prefix=False), show_progress=False).record
-    shared = run(tiny_config(tiny_llama_folder, review_file, head=head, method="prefix", prefix_tokens=5),
-                 show_progress=False).record
-    assert shared["prefix_sharing"]["training"] and shared["predictions"]["predicted"] == whole["predictions"]["predicted"]
+    whole = run(
+        tiny_config(tiny_llama_folder, review_file, head=head, method="prefix", prefix_tokens=5, share_prefix=False),
+        show_progress=False,
+    ).record
+    shared = run(
+        tiny_config(tiny_llama_folder, review_file, head=head, method="prefix", prefix_tokens=5), show_progress=False
+    ).record
+    assert (
+        shared["prefix_sharing"]["training"] and shared["predictions"]["predicted"] == whole["predictions"]["predicted"]
+    )
     trainable = shared["parameters"]["trainable"]
     tiny_layers, hidden = 2, 32  # first:2 of the tiny Llama: 5 virtual tokens' keys and values per layer
     expected = 5 * tiny_layers * 2 * (hidden // 2) + (0 if head == "lm" else hidden * 2)  # 2 of 4 heads are KV heads
@@ -241,8 +269,9 @@ def test_prefix_tuning_trains_only_the_virtual_tokens_and_shares_prefixes(tiny_l
 
 
 def test_a_step_budget_evaluates_dev_as_often_as_asked(tiny_llama_folder, review_file):
-    record = run(tiny_config(tiny_llama_folder, review_file, max_steps=5, eval_every=2, patience=0),
-                 show_progress=False).record
+    record = run(
+        tiny_config(tiny_llama_folder, review_file, max_steps=5, eval_every=2, patience=0), show_progress=False
+    ).record
     assert [point["step"] for point in record["dev"]["curve"]] == [2, 4, 5]
     assert record["dev"]["stopped_because"] == "spent the step budget"
     assert record["metrics"]["majority_baseline"] == 0.5  # the tiny review test set is balanced

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from layercut.adapt.batching import common_prefix_length
+from layercut.adapt.prefix_sharing import common_prefix_length
 from layercut.adapt.evaluation import score_prompts
 from layercut.adapt.scorers import LabelWordHead
 from layercut.cli.main import main
@@ -22,8 +22,13 @@ from tests.tiny_models import FAMILIES, tiny_model_folder
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 # They share a prefix (as prompts with fixed demonstrations do) and differ in length (so batches pad).
-PROMPTS = [[2, 30, 31, 40, 9], [2, 30, 31, 50, 51, 52, 53, 54, 55, 9], [2, 30, 31, 41, 9], [2, 30, 31, 60, 61, 62, 63, 9],
-           [2, 30, 31, 70, 71, 9]]
+PROMPTS = [
+    [2, 30, 31, 40, 9],
+    [2, 30, 31, 50, 51, 52, 53, 54, 55, 9],
+    [2, 30, 31, 41, 9],
+    [2, 30, 31, 60, 61, 62, 63, 9],
+    [2, 30, 31, 70, 71, 9],
+]
 
 
 @pytest.mark.parametrize("share_prefix", [False, True], ids=["whole", "shared-prefix"])
@@ -33,13 +38,25 @@ def test_every_depth_from_one_pass_equals_the_cut_model(family, share_prefix, tm
     full = load_model(str(folder)).model
     token_ids = [20, 21, 22]
     prefix_length = common_prefix_length(PROMPTS) if share_prefix else 0
-    profiled = score_depths(full, PROMPTS, token_ids, [1, 2, 3, 4], pad_id=0, batch_size=2, device=torch.device("cpu"),
-                            prefix_length=prefix_length)
+    profiled = score_depths(
+        full,
+        PROMPTS,
+        token_ids,
+        [1, 2, 3, 4],
+        pad_id=0,
+        batch_size=2,
+        device=torch.device("cpu"),
+        prefix_length=prefix_length,
+    )
     for depth in (1, 2, 3, 4):
         cut = load_model(str(folder), f"first:{depth}").model
-        separate = score_prompts(LabelWordHead(cut, token_ids), PROMPTS, 0, 2, torch.device("cpu"), share_prefix=share_prefix)
+        separate = score_prompts(
+            LabelWordHead(cut, token_ids), PROMPTS, 0, 2, torch.device("cpu"), share_prefix=share_prefix
+        )
         assert separate.shared_prefix_tokens == prefix_length
-        torch.testing.assert_close(torch.tensor(profiled[depth]), torch.tensor(separate.probabilities), rtol=0, atol=1e-7)
+        torch.testing.assert_close(
+            torch.tensor(profiled[depth]), torch.tensor(separate.probabilities), rtol=0, atol=1e-7
+        )
     assert (torch.tensor(profiled[1]) - torch.tensor(profiled[4])).abs().max() > 1e-5  # the depths really differ
 
 
@@ -66,14 +83,34 @@ def test_profile_refuses_what_one_pass_cannot_give(tiny_llama_folder, review_fil
 
 def test_sweep_scores_untrained_depths_in_one_pass_with_complete_records(tiny_llama_folder, review_file, tmp_path):
     experiment_file = tmp_path / "e.yaml"
-    experiment_file.write_text(yaml.safe_dump({
-        "models": [str(tiny_llama_folder)], "layers": [1, 2, "all"], "heads": ["lm"], "methods": ["icl", "full"],
-        "shots": [4], "seeds": [0],
-        "tasks": [{"name": "reviews", "data": str(review_file), "template": "Review: {text} Sentiment:",
-                   "label_words": "Negative,Positive"}],
-        "settings": {"epochs": 1, "batch_size": 4, "learning_rate": 1.0e-3, "patience": 0, "max_length": 64,
-                     "eval_batch_size": 8},
-    }))
+    experiment_file.write_text(
+        yaml.safe_dump(
+            {
+                "models": [str(tiny_llama_folder)],
+                "layers": [1, 2, "all"],
+                "heads": ["lm"],
+                "methods": ["icl", "full"],
+                "shots": [4],
+                "seeds": [0],
+                "tasks": [
+                    {
+                        "name": "reviews",
+                        "data": str(review_file),
+                        "template": "Review: {text} Sentiment:",
+                        "label_words": "Negative,Positive",
+                    }
+                ],
+                "settings": {
+                    "epochs": 1,
+                    "batch_size": 4,
+                    "learning_rate": 1.0e-3,
+                    "patience": 0,
+                    "max_length": 64,
+                    "eval_batch_size": 8,
+                },
+            }
+        )
+    )
     experiment = load_experiment(experiment_file)
     summary = run_sweep(experiment, tmp_path / "out", echo=lambda line: None)
     assert summary.finished == 6 and not summary.failed and summary.report.is_file()
@@ -94,10 +131,36 @@ def test_sweep_scores_untrained_depths_in_one_pass_with_complete_records(tiny_ll
 
 def test_profile_command_prints_accuracy_and_sizes_per_depth(tiny_llama_folder, review_file, tmp_path, capsys):
     task = tmp_path / "reviews.yaml"
-    task.write_text(yaml.safe_dump({"name": "reviews", "source": "file", "path": str(review_file),
-                                    "template": "Review: {text} Sentiment:", "label_words": ["Negative", "Positive"]}))
-    assert main(["profile", str(tiny_llama_folder), "--task", str(task), "--shots", "4", "--max-length", "64",
-                 "--plot", str(tmp_path / "depth.png"), "--json", str(tmp_path / "depth.json")]) == 0
+    task.write_text(
+        yaml.safe_dump(
+            {
+                "name": "reviews",
+                "source": "file",
+                "path": str(review_file),
+                "template": "Review: {text} Sentiment:",
+                "label_words": ["Negative", "Positive"],
+            }
+        )
+    )
+    assert (
+        main(
+            [
+                "profile",
+                str(tiny_llama_folder),
+                "--task",
+                str(task),
+                "--shots",
+                "4",
+                "--max-length",
+                "64",
+                "--plot",
+                str(tmp_path / "depth.png"),
+                "--json",
+                str(tmp_path / "depth.json"),
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out.splitlines()
     assert "4 depths scored in one pass" in table[0] and len(table) == 1 + 1 + 4 + 1  # title, header, depths, plot
     rows = json.loads((tmp_path / "depth.json").read_text())["depths"]

@@ -7,11 +7,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from layercut.adapt.batching import make_batch
+from layercut.adapt.prefix_sharing import make_batch
 from layercut.adapt.scorers import LabelWordHead
 from layercut.cli.main import main
 from layercut.prompting import DemoSelector, PromptBuilder, resolve_label_words
-from layercut.run.config import RunConfig
+from layercut.settings.run_config import RunConfig
 from layercut.run.pipeline import run
 from layercut.slim.profile import profile_depths
 from layercut.tasks import get_task, load_examples, make_splits
@@ -43,7 +43,10 @@ def test_trimmed_smollm2_reloads_plainly_and_scores_trec_as_before(smollm2, trim
     assert vocabulary["source_vocab_size"] == 49152 and vocabulary["vocab_size"] < 49152 // 2
     old_model = AutoModelForCausalLM.from_pretrained(smollm2, num_hidden_layers=2).eval()
     new_model = AutoModelForCausalLM.from_pretrained(trimmed_smollm2).eval()
-    old_tokenizer, new_tokenizer = AutoTokenizer.from_pretrained(smollm2), AutoTokenizer.from_pretrained(trimmed_smollm2)
+    old_tokenizer, new_tokenizer = (
+        AutoTokenizer.from_pretrained(smollm2),
+        AutoTokenizer.from_pretrained(trimmed_smollm2),
+    )
     assert new_model.num_parameters() < 0.5 * old_model.num_parameters()
     old_prompts, words = trec_prompts(old_tokenizer)
     new_prompts, _ = trec_prompts(new_tokenizer)
@@ -59,7 +62,10 @@ def test_trimmed_smollm2_reloads_plainly_and_scores_trec_as_before(smollm2, trim
 
 
 def test_trimmed_smollm2_still_tokenizes_and_runs_any_text(smollm2, trimmed_smollm2):
-    old_tokenizer, new_tokenizer = AutoTokenizer.from_pretrained(smollm2), AutoTokenizer.from_pretrained(trimmed_smollm2)
+    old_tokenizer, new_tokenizer = (
+        AutoTokenizer.from_pretrained(smollm2),
+        AutoTokenizer.from_pretrained(trimmed_smollm2),
+    )
     ids = new_tokenizer(OUTSIDE)["input_ids"]
     assert new_tokenizer.decode(ids) == OUTSIDE and len(ids) > len(old_tokenizer(OUTSIDE)["input_ids"])
     with torch.no_grad():

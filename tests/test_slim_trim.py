@@ -87,7 +87,10 @@ def test_merges_that_never_fire_on_the_corpus_are_dropped_and_the_rest_suffice()
     chosen = choose_tokens(tokenizer, ["good movie"], keep_words=["Positive"])
     kept_tokens = set(tokenizer.convert_ids_to_tokens(chosen.kept_ids))
     assert {"Ġmovie", "ood"} <= kept_tokens and "Ġplot" not in kept_tokens
-    assert set(tokenizer.convert_ids_to_tokens(tokenizer(" Positive", add_special_tokens=False)["input_ids"])) <= kept_tokens
+    assert (
+        set(tokenizer.convert_ids_to_tokens(tokenizer(" Positive", add_special_tokens=False)["input_ids"]))
+        <= kept_tokens
+    )
     # Every intermediate symbol BPE builds for a kept token is kept too, or the merge could not fire.
     model = transformers.LlamaForCausalLM(tiny_config("llama"))
     model.resize_token_embeddings(len(tokenizer))
@@ -98,9 +101,33 @@ def test_merges_that_never_fire_on_the_corpus_are_dropped_and_the_rest_suffice()
 
 def test_a_trimmed_run_model_predicts_as_before(tiny_llama_folder, review_file, tmp_path):
     run_dir = tmp_path / "run"
-    assert main(["run", "--model", str(tiny_llama_folder), "--layers", "first:2", "--data", str(review_file),
-                 "--template", "Review: {text} Sentiment:", "--label-words", "Negative,Positive", "--shots", "4",
-                 "--method", "icl", "--max-length", "64", "--out", str(run_dir), "--save-model"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--model",
+                str(tiny_llama_folder),
+                "--layers",
+                "first:2",
+                "--data",
+                str(review_file),
+                "--template",
+                "Review: {text} Sentiment:",
+                "--label-words",
+                "Negative,Positive",
+                "--shots",
+                "4",
+                "--method",
+                "icl",
+                "--max-length",
+                "64",
+                "--out",
+                str(run_dir),
+                "--save-model",
+            ]
+        )
+        == 0
+    )
     assert main(["trim", str(run_dir / "model"), "-o", str(tmp_path / "trimmed")]) == 0
     record = json.loads((tmp_path / "trimmed" / "layercut.json").read_text())
     assert record["vocabulary"]["vocab_size"] < record["vocabulary"]["source_vocab_size"]
@@ -125,15 +152,20 @@ def test_a_cut_folder_trims_to_a_corpus_and_predicts_the_same_pieces(bpe_folder,
     assert from_cut["kept_source_ids"] == cut_with_trim["kept_source_ids"]  # trim after cut = cut --trim-vocab
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "trimmed")
     assert model.config.vocab_size == from_cut["vocab_size"] < from_cut["source_vocab_size"]
-    assert_one_line_error(run_cli("trim", trimmed_folder, "--corpus", corpus, "-o", tmp_path / "again"),
-                          "already trimmed")
+    assert_one_line_error(
+        run_cli("trim", trimmed_folder, "--corpus", corpus, "-o", tmp_path / "again"), "already trimmed"
+    )
 
 
 def test_bad_trim_input_fails_in_one_line(tiny_llama_folder, bpe_folder, tmp_path):
-    assert_one_line_error(run_cli("cut", bpe_folder, "--keep-first", "1", "--trim-vocab", tmp_path / "missing.txt",
-                                  "-o", tmp_path / "a"), "corpus file")
-    assert_one_line_error(run_cli("cut", bpe_folder, "--keep-first", "1", "--trim-vocab", "no-such-task",
-                                  "-o", tmp_path / "b"), "unknown task 'no-such-task'")
+    assert_one_line_error(
+        run_cli("cut", bpe_folder, "--keep-first", "1", "--trim-vocab", tmp_path / "missing.txt", "-o", tmp_path / "a"),
+        "corpus file",
+    )
+    assert_one_line_error(
+        run_cli("cut", bpe_folder, "--keep-first", "1", "--trim-vocab", "no-such-task", "-o", tmp_path / "b"),
+        "unknown task 'no-such-task'",
+    )
     assert main(["cut", str(tiny_llama_folder), "--keep-first", "1", "-o", str(tmp_path / "cut")]) == 0
     assert_one_line_error(run_cli("trim", tmp_path / "cut", "-o", tmp_path / "c"), "was not adapted to a task")
 
@@ -144,6 +176,8 @@ def test_a_tokenizer_kind_trimming_does_not_support_is_refused():
 
     from layercut.errors import LayercutError
 
-    wordpiece = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordPiece({"[UNK]": 0, "good": 1}, unk_token="[UNK]")))
+    wordpiece = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.WordPiece({"[UNK]": 0, "good": 1}, unk_token="[UNK]"))
+    )
     with pytest.raises(LayercutError, match="supports BPE and word-level tokenizers, not WordPiece"):
         choose_tokens(wordpiece, ["good"])

@@ -13,31 +13,58 @@ from layercut.cli.main import main
 from layercut.errors import LayercutError
 from layercut.report.markdown import build_tables
 from layercut.run.record import RunRecord
-from layercut.run.config import RunConfig
+from layercut.settings.run_config import RunConfig
 from layercut.sweep import ResultStore, load_experiment, run_sweep, write_report
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 CONFIGS = Path(__file__).parent.parent / "configs"
-TINY_SETTINGS = {"epochs": 2, "batch_size": 4, "learning_rate": 1.0e-3, "patience": 0, "max_length": 64, "eval_batch_size": 8}
+TINY_SETTINGS = {
+    "epochs": 2,
+    "batch_size": 4,
+    "learning_rate": 1.0e-3,
+    "patience": 0,
+    "max_length": 64,
+    "eval_batch_size": 8,
+}
 
 
 def write_experiment(path, model, data, **grid):
     """A tiny experiment file: the review task, 4 shots, two epochs; `grid` adds or replaces keys."""
     settings = {**TINY_SETTINGS, **grid.pop("settings", {})}
     experiment = {
-        "models": [str(model)], "layers": [1], "heads": ["lm"], "methods": ["full"], "shots": [4], "seeds": [0],
-        "tasks": [{"name": "reviews", "data": str(data), "template": "Review: {text} Sentiment:", "label_words": "Negative,Positive"}],
-        "settings": settings, **grid,
+        "models": [str(model)],
+        "layers": [1],
+        "heads": ["lm"],
+        "methods": ["full"],
+        "shots": [4],
+        "seeds": [0],
+        "tasks": [
+            {
+                "name": "reviews",
+                "data": str(data),
+                "template": "Review: {text} Sentiment:",
+                "label_words": "Negative,Positive",
+            }
+        ],
+        "settings": settings,
+        **grid,
     }
     path.write_text(yaml.safe_dump(experiment))
     return path
 
 
 def test_expansion_skips_invalid_cells_and_repeats_no_run(tiny_llama_folder, review_file, tmp_path):
-    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[1, "all", "first:9"],
-                            heads=["lm", "cls"], methods=["full", "icl"], seeds=[0, 1],
-                            settings={"learning_rate": ["5e-5", 1.0e-4]})
+    path = write_experiment(
+        tmp_path / "e.yaml",
+        tiny_llama_folder,
+        review_file,
+        layers=[1, "all", "first:9"],
+        heads=["lm", "cls"],
+        methods=["full", "icl"],
+        seeds=[0, 1],
+        settings={"learning_rate": ["5e-5", 1.0e-4]},
+    )
     experiment = load_experiment(path)
     # 2 usable layer choices x (lm full x 2 lr + cls full x 2 lr + lm icl x 1) x 2 seeds; first:9 > 4 layers; cls+icl
     assert len(experiment.runs) == 2 * 5 * 2 == len({r.key() for r in experiment.runs})
@@ -51,23 +78,40 @@ def test_expansion_skips_invalid_cells_and_repeats_no_run(tiny_llama_folder, rev
 
 
 def test_strategies_and_per_model_layers(tiny_llama_folder, review_file, tmp_path):
-    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, strategies=["first", "bi"], keep_counts=[2, 4],
-                            models=[{"name": str(tiny_llama_folder), "layers": [3]}])
+    path = write_experiment(
+        tmp_path / "e.yaml",
+        tiny_llama_folder,
+        review_file,
+        strategies=["first", "bi"],
+        keep_counts=[2, 4],
+        models=[{"name": str(tiny_llama_folder), "layers": [3]}],
+    )
     runs = load_experiment(path).runs
     assert sorted((r.layers, r.keep_strategy, r.keep_count) for r in runs) == [
-        ("all", "bi", 2), ("all", "bi", 4), ("all", "first", 2), ("all", "first", 4), ("first:3", None, None)]
+        ("all", "bi", 2),
+        ("all", "bi", 4),
+        ("all", "first", 2),
+        ("all", "first", 4),
+        ("first:3", None, None),
+    ]
 
 
 def test_a_strategy_gets_its_own_table_and_ranks_once(tiny_llama_folder, review_file, tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / "cache"))
-    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[2], strategies=["bi", "last"],
-                            keep_counts=[2, 3])
+    path = write_experiment(
+        tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[2], strategies=["bi", "last"], keep_counts=[2, 3]
+    )
     run_sweep(load_experiment(path), tmp_path / "out", echo=lambda line: None)
     report = (tmp_path / "out" / "report.md").read_text()
     assert "LM head, full fine-tuning\n" in report and "LM head, full fine-tuning, layers chosen by bi\n" in report
     rows = list(csv.DictReader((tmp_path / "out" / "runs.csv").open()))
     assert sorted((r["keep_strategy"], r["layers_kept"]) for r in rows) == [
-        ("", "2"), ("bi", "2"), ("bi", "3"), ("last", "2"), ("last", "3")]
+        ("", "2"),
+        ("bi", "2"),
+        ("bi", "3"),
+        ("last", "2"),
+        ("last", "3"),
+    ]
     # The strategies side by side, in the order of STRATEGIES, with each cell's accuracy and kept layers.
     accuracy = {(r["keep_strategy"], r["layers_kept"]): 100 * float(r["accuracy"]) for r in rows}
     comparison = report.split("reviews: layer strategies compared\n")[1].splitlines()
@@ -75,25 +119,33 @@ def test_a_strategy_gets_its_own_table_and_ranks_once(tiny_llama_folder, review_
     assert comparison[6].startswith(f"| bi | {accuracy['bi', '2']:.1f} [")
     # Both bi runs rank the same model on the same training texts: the second reads the first's ranking.
     assert len(list((tmp_path / "cache" / "rankings").glob("*.json"))) == 1
-    rankings = {(r.config["keep_strategy"], r.config["keep_count"]): r.record["layers"]["ranking"]
-                for r in ResultStore(tmp_path / "out").records()}
+    rankings = {
+        (r.config["keep_strategy"], r.config["keep_count"]): r.record["layers"]["ranking"]
+        for r in ResultStore(tmp_path / "out").records()
+    }
     assert rankings["last", 2] is None and rankings["bi", 2] == rankings["bi", 3]  # one ranking, its timing included
-    assert rankings["bi", 2]["calibration"]["source"] == "reviews training texts" and rankings["bi", 2]["seconds"]["bi_angular"] >= 0
+    assert (
+        rankings["bi", 2]["calibration"]["source"] == "reviews training texts"
+        and rankings["bi", 2]["seconds"]["bi_angular"] >= 0
+    )
 
 
-@pytest.mark.parametrize("text, message", [
-    ("models: [a\n", "is not valid YAML"),
-    ("modles: [x]\n", "unknown key(s) modles; allowed: description, models,"),
-    ("heads: []\n", "'heads' is empty"),
-    ("heads: [lm, clss]\n", "unknown head 'clss'"),
-    ("tasks: [trc]\n", "unknown task 'trc'; did you mean trec"),
-    ("settings: {lr: 1}\n", "unknown setting(s) lr; allowed: label_word_policy, learning_rate"),
-    ("settings: {epochs: [1, two]}\n", "epochs 'two' is not a whole number"),
-    ("layers: [last:0]\n", "layers 'last:0' keeps no layer"),
-    ("strategies: [bi]\n", "'strategies' and 'keep_counts' go together"),
-    ("heads: [cls]\nmethods: [icl]\n", "the grid is empty: skipped 1 grid cell(s)"),
-    ("", "expected a mapping of lists"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("models: [a\n", "is not valid YAML"),
+        ("modles: [x]\n", "unknown key(s) modles; allowed: description, models,"),
+        ("heads: []\n", "'heads' is empty"),
+        ("heads: [lm, clss]\n", "unknown head 'clss'"),
+        ("tasks: [trc]\n", "unknown task 'trc'; did you mean trec"),
+        ("settings: {lr: 1}\n", "unknown setting(s) lr; allowed: label_word_policy, learning_rate"),
+        ("settings: {epochs: [1, two]}\n", "epochs 'two' is not a whole number"),
+        ("layers: [last:0]\n", "layers 'last:0' keeps no layer"),
+        ("strategies: [bi]\n", "'strategies' and 'keep_counts' go together"),
+        ("heads: [cls]\nmethods: [icl]\n", "the grid is empty: skipped 1 grid cell(s)"),
+        ("", "expected a mapping of lists"),
+    ],
+)
 def test_bad_experiment_files_fail_in_one_line(smollm2, tmp_path, capsys, text, message):
     """`smollm2`: the default model converted beforehand, so its one-time conversion line is not in the error."""
     path = tmp_path / "bad.yaml"
@@ -105,8 +157,15 @@ def test_bad_experiment_files_fail_in_one_line(smollm2, tmp_path, capsys, text, 
 
 
 def test_sweep_runs_resumes_and_reports(tiny_llama_folder, review_file, tmp_path, capsys):
-    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[1, 2], seeds=[0, 1],
-                            methods=["full", "icl"], settings={"learning_rate": [1.0e-3, 3.0e-3]})
+    path = write_experiment(
+        tmp_path / "e.yaml",
+        tiny_llama_folder,
+        review_file,
+        layers=[1, 2],
+        seeds=[0, 1],
+        methods=["full", "icl"],
+        settings={"learning_rate": [1.0e-3, 3.0e-3]},
+    )
     out = tmp_path / "out"
     assert main(["sweep", str(path), "--out", str(out)]) == 0
     assert "12 runs: 0 already complete" in capsys.readouterr().out
@@ -122,14 +181,20 @@ def test_sweep_runs_resumes_and_reports(tiny_llama_folder, review_file, tmp_path
     assert len(list((out / "baselines").glob("*.json"))) == 2  # one fit per seed, shared by every depth and method
     rows = list(csv.DictReader((out / "runs.csv").open()))
     assert len(rows) == 12 == len({r["key"] for r in rows}) and {r["status"] for r in rows} == {"complete"}
-    for name in ("accuracy_vs_layers_", "accuracy_vs_parameters", "speedup_vs_layers", "dev_accuracy_curves_",
-                 "train_loss_curves_"):
+    for name in (
+        "accuracy_vs_layers_",
+        "accuracy_vs_parameters",
+        "speedup_vs_layers",
+        "dev_accuracy_curves_",
+        "train_loss_curves_",
+    ):
         [plot] = (out / "plots").glob(f"{name}*.png")
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_failing_run_is_recorded_retried_and_does_not_stop_the_sweep(tiny_llama_folder, review_file, tmp_path, capsys,
-                                                                       monkeypatch):
+def test_a_failing_run_is_recorded_retried_and_does_not_stop_the_sweep(
+    tiny_llama_folder, review_file, tmp_path, capsys, monkeypatch
+):
     run_module = importlib.import_module("layercut.run.pipeline")  # `layercut.run` is the function
     real_run = run_module.run
 
@@ -176,32 +241,63 @@ def test_unwritable_output_and_missing_ray_fail_cleanly(tiny_llama_folder, revie
 
 def fake_record(key, layers, task, seed, accuracy, dev, learning_rate=1e-3, head="lm", method="full"):
     """A stored result as run() writes it, with only what the report reads."""
-    config = {"model": "m", "layers": f"first:{layers}", "task": task, "task_options": {}, "shots": 4, "seed": seed,
-              "head": head, "method": method, "demos": "fixed", "keep_strategy": None, "keep_count": None,
-              "learning_rate": learning_rate}
-    return {"status": "complete", "key": key, "config": config,
-            "layers": {"kept": list(range(layers)), "spec": f"0-{layers - 1}", "source_depth": 4},
-            "metrics": {"accuracy": accuracy, "macro_f1": accuracy, "num_examples": 10},
-            "dev": {"best_dev_accuracy": dev, "best_epoch": 1} if dev is not None else None,
-            "parameters": {"total": 1_500_000 * layers, "non_embedding": 500_000 * layers, "percent_of_source": 25.0 * layers},
-            "timing": {"train_seconds": 1.0, "eval_examples_per_second": 100.0 / layers}, "memory": {"peak_bytes": 1}}
+    config = {
+        "model": "m",
+        "layers": f"first:{layers}",
+        "task": task,
+        "task_options": {},
+        "shots": 4,
+        "seed": seed,
+        "head": head,
+        "method": method,
+        "demos": "fixed",
+        "keep_strategy": None,
+        "keep_count": None,
+        "learning_rate": learning_rate,
+    }
+    return {
+        "status": "complete",
+        "key": key,
+        "config": config,
+        "layers": {"kept": list(range(layers)), "spec": f"0-{layers - 1}", "source_depth": 4},
+        "metrics": {"accuracy": accuracy, "macro_f1": accuracy, "num_examples": 10},
+        "dev": {"best_dev_accuracy": dev, "best_epoch": 1} if dev is not None else None,
+        "parameters": {
+            "total": 1_500_000 * layers,
+            "non_embedding": 500_000 * layers,
+            "percent_of_source": 25.0 * layers,
+        },
+        "timing": {"train_seconds": 1.0, "eval_examples_per_second": 100.0 / layers},
+        "memory": {"peak_bytes": 1},
+    }
 
 
 def test_report_from_stored_results_picks_settings_on_dev(tmp_path):
     store = ResultStore(tmp_path)
     records = [
         # 1 layer, task a: lr 1e-3 has the better dev mean (0.8 vs 0.6), so its test accuracies (0.5, 0.7) are shown
-        fake_record("k1", 1, "a", 0, 0.5, 0.8), fake_record("k2", 1, "a", 1, 0.7, 0.8),
-        fake_record("k3", 1, "a", 0, 0.9, 0.6, learning_rate=3e-3), fake_record("k4", 1, "a", 1, 0.9, 0.6, learning_rate=3e-3),
-        fake_record("k5", 1, "b", 0, 0.4, 0.5), fake_record("k6", 1, "b", 1, 0.6, 0.5),
+        fake_record("k1", 1, "a", 0, 0.5, 0.8),
+        fake_record("k2", 1, "a", 1, 0.7, 0.8),
+        fake_record("k3", 1, "a", 0, 0.9, 0.6, learning_rate=3e-3),
+        fake_record("k4", 1, "a", 1, 0.9, 0.6, learning_rate=3e-3),
+        fake_record("k5", 1, "b", 0, 0.4, 0.5),
+        fake_record("k6", 1, "b", 1, 0.6, 0.5),
         fake_record("k7", 4, "a", 0, 0.8, 0.9),  # one seed only: (n=1)
         fake_record("k10", 4, "b", 0, 0.6, 0.9),  # full depth averages 70: 1 layer keeps 55 / 70 = 79%
         fake_record("k8", 1, "a", 0, 0.55, None, method="icl"),
     ]
     for record in records:
         store.save(RunRecord(record))
-    store.save(RunRecord({"status": "failed", "key": "k9", "config": {**records[0]["config"], "seed": 9},
-                          "error": "LayercutError: boom"}))
+    store.save(
+        RunRecord(
+            {
+                "status": "failed",
+                "key": "k9",
+                "config": {**records[0]["config"], "seed": 9},
+                "error": "LayercutError: boom",
+            }
+        )
+    )
     (tmp_path / "experiment.yaml").write_text("tasks: [b, a]\n")  # columns follow the file
     files = write_report(tmp_path)
     report = files.report.read_text()
@@ -216,12 +312,24 @@ def test_report_from_stored_results_picks_settings_on_dev(tmp_path):
     assert [row.kept for row in full.rows] == [1, 4] and icl.fields["method"] == "icl"
 
 
-@pytest.mark.parametrize("name, runs", [("demo", 18), ("trec-k16", 9), ("strategies", 36), ("paper", 600), ("healing", 210), ("healing-reference", 6),
-                                        *((f"replication/{part}", 90) for part in
-                                          ("trec-k16", "trec-k8", "trec-k64", "mr-k16", "bbc-k16")),
-                                        ("replication/trec-all", 36), ("replication/trec-all-deep", 9),
-                                        ("replication/shallow-rates", 18), ("replication/shallow-rates-mr-bbc", 12),
-                                        ("healing-first-rates", 24), ("replication/paper-arm", 9)])
+@pytest.mark.parametrize(
+    "name, runs",
+    [
+        ("demo", 18),
+        ("trec-k16", 9),
+        ("strategies", 36),
+        ("paper", 600),
+        ("healing", 210),
+        ("healing-reference", 6),
+        *((f"replication/{part}", 90) for part in ("trec-k16", "trec-k8", "trec-k64", "mr-k16", "bbc-k16")),
+        ("replication/trec-all", 36),
+        ("replication/trec-all-deep", 9),
+        ("replication/shallow-rates", 18),
+        ("replication/shallow-rates-mr-bbc", 12),
+        ("healing-first-rates", 24),
+        ("replication/paper-arm", 9),
+    ],
+)
 def test_dry_run_of_shipped_experiments(name, runs, capsys):
     assert main(["sweep", str(CONFIGS / f"{name}.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
@@ -233,8 +341,9 @@ def test_dry_run_counts_the_whole_training_set_for_shots_all():
     epoch: between K=780 and K=781 (6 classes: 4,680 and 4,686)."""
     from layercut.sweep.plan import run_flops
 
-    whole, below, above = (run_flops(RunConfig(layers="first:1", shots=shots, dev_size=200, epochs=1))
-                           for shots in ("all", 780, 781))
+    whole, below, above = (
+        run_flops(RunConfig(layers="first:1", shots=shots, dev_size=200, epochs=1)) for shots in ("all", 780, 781)
+    )
     assert below < whole <= above
 
 
@@ -248,8 +357,12 @@ def test_dry_run_counts_each_layer_ranking_once():
     about depth/3 times a single removal round."""
     from layercut.sweep.plan import describe_plan, ranking_flops
 
-    runs = [RunConfig(keep_strategy=strategy, keep_count=count, layers="all", seed=seed)
-            for strategy in ("task", "loss") for count in (2, 4) for seed in (0, 1)]
+    runs = [
+        RunConfig(keep_strategy=strategy, keep_count=count, layers="all", seed=seed)
+        for strategy in ("task", "loss")
+        for count in (2, 4)
+        for seed in (0, 1)
+    ]
     rankings = dict(filter(None, map(ranking_flops, runs)))
     assert len(rankings) == 4  # 2 strategies x 2 seeds; the counts share their ranking
     assert ranking_flops(RunConfig(layers="first:2")) is None

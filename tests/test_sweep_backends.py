@@ -20,8 +20,9 @@ def results(out):
 
 
 def test_a_killed_sweep_resumes_and_runs_each_run_once(tiny_llama_folder, review_file, tmp_path):
-    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[1, 2, 3], seeds=[0, 1],
-                            settings={"epochs": 4})
+    path = write_experiment(
+        tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[1, 2, 3], seeds=[0, 1], settings={"epochs": 4}
+    )
     out = tmp_path / "out"
     command = [sys.executable, "-m", "layercut", "sweep", str(path), "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -4,7 +4,7 @@
 import pytest
 
 from layercut.cli.main import main
-from layercut.run.config import RunConfig
+from layercut.settings.run_config import RunConfig
 from layercut.sweep import eta
 from layercut.sweep.eta import CostModel, sweep_progress
 
@@ -16,12 +16,18 @@ def flops(monkeypatch):
 
 
 def record(config: RunConfig, seconds: float, status: str = "complete") -> dict:
-    return {"key": config.key(), "status": status, "config": config.to_dict(),
-            "timing": {"train_seconds": seconds - 1.0, "eval_seconds": 1.0}}
+    return {
+        "key": config.key(),
+        "status": status,
+        "config": config.to_dict(),
+        "timing": {"train_seconds": seconds - 1.0, "eval_seconds": 1.0},
+    }
 
 
 def test_time_left_is_calibrated_by_finished_runs_of_the_same_kind(tiny_llama_folder, flops):
-    runs = [RunConfig(model=str(tiny_llama_folder), layers=f"first:{k}", seed=seed) for k in (1, 2) for seed in (0, 1, 2)]
+    runs = [
+        RunConfig(model=str(tiny_llama_folder), layers=f"first:{k}", seed=seed) for k in (1, 2) for seed in (0, 1, 2)
+    ]
     finished = [record(runs[0], 10.0), record(runs[1], 30.0), record(runs[3], 100.0)]  # 1 layer: 20 s/GFLOP; 2: 50
     progress = sweep_progress(runs, finished)
     assert (progress.total, progress.done, progress.failed) == (6, 3, 0)
@@ -43,8 +49,7 @@ def test_an_unseen_kind_uses_the_mean_rate_and_failures_count(tiny_llama_folder,
 def test_status_reads_a_sweep_folder_without_touching_it(tiny_llama_folder, review_file, tmp_path, capsys):
     from tests.test_sweep import write_experiment
 
-    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[1], seeds=[0],
-                            methods=["icl"])
+    path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[1], seeds=[0], methods=["icl"])
     out = tmp_path / "out"
     assert main(["sweep", str(path), "--out", str(out)]) == 0
     assert "| 1 of 1 done" in capsys.readouterr().out  # the progress line of each run

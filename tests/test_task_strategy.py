@@ -11,16 +11,15 @@ from layercut.importance.strategies import kept_layers
 from layercut.model.load import cut_layers, load_model
 from layercut.run.pipeline import run
 from layercut.prompting.build import build_prompting
-from layercut.run.task import make_run_splits, resolve_task
+from layercut.settings.task import make_run_splits, resolve_task
 from layercut.padding import collate_padded
 from tests.cli import assert_one_line_error, run_cli
 from tests.test_run import tiny_config
 
 
-
-
-def test_task_strategy_keeps_the_layers_greedy_task_removal_reaches_last(tiny_llama_folder, review_file, tmp_path,
-                                                                           monkeypatch, one_thread):
+def test_task_strategy_keeps_the_layers_greedy_task_removal_reaches_last(
+    tiny_llama_folder, review_file, tmp_path, monkeypatch, one_thread
+):
     monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / "cache"))
     config = tiny_config(tiny_llama_folder, review_file, layers="all", keep_strategy="task", keep_count=2, method="icl")
     record = run(config, show_progress=False).record
@@ -41,18 +40,22 @@ def test_the_task_order_is_computed_once_and_reused(tiny_llama_folder, review_fi
     real = task_strategy.removal_scan
     monkeypatch.setattr(task_strategy, "removal_scan", lambda *a, **k: scans.append(1) or real(*a, **k))
     for count in (1, 3):
-        config = tiny_config(tiny_llama_folder, review_file, layers="all", keep_strategy="task", keep_count=count,
-                             method="icl")
+        config = tiny_config(
+            tiny_llama_folder, review_file, layers="all", keep_strategy="task", keep_count=count, method="icl"
+        )
         assert len(run(config, show_progress=False).record["layers"]["kept"]) == count
     assert len(scans) == 1
 
 
-def test_greedy_task_removal_drops_the_layer_that_hurts_the_dev_loss_least(tiny_llama_folder, review_file, tmp_path,
-                                                                           monkeypatch, one_thread):
+def test_greedy_task_removal_drops_the_layer_that_hurts_the_dev_loss_least(
+    tiny_llama_folder, review_file, tmp_path, monkeypatch, one_thread
+):
     """Round one of the scan equals scoring every 3-layer cut directly."""
     monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path))
     config = tiny_config(tiny_llama_folder, review_file, layers="all", keep_strategy="task", keep_count=2, method="icl")
-    calibration = task_strategy.TaskCalibration(config, resolve_task(config), make_run_splits(config, resolve_task(config)))
+    calibration = task_strategy.TaskCalibration(
+        config, resolve_task(config), make_run_splits(config, resolve_task(config))
+    )
     loaded = load_model(str(tiny_llama_folder), "all")
     ranking = task_strategy.rank_by_task(loaded, calibration, progress=False)
 
@@ -63,8 +66,13 @@ def test_greedy_task_removal_drops_the_layer_that_hurts_the_dev_loss_least(tiny_
         words, prompts, demos = build_prompting(config, calibration.spec, calibration.splits, model, loaded.tokenizer)
         dev = calibration.splits.dev
         demos.prepare(dev)
-        scores = score_prompts(LabelWordHead(model, words.first_ids), [prompts.encode(e, demos.for_query(e)) for e in dev],
-                               loaded.tokenizer.pad_token_id, 8, torch.device("cpu"))
+        scores = score_prompts(
+            LabelWordHead(model, words.first_ids),
+            [prompts.encode(e, demos.for_query(e)) for e in dev],
+            loaded.tokenizer.pad_token_id,
+            8,
+            torch.device("cpu"),
+        )
         losses.append(scores.loss([e.label for e in dev]))
     assert ranking.task_order[0] == min(range(4), key=lambda i: (round(losses[i], 5), i))
     assert ranking.task_loss[0] == pytest.approx(min(losses), rel=1e-4)
@@ -78,7 +86,9 @@ def test_cut_by_task_needs_a_task(tiny_llama_folder, tmp_path):
 def test_packed_dev_prompts_give_the_padded_scan(tiny_llama_folder, review_file, tmp_path, monkeypatch, one_thread):
     """The scan packs the dev prompts (the demonstrations once); its order and losses are the padded batches'."""
     config = tiny_config(tiny_llama_folder, review_file, layers="all", keep_strategy="task", keep_count=2, method="icl")
-    calibration = task_strategy.TaskCalibration(config, resolve_task(config), make_run_splits(config, resolve_task(config)))
+    calibration = task_strategy.TaskCalibration(
+        config, resolve_task(config), make_run_splits(config, resolve_task(config))
+    )
     scans = {}
     for name, packs in (("packed", True), ("padded", False)):
         monkeypatch.setenv("LAYERCUT_CACHE", str(tmp_path / name))
@@ -93,14 +103,17 @@ def test_packed_dev_prompts_give_the_padded_scan(tiny_llama_folder, review_file,
 def _padded(model, encoded, labels, pad_id, objective, autocast_dtype=None):
     batches = []
     for start in range(0, len(encoded), task_strategy.BATCH_SIZE):
-        ids, mask = collate_padded(encoded[start:start + task_strategy.BATCH_SIZE], pad_id, left=False)
-        batches.append(task_strategy.DevBatch(ids, mask, torch.tensor(labels[start:start + task_strategy.BATCH_SIZE])))
+        ids, mask = collate_padded(encoded[start : start + task_strategy.BATCH_SIZE], pad_id, left=False)
+        batches.append(
+            task_strategy.DevBatch(ids, mask, torch.tensor(labels[start : start + task_strategy.BATCH_SIZE]))
+        )
     return batches
 
 
 def test_a_family_that_cannot_pack_scans_padded_batches(one_thread):
     """BLOOM builds ALiBi from a 2-D mask: its dev prompts stay in padded batches, and the record says so."""
     from tests.tiny_models import tiny_model
+
     model = tiny_model("bloom").eval()
     encoded = [[5, 6, 7, 8, 9, 10 + i] for i in range(10)]
     objective = task_strategy.LabelWordLoss(torch.tensor([11, 12]))

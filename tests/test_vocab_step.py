@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from layercut.adapt.batching import make_batch
+from layercut.adapt.prefix_sharing import make_batch
 from layercut.adapt.optim import RowSparseAdamW, RowSnapshot
 from layercut.adapt.scorers import WholeWordHead
 from layercut.adapt.training import Budget, train
@@ -101,8 +101,16 @@ def test_training_restores_the_best_dev_weights_with_a_row_sparse_embedding(one_
         copies.append({name: p.detach().clone() for name, p in scorer.named_parameters()})
         return next(accuracies), 1.0
 
-    outcome = train(scorer, batches, dev, Budget(steps=4, eval_every=1, patience=0), learning_rate=1e-2,
-                    weight_decay=0.0, gradient_accumulation=1, show_progress=False)
+    outcome = train(
+        scorer,
+        batches,
+        dev,
+        Budget(steps=4, eval_every=1, patience=0),
+        learning_rate=1e-2,
+        weight_decay=0.0,
+        gradient_accumulation=1,
+        show_progress=False,
+    )
     assert outcome.best_step == 2 and "embedding rows" in outcome.optimizer
     for name, p in scorer.named_parameters():
         assert torch.equal(p, copies[1][name]), name
@@ -123,7 +131,7 @@ def test_whole_word_scores_equal_the_full_logits_ones(family, prefix_length):
 
 def full_logits_scores(model, words, batch) -> torch.Tensor:
     """Whole-word scores from the causal LM's full logits at every position (the former computation)."""
-    from layercut.adapt.batching import PromptBatch, forward_prompts
+    from layercut.adapt.prefix_sharing import PromptBatch, forward_prompts
     from layercut.padding import collate_padded, last_real_index
 
     rows = [p[m.bool()].tolist() + word[:-1] for p, m in zip(batch.input_ids, batch.attention_mask) for word in words]
@@ -132,6 +140,6 @@ def full_logits_scores(model, words, batch) -> torch.Tensor:
     scores = []
     for i, end in enumerate((last_real_index(mask) + 1).tolist()):
         word = torch.tensor(words[i % len(words)])
-        log_probs = torch.log_softmax(output.logits[i, end - len(word):end].float(), dim=-1)
+        log_probs = torch.log_softmax(output.logits[i, end - len(word) : end].float(), dim=-1)
         scores.append(log_probs[torch.arange(len(word)), word].sum())
     return torch.stack(scores).view(batch.size, len(words))

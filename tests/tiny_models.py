@@ -23,21 +23,56 @@ WORDS = (
 VOCAB_SIZE = 128
 
 _COMMON = dict(vocab_size=VOCAB_SIZE, pad_token_id=0, bos_token_id=2, eos_token_id=3)
-_LLAMA_LIKE = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
-                   num_key_value_heads=2, max_position_embeddings=256, **_COMMON)
+_LLAMA_LIKE = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+    **_COMMON,
+)
 
 # family -> (config class name, kwargs)
 FAMILIES: dict[str, tuple[str, dict]] = {
     "gpt2": ("GPT2Config", dict(n_embd=32, n_layer=4, n_head=4, n_positions=256, **_COMMON)),
-    "opt": ("OPTConfig", dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, ffn_dim=64,
-                              max_position_embeddings=256, word_embed_proj_dim=32, **_COMMON)),
+    "opt": (
+        "OPTConfig",
+        dict(
+            hidden_size=32,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            ffn_dim=64,
+            max_position_embeddings=256,
+            word_embed_proj_dim=32,
+            **_COMMON,
+        ),
+    ),
     "llama": ("LlamaConfig", dict(tie_word_embeddings=True, **_LLAMA_LIKE)),
     "mistral": ("MistralConfig", dict(sliding_window=None, **_LLAMA_LIKE)),
     "qwen2": ("Qwen2Config", dict(tie_word_embeddings=True, **_LLAMA_LIKE)),
-    "gpt_neox": ("GPTNeoXConfig", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4,
-                                       num_attention_heads=4, max_position_embeddings=256, **_COMMON)),
-    "phi": ("PhiConfig", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
-                              max_position_embeddings=256, **_COMMON)),
+    "gpt_neox": (
+        "GPTNeoXConfig",
+        dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            max_position_embeddings=256,
+            **_COMMON,
+        ),
+    ),
+    "phi": (
+        "PhiConfig",
+        dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            max_position_embeddings=256,
+            **_COMMON,
+        ),
+    ),
     "falcon": ("FalconConfig", dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, **_COMMON)),
     "bloom": ("BloomConfig", dict(hidden_size=32, n_layer=4, n_head=4, **_COMMON)),
     "gptj": ("GPTJConfig", dict(n_embd=32, n_layer=4, n_head=4, rotary_dim=4, n_positions=256, **_COMMON)),
@@ -48,7 +83,16 @@ FAMILIES: dict[str, tuple[str, dict]] = {
 
 
 POSITIVE = ["good movie", "great film", "fun story", "fine actor", "great plot", "good fun", "fun film", "great story"]
-NEGATIVE = ["bad movie", "awful film", "boring story", "bad actor", "awful plot", "boring film", "bad plot", "awful story"]
+NEGATIVE = [
+    "bad movie",
+    "awful film",
+    "boring story",
+    "bad actor",
+    "awful plot",
+    "boring film",
+    "bad plot",
+    "awful story",
+]
 CALIBRATION_TEXTS = [
     "what is the name of the city on the river ?",
     "good movie , great plot !",
@@ -61,9 +105,12 @@ CALIBRATION_TEXTS = [
 
 def write_review_file(path: Path) -> Path:
     """A small two-class JSONL data file in the tiny tokenizer's vocabulary."""
-    rows = [{"text": f"{t} {extra}", "label": label}
-            for label, texts in (("negative", NEGATIVE), ("positive", POSITIVE))
-            for t in texts for extra in ("!", ".", "the a", "is", "of the")]
+    rows = [
+        {"text": f"{t} {extra}", "label": label}
+        for label, texts in (("negative", NEGATIVE), ("positive", POSITIVE))
+        for t in texts
+        for extra in ("!", ".", "the a", "is", "of the")
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
 
@@ -106,9 +153,13 @@ def tiny_bpe_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    sentences = [" ".join(WORDS[i:i + 7]) for i in range(len(WORDS))] + POSITIVE + NEGATIVE + CALIBRATION_TEXTS
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    sentences = [" ".join(WORDS[i : i + 7]) for i in range(len(WORDS))] + POSITIVE + NEGATIVE + CALIBRATION_TEXTS
     backend.train_from_iterator(sentences, trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"

@@ -119,8 +119,10 @@ def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> 
     try:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=_temporary_prefix("probe"), suffix=".tmp")
     except OSError as error:
-        raise LayercutError(f"cannot write {what} '{path}' ({error.strerror} in '{existing}'): "
-                            "choose another path or fix its permissions") from None
+        raise LayercutError(
+            f"cannot write {what} '{path}' ({error.strerror} in '{existing}'): "
+            "choose another path or fix its permissions"
+        ) from None
     os.close(fd)
     os.unlink(probe)
 
@@ -129,11 +131,14 @@ def _raise_write_error(error: BaseException, dest: Path, tmp) -> None:
     """A full disk (whichever library wrote), or a failed file-system call on layercut's temporary copy, as one
     line that names the user's `dest`, never the temporary name."""
     inside_tmp = isinstance(error, OSError) and (
-        error.filename is None or tmp is None or os.fsdecode(error.filename).startswith(os.fsdecode(tmp)))
+        error.filename is None or tmp is None or os.fsdecode(error.filename).startswith(os.fsdecode(tmp))
+    )
     if is_disk_full(error):
         raise disk_full_error(dest) from None
     if inside_tmp:
-        raise LayercutError(os_error_message(OSError(error.errno, error.strerror or first_line(error), str(dest)))) from None
+        raise LayercutError(
+            os_error_message(OSError(error.errno, error.strerror or first_line(error), str(dest)))
+        ) from None
 
 
 def make_folders(folder: str | os.PathLike) -> list[Path]:

@@ -17,8 +17,18 @@ def progress_bar(iterable=None, *, total: int | None = None, desc: str, unit: st
     """A tqdm bar over `iterable` (or counting to `total`), in the form that suits where stderr goes."""
     if sys.stderr.isatty():
         return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, leave=False)
-    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, leave=True, ascii=True,
-                file=_PlainLines(sys.stderr), mininterval=LOG_INTERVAL_SECONDS, maxinterval=LOG_INTERVAL_SECONDS)
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        disable=not enabled,
+        leave=True,
+        ascii=True,
+        file=_PlainLines(sys.stderr),
+        mininterval=LOG_INTERVAL_SECONDS,
+        maxinterval=LOG_INTERVAL_SECONDS,
+    )
 
 
 class _PlainLines:

@@ -17,7 +17,7 @@ def read_utf8(path: str | os.PathLike, what: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise _not_utf8(path, what, data[:error.start].count(b"\n") + 1) from None
+        raise _not_utf8(path, what, data[: error.start].count(b"\n") + 1) from None
 
 
 def check_utf8(path: str | os.PathLike, what: str) -> None:
@@ -30,7 +30,7 @@ def check_utf8(path: str | os.PathLike, what: str) -> None:
             try:
                 decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as error:
-                raise _not_utf8(path, what, line + chunk[:max(error.start, 0)].count(b"\n")) from None
+                raise _not_utf8(path, what, line + chunk[: max(error.start, 0)].count(b"\n")) from None
             line += chunk.count(b"\n")
 
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from layercut.adapt.batching import common_prefix_length, make_batch
+from layercut.adapt.prefix_sharing import common_prefix_length, make_batch
 from layercut.adapt.metrics import classification_metrics
+from layercut.settings.precision import autocast
 
 
 @dataclass
@@ -41,10 +42,12 @@ def calibrated_record(scores: Scores, content_free: Scores, labels: list[int], l
     """Test metrics after contextual calibration, next to the prior that was divided out."""
     prior = [sum(column) / len(content_free.probabilities) for column in zip(*content_free.probabilities)]
     predictions = [max(range(len(row)), key=lambda c: row[c] / max(prior[c], 1e-12)) for row in scores.probabilities]
-    return {"method": "contextual calibration (Zhao et al. 2021): probabilities divided by the mean of "
-                      f"content-free queries {list(CONTENT_FREE_TEXTS)}",
-            "content_free_probabilities": [round(p, 5) for p in prior],
-            "metrics": classification_metrics(labels, predictions, label_names)}
+    return {
+        "method": "contextual calibration (Zhao et al. 2021): probabilities divided by the mean of "
+        f"content-free queries {list(CONTENT_FREE_TEXTS)}",
+        "content_free_probabilities": [round(p, 5) for p in prior],
+        "metrics": classification_metrics(labels, predictions, label_names),
+    }
 
 
 @torch.no_grad()
@@ -64,12 +67,12 @@ def score_prompts(
     probabilities: list[list[float]] = [[] for _ in prompts]
     start = time.perf_counter()
     prefix_length = common_prefix_length(prompts) if share_prefix else 0
-    with _autocast(device, autocast_dtype):
+    with autocast(device, autocast_dtype):
         cache = None
         if prefix_length:
             cache = scorer.prefix_cache(torch.tensor([prompts[0][:prefix_length]], device=device))
         for begin in range(0, len(order), batch_size):
-            chunk = order[begin:begin + batch_size]
+            chunk = order[begin : begin + batch_size]
             batch = make_batch([prompts[i] for i in chunk], pad_id, prefix_length, device).with_cache(cache)
             logits = scorer(batch)
             for i, row in zip(chunk, torch.softmax(logits.float(), dim=-1).cpu().tolist()):
@@ -77,7 +80,3 @@ def score_prompts(
     seconds = time.perf_counter() - start
     predictions = [max(range(len(p)), key=p.__getitem__) for p in probabilities]
     return Scores(predictions, probabilities, seconds, prefix_length)
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)

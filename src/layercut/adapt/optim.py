@@ -29,11 +29,18 @@ class RowSparseAdamW:
     of the touched rows once. The rows' weights as they were before their first step are kept too, so that a
     snapshot of such a parameter (`snapshot`, for the best-dev weights) holds its touched rows only."""
 
-    def __init__(self, parameters: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.0,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+    def __init__(
+        self,
+        parameters: Iterable[nn.Parameter],
+        lr: float,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ):
         self.parameters = [p for p in parameters if p.requires_grad]
-        self.hyper = dict(lr=lr, beta1=betas[0], beta2=betas[1], weight_decay=weight_decay, eps=eps,
-                          amsgrad=False, maximize=False)
+        self.hyper = dict(
+            lr=lr, beta1=betas[0], beta2=betas[1], weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False
+        )
         self.state: dict[nn.Parameter, dict] = {}  # dense parameters' AdamW state
         self.rows: dict[nn.Parameter, RowState] = {}  # row-sparse parameters' state
         self.tracked: set[nn.Parameter] = set()  # parameters snapshotted by rows (`track_rows`)
@@ -76,27 +83,38 @@ class RowSparseAdamW:
         weights = p.data[rows]
         row_grads = torch.zeros_like(weights)
         row_grads.index_copy_(0, slots, grad.values().to(weights.dtype))
-        self._adamw([weights], [row_grads], [{"step": state.step, "exp_avg": state.exp_avg[:count],
-                                              "exp_avg_sq": state.exp_avg_sq[:count]}])
+        self._adamw(
+            [weights],
+            [row_grads],
+            [{"step": state.step, "exp_avg": state.exp_avg[:count], "exp_avg_sq": state.exp_avg_sq[:count]}],
+        )
         p.data.index_copy_(0, rows, weights)
 
     @torch.no_grad()
     def _to_dense(self, p: nn.Parameter) -> None:
         """Full-size moments (zero for rows never touched) and the weights before any step, from the rows'."""
         state = self.rows.pop(p)
-        rows = state.rows[:state.count]
+        rows = state.rows[: state.count]
         exp_avg, exp_avg_sq = torch.zeros_like(p), torch.zeros_like(p)
-        exp_avg[rows], exp_avg_sq[rows] = state.exp_avg[:state.count], state.exp_avg_sq[:state.count]
+        exp_avg[rows], exp_avg_sq[rows] = state.exp_avg[: state.count], state.exp_avg_sq[: state.count]
         self.state[p] = {"step": state.step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
         if p in self.tracked:
             original = p.detach().clone()
-            original[rows] = state.original[:state.count]
+            original[rows] = state.original[: state.count]
             self.originals[p] = original
 
     def _adamw(self, weights: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict]) -> None:
         with torch.no_grad():
-            adamw(weights, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [],
-                  [s["step"] for s in states], fused=_fused_supported(weights[0]), **self.hyper)
+            adamw(
+                weights,
+                grads,
+                [s["exp_avg"] for s in states],
+                [s["exp_avg_sq"] for s in states],
+                [],
+                [s["step"] for s in states],
+                fused=_fused_supported(weights[0]),
+                **self.hyper,
+            )
 
     def _state(self, p: nn.Parameter) -> dict:
         if p not in self.state:
@@ -112,7 +130,7 @@ class RowSparseAdamW:
         """`p`'s weights now, for `restore`: a tracked parameter's touched rows only (the others are as loaded)."""
         if p in self.tracked and p not in self.originals:
             state = self.rows.get(p)
-            rows = state.rows[:state.count].clone() if state else torch.zeros(0, dtype=torch.long, device=p.device)
+            rows = state.rows[: state.count].clone() if state else torch.zeros(0, dtype=torch.long, device=p.device)
             return RowSnapshot(rows, p.data[rows])
         return p.detach().clone()
 
@@ -154,9 +172,12 @@ class RowState:
     @classmethod
     def empty(cls, p: nn.Parameter, capacity: int = 1024) -> "RowState":
         shape = (min(capacity, p.shape[0]), *p.shape[1:])
-        return cls(_step_counter(p), torch.full((p.shape[0],), -1, dtype=torch.long, device=p.device),
-                   torch.zeros(shape[0], dtype=torch.long, device=p.device),
-                   *(torch.zeros(shape, dtype=p.dtype, device=p.device) for _ in range(3)))
+        return cls(
+            _step_counter(p),
+            torch.full((p.shape[0],), -1, dtype=torch.long, device=p.device),
+            torch.zeros(shape[0], dtype=torch.long, device=p.device),
+            *(torch.zeros(shape, dtype=p.dtype, device=p.device) for _ in range(3)),
+        )
 
     def add(self, p: nn.Parameter, rows: torch.Tensor) -> torch.Tensor:
         """Slots of `rows` (distinct), new rows given slots after the others (their weights kept as `original`)."""
@@ -166,8 +187,8 @@ class RowState:
             if end > len(self.rows):
                 self._grow(end)
             self.slot_of[new] = torch.arange(self.count, end, device=rows.device)
-            self.rows[self.count:end] = new
-            self.original[self.count:end] = p.data[new]
+            self.rows[self.count : end] = new
+            self.original[self.count : end] = p.data[new]
             self.count = end
         return self.slot_of[rows]
 
@@ -189,9 +210,10 @@ def _fused_supported(tensor: torch.Tensor) -> bool:
 
 
 @contextlib.contextmanager
-def sparse_embedding_gradients(model: nn.Module, enabled: bool = True,
-                               optimizer: RowSparseAdamW | None = None) -> Iterator[bool]:
-    """Make the input embedding (and so a tied LM head, see `heads.restricted_lm_logits`) produce sparse
+def sparse_embedding_gradients(
+    model: nn.Module, enabled: bool = True, optimizer: RowSparseAdamW | None = None
+) -> Iterator[bool]:
+    """Make the input embedding (and so a tied LM head, see `scorers.restricted_lm_logits`) produce sparse
     gradients while training; yields whether it did. With `optimizer`, its snapshots of the embedding hold the
     touched rows only."""
     embedding = model.get_input_embeddings()

@@ -3,7 +3,7 @@
 Both read the hidden state of the last real token, found from the attention mask, so they are
 correct under left or right padding. The LM head is applied only to the label words' rows at
 that one position: a 1-2 layer model otherwise spends most of its time on full-vocabulary logits
-at every position (hf-layer-cutting.md).
+at every position.
 """
 
 from __future__ import annotations
@@ -14,8 +14,14 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from layercut.adapt.batching import (PackedPrompts, PromptBatch, compute_prefix_cache, forward_packed, forward_prompts,
-                                     reuse_prefix_cache)
+from layercut.adapt.prefix_sharing import (
+    PackedPrompts,
+    PromptBatch,
+    compute_prefix_cache,
+    forward_packed,
+    forward_prompts,
+    reuse_prefix_cache,
+)
 from layercut.errors import LayercutError
 from layercut.padding import collate_padded, last_real_index
 from layercut.prompting.label_words import LabelWords
@@ -27,8 +33,13 @@ def last_token_hidden(model: nn.Module, batch: PromptBatch | PackedPrompts, virt
     if isinstance(batch, PackedPrompts):
         return forward_packed(model.base_model, batch)
     output, mask = forward_prompts(model.base_model, batch, virtual)
-    hidden = output.last_hidden_state
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last_real_index(mask)]
+    return at_last_real_token(output.last_hidden_state, mask)
+
+
+def at_last_real_token(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """[batch, positions, hidden] -> [batch, hidden] at each prompt's last real token, where every label-word and
+    classification score is read (runs, the task ranking and the one-pass profile alike)."""
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last_real_index(attention_mask)]
 
 
 class Scorer(nn.Module):
@@ -130,8 +141,9 @@ class WholeWordHead(Scorer):
             real = prompt[mask.bool()].tolist()
             rows.extend(real + word[:-1] for word in self.words)
         ids, mask = collate_padded(rows, self.pad_id, left=batch.prefix_ids is None)
-        extended = PromptBatch(ids.to(batch.input_ids.device), mask.to(batch.input_ids.device),
-                               batch.prefix_ids, batch.prefix_cache)
+        extended = PromptBatch(
+            ids.to(batch.input_ids.device), mask.to(batch.input_ids.device), batch.prefix_ids, batch.prefix_cache
+        )
         output, mask = forward_prompts(self.model.base_model, extended, self.virtual)
         # The last len(word) positions of each row (the prompt's last token, then the word's own tokens but the
         # last) predict the word's tokens.

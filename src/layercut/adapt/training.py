@@ -19,7 +19,9 @@ from layercut.progress import progress_bar
 
 from layercut.adapt.optim import RowSparseAdamW, sparse_embedding_gradients
 
-from layercut.adapt.batching import PackedPrompts, PromptBatch
+from layercut.adapt.prefix_sharing import PackedPrompts, PromptBatch
+from layercut.settings.precision import autocast
+from layercut.settings.run_config import RunConfig
 
 # One optimizer step's examples, in groups that are computed apart (prompts that share a prefix, and the
 # rest), each with its labels and, when distilling, the teacher's class probabilities (else None).
@@ -38,7 +40,9 @@ class TrainingOutcome:
     best_dev_loss: float | None = None
     best_epoch: int | None = None
     best_step: int | None = None
-    curve: list[dict] = field(default_factory=list)  # per dev evaluation: step, epoch, train_loss, dev_accuracy, dev_loss
+    curve: list[dict] = field(
+        default_factory=list
+    )  # per dev evaluation: step, epoch, train_loss, dev_accuracy, dev_loss
     steps: int = 0
     seconds: float = 0.0
     stopped_because: str = "spent the step budget"
@@ -58,6 +62,16 @@ class Budget:
     @property
     def evaluations(self) -> int:
         return -(-self.steps // self.eval_every)
+
+    @classmethod
+    def for_run(cls, config: RunConfig, training_examples: int) -> "Budget":
+        """A run's budget from its settings: the one rule that training and the dry run's cost estimate share."""
+        steps_per_epoch = -(-training_examples // config.batch_size)
+        return cls(
+            steps=config.max_steps or config.epochs * steps_per_epoch,
+            eval_every=config.eval_every or steps_per_epoch,
+            patience=config.patience,
+        )
 
 
 def train(
@@ -84,7 +98,9 @@ def train(
     stack = contextlib.ExitStack()
     try:
         # Without weight decay, stepping only the embedding rows a batch touched is exact (layercut.adapt.optim).
-        if stack.enter_context(sparse_embedding_gradients(scorer.model, enabled=weight_decay == 0, optimizer=optimizer)):
+        if stack.enter_context(
+            sparse_embedding_gradients(scorer.model, enabled=weight_decay == 0, optimizer=optimizer)
+        ):
             outcome.optimizer += "; embedding rows stepped once touched (exact without weight decay)"
         best = _snapshot(scorer, optimizer)  # the untrained weights are the last good ones until an evaluation improves
         while outcome.steps < budget.steps and not outcome.diverged:
@@ -93,7 +109,7 @@ def train(
             for step_in_epoch, groups in enumerate(batches_for_epoch(epoch), 1):
                 labels = torch.cat([group[1] for group in groups])
                 teacher = None if groups[0][2] is None else torch.cat([group[2] for group in groups])
-                with _autocast(labels.device, autocast_dtype):
+                with autocast(labels.device, autocast_dtype):
                     logits = scorer.score_together([group[0] for group in groups])
                 loss = loss_fn(logits.float(), labels, teacher)
                 if not torch.isfinite(loss):
@@ -112,10 +128,20 @@ def train(
                     continue
                 accuracy, dev_loss = dev_scores()
                 scorer.train()
-                outcome.curve.append({"step": outcome.steps, "epoch": epoch, "train_loss": sum(losses) / len(losses),
-                                      "dev_accuracy": accuracy, "dev_loss": dev_loss})
+                outcome.curve.append(
+                    {
+                        "step": outcome.steps,
+                        "epoch": epoch,
+                        "train_loss": sum(losses) / len(losses),
+                        "dev_accuracy": accuracy,
+                        "dev_loss": dev_loss,
+                    }
+                )
                 losses = []
-                if outcome.best_dev_accuracy is None or (accuracy, -dev_loss) > (outcome.best_dev_accuracy, -outcome.best_dev_loss):
+                if outcome.best_dev_accuracy is None or (accuracy, -dev_loss) > (
+                    outcome.best_dev_accuracy,
+                    -outcome.best_dev_loss,
+                ):
                     outcome.best_dev_accuracy, outcome.best_dev_loss = accuracy, dev_loss
                     outcome.best_epoch, outcome.best_step = epoch, outcome.steps
                     best = _snapshot(scorer, optimizer)
@@ -150,12 +176,6 @@ def _restore(module: nn.Module, snapshot: dict, optimizer: RowSparseAdamW) -> No
     for name, p in module.named_parameters():
         if name in snapshot:
             optimizer.restore(p, snapshot[name])
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _fmt(value: float | None) -> str:

@@ -15,8 +15,8 @@ from pathlib import Path
 from layercut.adapt.metrics import classification_metrics
 from layercut.atomic import write_text_atomic
 from layercut.errors import LayercutError
-from layercut.run.config import RunConfig
-from layercut.run.task import make_run_splits, resolve_task
+from layercut.settings.run_config import RunConfig
+from layercut.settings.task import make_run_splits, resolve_task
 from layercut.tasks import FewShotSplits, Example
 
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -35,8 +35,10 @@ def fit_bag_of_words(splits: FewShotSplits, label_names: list[str]) -> dict:
     labels = {name: [e.label for e in getattr(splits, name)] for name in ("train", "dev", "test")}
     if len(set(labels["train"])) < 2:
         raise LayercutError("the bag-of-words reference needs training examples of at least 2 classes")
-    features = make_union(TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True),
-                          TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))
+    features = make_union(
+        TfidfVectorizer(analyzer="word", ngram_range=(1, 2), sublinear_tf=True),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
+    )
     train_features = features.fit_transform(texts["train"])
     dev_features, test_features = features.transform(texts["dev"]), features.transform(texts["test"])
     dev_accuracy, fitted = {}, {}
@@ -62,15 +64,26 @@ def fit_bag_of_words(splits: FewShotSplits, label_names: list[str]) -> dict:
 def bag_of_words_for(config: RunConfig, recorded_hashes: dict | None, cache: Path | None) -> dict:
     """The reference on the splits of the run `config` describes, from `cache` when it was fitted before.
     `recorded_hashes`: the split hashes the run recorded; a mismatch (the data changed since) is an error."""
-    path = cache / f"{config.task.replace('/', '_')}-{split_key(recorded_hashes)}.json" if cache and recorded_hashes else None
+    path = (
+        cache / f"{config.task.replace('/', '_')}-{split_key(recorded_hashes)}.json"
+        if cache and recorded_hashes
+        else None
+    )
     if path is not None and path.exists():
         return json.loads(path.read_text())
     spec = resolve_task(config)
     splits = make_run_splits(config, spec)
     if recorded_hashes is not None and splits.hashes != recorded_hashes:
-        raise LayercutError(f"task '{config.task}': the splits drawn now differ from the ones the run recorded "
-                            "(the data changed): the bag-of-words reference would not see the run's examples")
-    result = {"task": config.task, "shots": config.shots, "seed": config.seed, **fit_bag_of_words(splits, list(spec.label_names))}
+        raise LayercutError(
+            f"task '{config.task}': the splits drawn now differ from the ones the run recorded "
+            "(the data changed): the bag-of-words reference would not see the run's examples"
+        )
+    result = {
+        "task": config.task,
+        "shots": config.shots,
+        "seed": config.seed,
+        **fit_bag_of_words(splits, list(spec.label_names)),
+    }
     if path is not None:
         write_text_atomic(path, json.dumps(result, indent=1) + "\n")
     return result

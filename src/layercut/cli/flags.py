@@ -3,18 +3,45 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from layercut.model.sources import Trust
+from layercut.settings.declare import parse_flag
+from layercut.settings.run_config import RunConfig
 from layercut.tasks.options import TaskOptions, task_spec
 from layercut.tasks.spec import TaskSpec
 
 
-def add_trust_arguments(parser: argparse.ArgumentParser) -> None:
-    """--allow-pickle and --trust-remote-code, for every command that loads a model."""
-    parser.add_argument("--allow-pickle", action="store_true",
-                        help="load pickle weights (pytorch_model.bin) when a model has no safetensors; unpickling can run code")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="run model code shipped with the model (auto_map in its config); only for sources you trust")
+_METAVARS = {"int": "N", "float": "X", "str": "TEXT"}
+
+
+def add_trust_arguments(parser: argparse.ArgumentParser, names=("allow_pickle", "trust_remote_code")) -> None:
+    """--allow-pickle and --trust-remote-code, for every command that loads a model (declared with the run settings)."""
+    for declared in dataclasses.fields(RunConfig):
+        if declared.name in names:
+            parser.add_argument(*setting_flag(declared)[0], action="store_true", help=declared.metadata["help"])
+
+
+def setting_flag(declared: dataclasses.Field) -> tuple[list[str], dict]:
+    """The names and `add_argument` options of a run setting's flag: `--name-with-dashes` (and its aliases), its type,
+    choices and help with its default; a boolean setting is a switch (`--no-name` where it is on by default)."""
+    default = RunConfig.__dataclass_fields__[declared.name].default
+    flag = "--" + declared.name.replace("_", "-")
+    help_text = declared.metadata["help"].replace("%", "%%")
+    options = {"dest": declared.name, "default": None}
+    if isinstance(default, bool):
+        if default:
+            flag = "--no-" + declared.name.replace("_", "-")
+        options |= {"action": "store_false" if default else "store_true", "help": help_text}
+        return [flag, *declared.metadata["aliases"]], options
+    if default is not None and "default" not in help_text:
+        help_text = f"{help_text} (default: {default})" if help_text else f"default: {default}"
+    options |= {"type": parse_flag(declared), "help": help_text or None}
+    if declared.metadata["choices"]:
+        options["choices"] = declared.metadata["choices"]
+    else:
+        options["metavar"] = declared.metadata["metavar"] or _METAVARS.get(str(declared.type).removesuffix(" | None"))
+    return [flag, *declared.metadata["aliases"]], options
 
 
 def trust_from_args(args: argparse.Namespace) -> Trust:
@@ -32,31 +59,41 @@ def add_task_file_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("task from a data file (instead of a task name)")
     group.add_argument("--data", metavar="FILE", help="a CSV, TSV, JSONL or Parquet file of labelled texts")
     group.add_argument("--test-data", metavar="FILE", help="its test set (default: a fixed stratified hold-out)")
-    group.add_argument("--text-column", default=defaults.text_column, metavar="C",
-                       help=f"column with the text (default: {defaults.text_column})")
+    group.add_argument(
+        "--text-column",
+        default=defaults.text_column,
+        metavar="C",
+        help=f"column with the text (default: {defaults.text_column})",
+    )
     group.add_argument("--text-b-column", metavar="C", help="column with a second text, for pair tasks")
-    group.add_argument("--label-column", default=defaults.label_column, metavar="C",
-                       help=f"column with the label (default: {defaults.label_column})")
+    group.add_argument(
+        "--label-column",
+        default=defaults.label_column,
+        metavar="C",
+        help=f"column with the label (default: {defaults.label_column})",
+    )
     group.add_argument("--label-names", metavar="N1,N2,...", help="class names in order (default: from the data)")
-    parser.add_argument("--template", metavar="T",
-                        help=r"prompt template with {text}, ending before the label word, e.g. 'Review: {text}\nSentiment:'")
+    parser.add_argument(
+        "--template",
+        metavar="T",
+        help=r"prompt template with {text}, ending before the label word, e.g. 'Review: {text}\nSentiment:'",
+    )
     parser.add_argument("--label-words", metavar="W1,W2,...", help="one label word per class, in class order")
 
 
 def task_options_from_args(args: argparse.Namespace) -> TaskOptions:
-    return TaskOptions(data=args.data, test_data=args.test_data, text_column=args.text_column,
-                       text_b_column=args.text_b_column, label_column=args.label_column, label_names=args.label_names,
-                       template=args.template, label_words=args.label_words)
+    return TaskOptions(
+        data=args.data,
+        test_data=args.test_data,
+        text_column=args.text_column,
+        text_b_column=args.text_b_column,
+        label_column=args.label_column,
+        label_names=args.label_names,
+        template=args.template,
+        label_words=args.label_words,
+    )
 
 
 def task_from_args(args: argparse.Namespace) -> TaskSpec:
     """The task named by TASK or described by --data and the column flags, with any overrides applied."""
     return task_spec(args.task, task_options_from_args(args))
-
-
-def shots(text: str) -> int | str:
-    """--shots: K examples per class, or `all`; anything else is left to RunConfig's one-line check."""
-    try:
-        return int(text)
-    except ValueError:
-        return text

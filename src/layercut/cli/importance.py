@@ -8,8 +8,14 @@ import math
 
 from layercut.cli.flags import add_trust_arguments, trust_from_args
 from layercut.errors import LayercutError
-from layercut.importance.strategies import (MEASURES, STRATEGIES, StrategyChoice, check_block_size, check_count,
-                                            check_strategy)
+from layercut.importance.strategies import (
+    MEASURES,
+    STRATEGIES,
+    StrategyChoice,
+    check_block_size,
+    check_count,
+    check_strategy,
+)
 from layercut.model.layers import format_index_spec
 from layercut.report.text import text_table
 
@@ -18,21 +24,40 @@ DEFAULT_COUNTS = (2, 4, 8)  # the depths the strategies are compared at
 
 def add_commands(subparsers) -> None:
     rank = subparsers.add_parser(
-        "rank", help="score each layer's importance on calibration text: BI, angular distance, removal loss, greedy order"
+        "rank",
+        help="score each layer's importance on calibration text: BI, angular distance, removal loss, greedy order",
     )
     rank.add_argument("model", help="Hub id, local folder, .gguf file, or built-in alias (smollm2-135m)")
-    rank.add_argument("--calibration", required=True, metavar="TASK_OR_FILE",
-                      help="a task name (its training texts), a text file (one text per line) or .jsonl with a \"text\" field")
+    rank.add_argument(
+        "--calibration",
+        required=True,
+        metavar="TASK_OR_FILE",
+        help='a task name (its training texts), a text file (one text per line) or .jsonl with a "text" field',
+    )
     rank.add_argument("--samples", type=int, default=64, metavar="N", help="calibration sequences (default 64)")
     rank.add_argument("--max-length", type=int, default=128, metavar="L", help="tokens per sequence (default 128)")
-    rank.add_argument("--per-text", action="store_true",
-                      help="one text per sequence, padded (default: texts packed into full sequences)")
+    rank.add_argument(
+        "--per-text",
+        action="store_true",
+        help="one text per sequence, padded (default: texts packed into full sequences)",
+    )
     rank.add_argument("--batch-size", type=int, default=8, metavar="B", help="sequences per forward pass (default 8)")
-    rank.add_argument("--measures", default=",".join(MEASURES), metavar="LIST",
-                      help=f"comma-separated subset of {','.join(MEASURES)} (default all; greedy is the slow one)")
-    rank.add_argument("--block-size", default="all", metavar="N|all", help="run length n for angular distance (default all)")
-    rank.add_argument("--counts", type=int, nargs="+", metavar="K",
-                      help=f"layer counts for the table of kept layers (default {' '.join(map(str, DEFAULT_COUNTS))}, up to the depth)")
+    rank.add_argument(
+        "--measures",
+        default=",".join(MEASURES),
+        metavar="LIST",
+        help=f"comma-separated subset of {','.join(MEASURES)} (default all; greedy is the slow one)",
+    )
+    rank.add_argument(
+        "--block-size", default="all", metavar="N|all", help="run length n for angular distance (default all)"
+    )
+    rank.add_argument(
+        "--counts",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help=f"layer counts for the table of kept layers (default {' '.join(map(str, DEFAULT_COUNTS))}, up to the depth)",
+    )
     rank.add_argument("-o", "--out", metavar="FILE", help="save the ranking as JSON, for `cut --ranking`")
     rank.add_argument("--json", action="store_true", help="print the ranking as JSON instead of tables")
     rank.add_argument("--plot", metavar="FILE", help="plot importance by layer (.png, .svg or .pdf)")
@@ -42,23 +67,38 @@ def add_commands(subparsers) -> None:
 
 def add_strategy_arguments(parser: argparse.ArgumentParser, group) -> None:
     """`--keep-strategy` joins the mutually exclusive `group` of layer selections; the rest qualify it."""
-    group.add_argument("--keep-strategy", metavar="STRATEGY",
-                       help=f"choose --keep-count layers by strategy: {', '.join(STRATEGIES)}")
+    group.add_argument(
+        "--keep-strategy", metavar="STRATEGY", help=f"choose --keep-count layers by strategy: {', '.join(STRATEGIES)}"
+    )
     parser.add_argument("--keep-count", type=int, metavar="K", help="how many layers --keep-strategy keeps")
-    parser.add_argument("--calibration", metavar="TASK_OR_FILE",
-                        help="text to rank layers on (strategies bi, angular, loss, greedy) or to fit --bridge on: a task, a text or "
-                             ".jsonl file (strategy task: a task, whose dev examples score the layers)")
-    parser.add_argument("--ranking", metavar="FILE", help="a ranking saved by `layercut rank -o`, instead of --calibration")
+    parser.add_argument(
+        "--calibration",
+        metavar="TASK_OR_FILE",
+        help="text to rank layers on (strategies bi, angular, loss, greedy) or to fit --bridge on: a task, a text or "
+        ".jsonl file (strategy task: a task, whose dev examples score the layers)",
+    )
+    parser.add_argument(
+        "--ranking", metavar="FILE", help="a ranking saved by `layercut rank -o`, instead of --calibration"
+    )
 
 
 def strategy_choice_from_args(args: argparse.Namespace) -> StrategyChoice | None:
     """The layer choice `--keep-strategy` asks for, or None when it is not given."""
     if args.keep_strategy is None:
         calibration = None if getattr(args, "bridge", None) else args.calibration  # a bridge fits on it too
-        given = [flag for flag, value in (("--keep-count", args.keep_count), ("--calibration", calibration),
-                                          ("--ranking", args.ranking)) if value is not None]
+        given = [
+            flag
+            for flag, value in (
+                ("--keep-count", args.keep_count),
+                ("--calibration", calibration),
+                ("--ranking", args.ranking),
+            )
+            if value is not None
+        ]
         if given:
-            raise LayercutError(f"{given[0]} only works with --keep-strategy: add --keep-strategy STRATEGY or leave it out")
+            raise LayercutError(
+                f"{given[0]} only works with --keep-strategy: add --keep-strategy STRATEGY or leave it out"
+            )
         return None
     check_strategy(args.keep_strategy)
     if args.keep_count is None:
@@ -79,7 +119,11 @@ def run_rank(args: argparse.Namespace) -> int:
     unknown = [m for m in measures if m not in MEASURES]
     if unknown or not measures:
         raise LayercutError(f"unknown measure '{','.join(unknown)}' in --measures: choose from {','.join(MEASURES)}")
-    for flag, value in (("--samples", args.samples), ("--max-length", args.max_length), ("--batch-size", args.batch_size)):
+    for flag, value in (
+        ("--samples", args.samples),
+        ("--max-length", args.max_length),
+        ("--batch-size", args.batch_size),
+    ):
         if value < 1:
             raise LayercutError(f"{flag} must be at least 1, got {value}")
     if args.plot:
@@ -96,9 +140,17 @@ def run_rank(args: argparse.Namespace) -> int:
 
     loaded = load_model(args.model, "all", trust=trust)
     ranking = rank_layers(
-        loaded.model, loaded.tokenizer, texts, samples=args.samples, max_length=args.max_length,
-        block_sizes=block_sizes, measures=measures, batch_size=args.batch_size, packed=not args.per_text,
-        model_spec=args.model, source=args.calibration,
+        loaded.model,
+        loaded.tokenizer,
+        texts,
+        samples=args.samples,
+        max_length=args.max_length,
+        block_sizes=block_sizes,
+        measures=measures,
+        batch_size=args.batch_size,
+        packed=not args.per_text,
+        model_id=args.model,
+        source=args.calibration,
     )
     if args.out:
         ranking.save(args.out)
@@ -122,7 +174,9 @@ def format_ranking(ranking, counts: list[int]) -> str:
         f"{c['tokens']} tokens ({'packed' if c['packed'] else 'one text each'}, up to {c['max_length']})"
     ]
     if ranking.full_loss is not None:
-        lines.append(f"calibration loss with all layers: {ranking.full_loss:.4f} (perplexity {math.exp(ranking.full_loss):.2f})")
+        lines.append(
+            f"calibration loss with all layers: {ranking.full_loss:.4f} (perplexity {math.exp(ranking.full_loss):.2f})"
+        )
     greedy_step = {layer: i + 1 for i, layer in enumerate(ranking.greedy_order or [])}
     columns = [
         ("BI", ranking.block_influence, "{:.4f}"),
@@ -132,14 +186,17 @@ def format_ranking(ranking, counts: list[int]) -> str:
     ]
     columns = [(name, values, form) for name, values, form in columns if values is not None]
     rows = [["layer"] + [name for name, _, _ in columns]]
-    rows += [[str(layer)] + [form.format(values[layer]) for _, values, form in columns] for layer in range(ranking.depth)]
+    rows += [
+        [str(layer)] + [form.format(values[layer]) for _, values, form in columns] for layer in range(ranking.depth)
+    ]
     lines += ["", text_table(rows, left_columns=1), "", "kept layers (0-based) by strategy:"]
     rows = [["strategy"] + [f"K={k}" for k in counts]]
     for strategy in ranking.strategies:
         available = set(ranking.counts(strategy))
-        rows.append([strategy] + [format_index_spec(ranking.keep(strategy, k)) if k in available else "-" for k in counts])
+        rows.append(
+            [strategy] + [format_index_spec(ranking.keep(strategy, k)) if k in available else "-" for k in counts]
+        )
     lines.append(text_table(rows, left_columns=1))
     if ranking.seconds:
         lines += ["", "seconds: " + ", ".join(f"{name} {value:.1f}" for name, value in ranking.seconds.items())]
     return "\n".join(lines)
-

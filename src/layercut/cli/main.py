@@ -112,5 +112,6 @@ def _quiet_libraries() -> None:
 
         datasets.logging.set_verbosity_error()
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,25 +12,34 @@ from layercut.errors import LayercutError
 from layercut.model.layers import LayerSelection, format_index_spec
 from layercut.model.sources import Trust
 from layercut.report.text import text_table
-from layercut.run.config import BRIDGES
+from layercut.settings.run_config import BRIDGES
 
 
 def add_commands(subparsers) -> None:
     cut = subparsers.add_parser("cut", help="keep some blocks of a model and save a plain Hugging Face checkpoint")
     cut.add_argument("model", help="Hub id, local folder, .gguf file, or built-in alias (smollm2-135m)")
     add_strategy_arguments(cut, add_selection_arguments(cut, required=True))
-    cut.add_argument("--bridge", choices=BRIDGES, help="lstsq: fit a linear map from the cut model's last hidden "
-                     "state to the full model's on --calibration text and fold it into the last kept block")
+    cut.add_argument(
+        "--bridge",
+        choices=BRIDGES,
+        help="lstsq: fit a linear map from the cut model's last hidden "
+        "state to the full model's on --calibration text and fold it into the last kept block",
+    )
     cut.add_argument("-o", "--out", required=True, help="output folder")
     cut.add_argument("--overwrite", action="store_true", help="replace an output folder that layercut wrote earlier")
-    cut.add_argument("--trim-vocab", metavar="TASK_OR_FILE",
-                     help="keep only the tokens this task's prompts (or this .txt file's lines) use; see `layercut trim`")
+    cut.add_argument(
+        "--trim-vocab",
+        metavar="TASK_OR_FILE",
+        help="keep only the tokens this task's prompts (or this .txt file's lines) use; see `layercut trim`",
+    )
     add_trust_arguments(cut)
     cut.set_defaults(func=run_cut)
 
     info = subparsers.add_parser("info", help="depth, parameters and size of a model, whole and cut")
     info.add_argument("model", help="Hub id, local folder, .gguf file, alias, or a config.json")
-    info.add_argument("--keep-first", type=int, nargs="+", metavar="K", help="depths to account for (default: a spread)")
+    info.add_argument(
+        "--keep-first", type=int, nargs="+", metavar="K", help="depths to account for (default: a spread)"
+    )
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_trust_arguments(info)
     info.set_defaults(func=run_info)
@@ -83,8 +92,10 @@ def run_cut(args: argparse.Namespace) -> int:
     )
     if texts:
         bridge = record["bridge"]
-        print(f"bridge: relative error of the last hidden state {bridge['relative_error_before']:.4f} -> "
-              f"{bridge['relative_error_after']:.4f} on {bridge['calibration_tokens']} tokens, fitted in {bridge['seconds']:.1f} s")
+        print(
+            f"bridge: relative error of the last hidden state {bridge['relative_error_before']:.4f} -> "
+            f"{bridge['relative_error_after']:.4f} on {bridge['calibration_tokens']} tokens, fitted in {bridge['seconds']:.1f} s"
+        )
     return 0
 
 
@@ -110,7 +121,9 @@ def run_info(args: argparse.Namespace) -> int:
     depths = sorted(set(args.keep_first or _default_depths(depth)))
     reports = config_size_reports(config, depths)
     if args.json:
-        print(json.dumps({"model": args.model, "source_depth": depth, "cuts": [r.to_dict() for r in reports]}, indent=2))
+        print(
+            json.dumps({"model": args.model, "source_depth": depth, "cuts": [r.to_dict() for r in reports]}, indent=2)
+        )
         return 0
     if note:
         print(note)
@@ -123,9 +136,14 @@ def format_size_table(model: str, depth: int, reports) -> str:
     columns = ("layers", "hidden", "vocab", "params", "non-emb", "% full", "fp32", "bf16")
     rows = [columns] + [
         (
-            str(r.depth), str(r.hidden_size), str(r.vocab_size), f"{r.parameters / 1e6:.1f}M",
-            f"{r.non_embedding_parameters / 1e6:.1f}M", f"{r.percent_of_full:.1f}",
-            human_bytes(r.fp32_bytes), human_bytes(r.bf16_bytes),
+            str(r.depth),
+            str(r.hidden_size),
+            str(r.vocab_size),
+            f"{r.parameters / 1e6:.1f}M",
+            f"{r.non_embedding_parameters / 1e6:.1f}M",
+            f"{r.percent_of_full:.1f}",
+            human_bytes(r.fp32_bytes),
+            human_bytes(r.bf16_bytes),
         )
         for r in reports
     ]

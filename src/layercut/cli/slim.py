@@ -7,43 +7,64 @@ from pathlib import Path
 
 from layercut.errors import LayercutError
 from layercut.report.text import text_table
-from layercut.run.config import RunConfig
+from layercut.settings.run_config import RunConfig
 
 
 def add_commands(subparsers) -> None:
     profile = subparsers.add_parser(
-        "profile", help="untrained (ICL) accuracy and size at every first-k depth, from one forward pass",
+        "profile",
+        help="untrained (ICL) accuracy and size at every first-k depth, from one forward pass",
         description="Score the task's test split at every depth 1..N of MODEL (keeping the first k blocks) from one "
-                    "forward pass of the full model: the same predictions as separate `layercut run --method icl "
-                    "--layers first:K` runs. Also prints parameters and fp32 size per depth, with the vocabulary "
-                    "trimmed to the task's tokens (`layercut cut --trim-vocab`) and without.")
+        "forward pass of the full model: the same predictions as separate `layercut run --method icl "
+        "--layers first:K` runs. Also prints parameters and fp32 size per depth, with the vocabulary "
+        "trimmed to the task's tokens (`layercut cut --trim-vocab`) and without.",
+    )
     defaults = RunConfig()
     profile.add_argument("model", help="Hub id, local folder, .gguf file, or alias (smollm2-135m)")
     profile.add_argument("--task", default=defaults.task, help="a built-in task (`layercut tasks`) or a task YAML file")
     profile.add_argument("--depths", metavar="SPEC", help="depths to score, e.g. 1-4,8,30 (default: all)")
-    profile.add_argument("--shots", type=int, default=defaults.shots, metavar="K", help="training examples per class (the demonstrations' pool)")
+    profile.add_argument(
+        "--shots",
+        type=int,
+        default=defaults.shots,
+        metavar="K",
+        help="training examples per class (the demonstrations' pool)",
+    )
     profile.add_argument("--seed", type=int, default=defaults.seed)
-    profile.add_argument("--demos", choices=("fixed", "resample", "none"), default=defaults.demos,
-                         help="demonstrations in each prompt (one per class)")
+    profile.add_argument(
+        "--demos",
+        choices=("fixed", "resample", "none"),
+        default=defaults.demos,
+        help="demonstrations in each prompt (one per class)",
+    )
     profile.add_argument("--test-size", type=int, help="evaluate on a fixed subset of this many test examples")
     profile.add_argument("--max-length", type=int, default=defaults.max_length, help="prompt token limit")
     profile.add_argument("--eval-batch-size", type=int, default=defaults.eval_batch_size)
     profile.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
-    profile.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default=defaults.dtype,
-                         help="auto: bf16 autocast on a GPU or CPU with native bf16, else float32 (as `layercut run`)")
+    profile.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16"),
+        default=defaults.dtype,
+        help="auto: bf16 autocast on a GPU or CPU with native bf16, else float32 (as `layercut run`)",
+    )
     profile.add_argument("--plot", metavar="FILE", help="draw accuracy vs depth (.png, .svg or .pdf)")
     profile.add_argument("--json", metavar="FILE", help="also write every depth's figures as JSON")
     profile.set_defaults(func=run_profile)
 
     trim = subparsers.add_parser(
-        "trim", help="trim the vocabulary of a saved model (`layercut cut`, `run --save-model`) to a task's tokens",
+        "trim",
+        help="trim the vocabulary of a saved model (`layercut cut`, `run --save-model`) to a task's tokens",
         description="Keep only the tokens a corpus uses (plus special, base and label-word tokens and their merge "
-                    "paths) in the embedding, LM head and tokenizer. Corpus texts tokenize and score as before; "
-                    "other texts tokenize into smaller pieces. The result is a plain Hugging Face folder.")
+        "paths) in the embedding, LM head and tokenizer. Corpus texts tokenize and score as before; "
+        "other texts tokenize into smaller pieces. The result is a plain Hugging Face folder.",
+    )
     trim.add_argument("model_dir", help="a folder written by `layercut cut` or `layercut run --save-model`")
-    trim.add_argument("--corpus", metavar="TASK_OR_FILE",
-                      help="a task name or task YAML (its prompts), or a .txt file (one text per line); "
-                           "default: the task a run's model was adapted to")
+    trim.add_argument(
+        "--corpus",
+        metavar="TASK_OR_FILE",
+        help="a task name or task YAML (its prompts), or a .txt file (one text per line); "
+        "default: the task a run's model was adapted to",
+    )
     trim.add_argument("-o", "--out", required=True, help="output folder")
     trim.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     trim.set_defaults(func=run_trim)
@@ -58,21 +79,41 @@ def run_profile(args: argparse.Namespace) -> int:
     for path, what in ((plot, "the plot"), (args.json, "the JSON figures")):  # before the work, not after it
         if path:
             check_writable(path, what)
-    config = RunConfig(model=args.model, task=args.task, shots=args.shots, seed=args.seed, method="icl", head="lm",
-                       demos=args.demos, test_size=args.test_size, max_length=args.max_length,
-                       eval_batch_size=args.eval_batch_size, device=args.device, dtype=args.dtype)
+    config = RunConfig(
+        model=args.model,
+        task=args.task,
+        shots=args.shots,
+        seed=args.seed,
+        method="icl",
+        head="lm",
+        demos=args.demos,
+        test_size=args.test_size,
+        max_length=args.max_length,
+        eval_batch_size=args.eval_batch_size,
+        device=args.device,
+        dtype=args.dtype,
+    )
     profile = profile_depths(config, parse_index_spec(args.depths) if args.depths else None)
     rows = profile_rows(profile)
-    print(f"{args.model} on {args.task}: {len(profile.labels)} test examples, in-context learning "
-          f"(demos {args.demos}, {args.shots} shots, seed {args.seed}); {len(profile.depths)} depths scored in one "
-          f"pass of {profile.seconds:.1f} s")
+    print(
+        f"{args.model} on {args.task}: {len(profile.labels)} test examples, in-context learning "
+        f"(demos {args.demos}, {args.shots} shots, seed {args.seed}); {len(profile.depths)} depths scored in one "
+        f"pass of {profile.seconds:.1f} s"
+    )
     print(format_profile_table(rows))
     if args.json:
         from layercut.atomic import write_json_atomic
 
-        write_json_atomic(args.json, {"config": profile.config.to_dict(), "seconds": profile.seconds,
-                                      "source_depth": profile.source_depth, "depths": rows,
-                                      "precision": profile.precision.record() if profile.precision else None})
+        write_json_atomic(
+            args.json,
+            {
+                "config": profile.config.to_dict(),
+                "seconds": profile.seconds,
+                "source_depth": profile.source_depth,
+                "depths": rows,
+                "precision": profile.precision.record() if profile.precision else None,
+            },
+        )
     if plot:
         plot_accuracy_vs_depth(rows, f"{args.model} on {args.task}: in-context accuracy vs layers kept", plot)
         print(f"plot: {plot}")
@@ -94,8 +135,16 @@ def profile_rows(profile) -> list[dict]:
     rows = []
     for size in depth_sizes(model_config, profile.depths, vocab):
         metrics = profile.metrics(size.depth)
-        rows.append({"depth": size.depth, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-                     "vocab_size": model_config.vocab_size, "trimmed_vocab_size": vocab, **size.to_dict()})
+        rows.append(
+            {
+                "depth": size.depth,
+                "accuracy": metrics["accuracy"],
+                "macro_f1": metrics["macro_f1"],
+                "vocab_size": model_config.vocab_size,
+                "trimmed_vocab_size": vocab,
+                **size.to_dict(),
+            }
+        )
     return rows
 
 
@@ -103,12 +152,27 @@ def format_profile_table(rows: list[dict]) -> str:
     from layercut.cli.model import human_bytes
 
     vocab = rows[0]["trimmed_vocab_size"]
-    header = ("layers", "accuracy", "macro-F1", "params", "fp32",
-              f"params (vocab {vocab:,})" if vocab else "params (trimmed: unsupported)", "fp32")
-    lines = [header] + [(str(r["depth"]), f"{100 * r['accuracy']:.1f}", f"{100 * r['macro_f1']:.1f}",
-                         f"{r['parameters'] / 1e6:.1f}M", human_bytes(r["fp32_bytes"]),
-                         f"{r['trimmed_parameters'] / 1e6:.1f}M" if vocab else "-",
-                         human_bytes(r["trimmed_fp32_bytes"]) if vocab else "-") for r in rows]
+    header = (
+        "layers",
+        "accuracy",
+        "macro-F1",
+        "params",
+        "fp32",
+        f"params (vocab {vocab:,})" if vocab else "params (trimmed: unsupported)",
+        "fp32",
+    )
+    lines = [header] + [
+        (
+            str(r["depth"]),
+            f"{100 * r['accuracy']:.1f}",
+            f"{100 * r['macro_f1']:.1f}",
+            f"{r['parameters'] / 1e6:.1f}M",
+            human_bytes(r["fp32_bytes"]),
+            f"{r['trimmed_parameters'] / 1e6:.1f}M" if vocab else "-",
+            human_bytes(r["trimmed_fp32_bytes"]) if vocab else "-",
+        )
+        for r in rows
+    ]
     return text_table(lines, left_columns=0)
 
 
@@ -135,8 +199,10 @@ def run_trim(args: argparse.Namespace) -> int:
         raise LayercutError("-o is the model folder itself: write the trimmed model to another folder")
     record = trim_saved_model(args.model_dir, read_record(args.model_dir), args.corpus, args.out, args.overwrite)
     vocabulary = record["vocabulary"]
-    print(f"kept {vocabulary['vocab_size']:,} of {vocabulary['source_vocab_size']:,} tokens ({vocabulary['corpus']}): "
-          f"{record['parameters_after'] / 1e6:.1f}M parameters, saved to {args.out}")
+    print(
+        f"kept {vocabulary['vocab_size']:,} of {vocabulary['source_vocab_size']:,} tokens ({vocabulary['corpus']}): "
+        f"{record['parameters_after'] / 1e6:.1f}M parameters, saved to {args.out}"
+    )
     return 0
 
 

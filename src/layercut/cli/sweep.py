@@ -11,26 +11,39 @@ from layercut.sweep.backends import BACKENDS
 
 def add_commands(subparsers) -> None:
     sweep = subparsers.add_parser(
-        "sweep", help="run every combination of an experiment file (depths x tasks x heads x ...), resumably, then report",
+        "sweep",
+        help="run every combination of an experiment file (depths x tasks x heads x ...), resumably, then report",
         description="Run an experiment file into --out DIR: one folder per run, keyed by its configuration's hash. "
-                    "Runs already complete in DIR are skipped, so a killed sweep resumes where it stopped. "
-                    "Grid cells that cannot run (e.g. head cls with method icl) are skipped with a warning.",
+        "Runs already complete in DIR are skipped, so a killed sweep resumes where it stopped. "
+        "Grid cells that cannot run (e.g. head cls with method icl) are skipped with a warning.",
     )
     sweep.add_argument("experiment", nargs="?", help="an experiment YAML file, e.g. configs/demo.yaml")
     sweep.add_argument("--out", metavar="DIR", help="the result folder (required unless --dry-run)")
-    sweep.add_argument("--backend", choices=BACKENDS, default="local",
-                       help="local: one run after another in this process; "
-                            "ray: one Ray task per run (pip install 'layercut[ray]')")
+    sweep.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="local",
+        help="local: one run after another in this process; ray: one Ray task per run (pip install 'layercut[ray]')",
+    )
     sweep.add_argument("--address", help="the Ray cluster to use (default: start a local Ray instance)")
-    sweep.add_argument("--dry-run", action="store_true", help="print the runs, their count and a compute estimate; run nothing")
-    sweep.add_argument("--status", metavar="DIR",
-                       help="where the sweep in DIR stands (runs done, failed, time left), running or stopped; "
-                            "changes nothing")
-    sweep.add_argument("--allow-different", action="store_true",
-                       help="write into a DIR made by another experiment file (the report covers every run in it)")
+    sweep.add_argument(
+        "--dry-run", action="store_true", help="print the runs, their count and a compute estimate; run nothing"
+    )
+    sweep.add_argument(
+        "--status",
+        metavar="DIR",
+        help="where the sweep in DIR stands (runs done, failed, time left), running or stopped; changes nothing",
+    )
+    sweep.add_argument(
+        "--allow-different",
+        action="store_true",
+        help="write into a DIR made by another experiment file (the report covers every run in it)",
+    )
     sweep.set_defaults(func=run_sweep_command)
 
-    report = subparsers.add_parser("report", help="write report.md (paper-style tables), runs.csv and plots/ for a sweep folder")
+    report = subparsers.add_parser(
+        "report", help="write report.md (paper-style tables), runs.csv and plots/ for a sweep folder"
+    )
     report.add_argument("folder", metavar="DIR", help="a sweep's or a depth search's --out folder")
     report.set_defaults(func=run_report_command)
 
@@ -57,12 +70,19 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         return 0
     from layercut.sweep.runner import run_sweep
 
-    summary = run_sweep(experiment, args.out, backend=args.backend, address=args.address, allow_different=args.allow_different)
+    summary = run_sweep(
+        experiment, args.out, backend=args.backend, address=args.address, allow_different=args.allow_different
+    )
     if summary.report:
-        print(f"report: {summary.report} (tables), {summary.report.parent / 'runs.csv'}, plots in {summary.report.parent / 'plots'}")
+        print(
+            f"report: {summary.report} (tables), {summary.report.parent / 'runs.csv'}, plots in {summary.report.parent / 'plots'}"
+        )
     if summary.failed:
-        print(f"layercut: {len(summary.failed)} run(s) failed (errors in {args.out}/runs/<key>/failure.json); "
-              "run the sweep again to retry them", file=sys.stderr)
+        print(
+            f"layercut: {len(summary.failed)} run(s) failed (errors in {args.out}/runs/<key>/failure.json); "
+            "run the sweep again to retry them",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -118,7 +138,9 @@ def run_report_command(args: argparse.Namespace) -> int:
         print(f"wrote {write_search_report(args.folder)}")
         return 0
     if not (Path(args.folder) / "runs").is_dir():
-        raise LayercutError(f"'{args.folder}' is not a sweep folder (no runs/ in it): give the --out of `layercut sweep`")
+        raise LayercutError(
+            f"'{args.folder}' is not a sweep folder (no runs/ in it): give the --out of `layercut sweep`"
+        )
     check_writable(Path(args.folder) / "report.md", "the report")
     files = write_report(args.folder)
     print(f"wrote {files.report}, {files.runs_csv} and {len(files.plots)} plots in {files.report.parent / 'plots'}")

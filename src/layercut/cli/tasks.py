@@ -8,9 +8,8 @@ import json
 
 from layercut.cli.flags import add_task_arguments, add_trust_arguments, task_from_args, trust_from_args
 from layercut.errors import LayercutError
-from layercut.prompting.demos import POLICIES as DEMO_POLICIES
+from layercut.settings.run_config import DEMO_POLICIES, LABEL_WORD_POLICIES
 from layercut.prompting.demos import DemoSelector
-from layercut.prompting.label_words import POLICIES as WORD_POLICIES
 from layercut.prompting.label_words import resolve_label_words
 from layercut.prompting.templates import PromptBuilder
 from layercut.report.text import text_table
@@ -25,15 +24,20 @@ def add_commands(subparsers) -> None:
     tasks.add_argument("--json", action="store_true", help="print JSON instead of a table")
     tasks.set_defaults(func=list_tasks_command)
 
-    show = subparsers.add_parser("show-prompt", help="print one rendered training prompt",
-                                 description=show_prompt_command.__doc__)
+    show = subparsers.add_parser(
+        "show-prompt", help="print one rendered training prompt", description=show_prompt_command.__doc__
+    )
     add_task_arguments(show)
     show.add_argument("--model", required=True, help="Hub id, local folder, .gguf file or alias (smollm2-135m)")
     show.add_argument("--seed", type=int, default=0)
     show.add_argument("--shots", type=int, default=16, help="training examples per class (default: 16)")
     show.add_argument("--demos", choices=DEMO_POLICIES, default="fixed", help="demonstration policy (default: fixed)")
-    show.add_argument("--label-word-policy", choices=WORD_POLICIES, default="first",
-                      help="how a label word of several tokens is scored (default: first token, as the paper)")
+    show.add_argument(
+        "--label-word-policy",
+        choices=LABEL_WORD_POLICIES,
+        default="first",
+        help="how a label word of several tokens is scored (default: first token, as the paper)",
+    )
     show.add_argument("--max-length", type=int, help="prompt token limit (default: the model's context length)")
     add_trust_arguments(show)
     show.set_defaults(func=show_prompt_command)
@@ -46,8 +50,17 @@ def list_tasks_command(args: argparse.Namespace) -> int:
         print(json.dumps([{**dataclasses.asdict(s), "test_rule": s.test_rule()} for s in specs], indent=2))
         return 0
     rows = [("task", "source", "train", "test", "classes", "template")]
-    rows += [(s.name, _source(s), str(s.train_pool_size or "?"), str(s.test_pool_size or "?"),
-              ", ".join(s.label_names), json.dumps(s.template)) for s in specs]
+    rows += [
+        (
+            s.name,
+            _source(s),
+            str(s.train_pool_size or "?"),
+            str(s.test_pool_size or "?"),
+            ", ".join(s.label_names),
+            json.dumps(s.template),
+        )
+        for s in specs
+    ]
     print(text_table(rows))
     return 0
 
@@ -57,7 +70,9 @@ def show_prompt_command(args: argparse.Namespace) -> int:
     from layercut.model.sources import context_length, load_config, load_tokenizer
 
     if args.max_length is not None and args.max_length < 1:
-        raise LayercutError(f"--max-length must be at least 1 token, got {args.max_length}: or leave it out for the model's context length")
+        raise LayercutError(
+            f"--max-length must be at least 1 token, got {args.max_length}: or leave it out for the model's context length"
+        )
     spec = task_from_args(args)
     trust = trust_from_args(args)
     tokenizer = load_tokenizer(args.model, trust)
@@ -70,8 +85,10 @@ def show_prompt_command(args: argparse.Namespace) -> int:
     max_length = args.max_length or context_length(load_config(args.model, trust))
     builder = PromptBuilder(spec, tokenizer, max_length)
     ids = builder.encode(query, demos)
-    print(f"task {spec.name}: seed {args.seed}, K={args.shots} per class, demos '{args.demos}', "
-          f"train split {splits.hashes['train']}")
+    print(
+        f"task {spec.name}: seed {args.seed}, K={args.shots} per class, demos '{args.demos}', "
+        f"train split {splits.hashes['train']}"
+    )
     print(f"--- prompt: {len(ids)} tokens (max_length {max_length}) ---")
     print(builder.render(query, demos))
     print(f"--- answer: {spec.label_words[query.label]!r} (class {spec.label_names[query.label]}) ---")
@@ -87,9 +104,9 @@ def _source(spec: TaskSpec) -> str:
     return spec.source
 
 
-def _model_embedder(model_spec: str, trust):
+def _model_embedder(model_id: str, trust):
     from layercut.model.load import load_model
     from layercut.prompting.embed import mean_pooled_embedder
 
-    loaded = load_model(model_spec, trust=trust)
+    loaded = load_model(model_id, trust=trust)
     return mean_pooled_embedder(loaded.model, loaded.tokenizer)

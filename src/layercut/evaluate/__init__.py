@@ -7,6 +7,6 @@ agreement with the full model.
     record = evaluate_loaded(load_model("smollm2-135m", "first:4"), request)
 """
 
-from layercut.evaluate.measure import EvaluationRequest, evaluate_loaded, format_record
+from layercut.evaluate.request import EvaluationRequest, evaluate_loaded, format_record
 
 __all__ = ["EvaluationRequest", "evaluate_loaded", "format_record"]

@@ -25,8 +25,10 @@ PREFERRED_METRICS = ("acc", "acc_norm", "exact_match", "word_perplexity")
 
 def require_lm_eval() -> None:
     if importlib.util.find_spec("lm_eval") is None:
-        raise LayercutError("lm-eval tasks need the lm-eval package, which is not installed: "
-                            "run `pip install 'layercut[eval]'` (or `pip install lm-eval`)")
+        raise LayercutError(
+            "lm-eval tasks need the lm-eval package, which is not installed: "
+            "run `pip install 'layercut[eval]'` (or `pip install lm-eval`)"
+        )
 
 
 def task_manager(include: str | Path | None = None):
@@ -50,7 +52,9 @@ def include_paths(include: str | Path | None) -> list[str]:
         return [str(SHIPPED_TASKS)]
     folder = Path(include).expanduser()
     if not folder.is_dir():
-        raise LayercutError(f"--include '{include}' is not a folder: give the folder that holds your lm-eval task YAMLs")
+        raise LayercutError(
+            f"--include '{include}' is not a folder: give the folder that holds your lm-eval task YAMLs"
+        )
     return [str(SHIPPED_TASKS), str(folder.resolve())]
 
 
@@ -60,8 +64,10 @@ def check_task_names(manager, names: list[str] | tuple[str, ...]) -> None:
         if name not in manager.all_tasks:
             close = difflib.get_close_matches(name, manager.all_tasks, n=3)
             hint = f"did you mean {' or '.join(close)}? " if close else ""
-            raise LayercutError(f"unknown lm-eval task '{name}': {hint}`lm-eval ls tasks` lists them; "
-                                "for your own task YAMLs add --include DIR")
+            raise LayercutError(
+                f"unknown lm-eval task '{name}': {hint}`lm-eval ls tasks` lists them; "
+                "for your own task YAMLs add --include DIR"
+            )
 
 
 def load_tasks(manager, names: list[str]) -> list:
@@ -79,15 +85,24 @@ def load_tasks(manager, names: list[str]) -> list:
                 "{data_files: {test: FILE.jsonl}}) and pass that folder with --include"
             ) from None
         except (OSError, ValueError) as error:
-            raise LayercutError(f"cannot load lm-eval task '{name}' ({first_line(error)}): "
-                                "check its YAML and that its data files exist") from None
+            raise LayercutError(
+                f"cannot load lm-eval task '{name}' ({first_line(error)}): check its YAML and that its data files exist"
+            ) from None
         group = loaded["groups"].get(name)
         objects += [group] if group is not None else list(loaded["tasks"].values())
     return objects
 
 
-def run_lm_eval(model, tokenizer, tasks: list[str], *, num_fewshot: int | None = None, limit: int | None = None,
-                include: str | Path | None = None, batch_size: int = 8) -> dict:
+def run_lm_eval(
+    model,
+    tokenizer,
+    tasks: list[str],
+    *,
+    num_fewshot: int | None = None,
+    limit: int | None = None,
+    include: str | Path | None = None,
+    batch_size: int = 8,
+) -> dict:
     """Evaluate `model` (in memory) on lm-eval `tasks`; lm-eval's results, as its own CLI writes them."""
     manager = task_manager(include)
     objects = load_tasks(manager, tasks)
@@ -95,12 +110,18 @@ def run_lm_eval(model, tokenizer, tasks: list[str], *, num_fewshot: int | None =
     from lm_eval.models.huggingface import HFLM
 
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-    output = simple_evaluate(model=lm, tasks=objects, task_manager=manager, num_fewshot=num_fewshot, limit=limit,
-                             log_samples=False)
+    output = simple_evaluate(
+        model=lm, tasks=objects, task_manager=manager, num_fewshot=num_fewshot, limit=limit, log_samples=False
+    )
     kept = ("results", "groups", "group_subtasks", "n-shot", "n-samples", "higher_is_better", "versions")
     return {key: output[key] for key in kept if key in output} | {
-        "settings": {"tasks": tasks, "num_fewshot": num_fewshot, "limit": limit, "batch_size": batch_size,
-                     "include": str(include) if include else None},
+        "settings": {
+            "tasks": tasks,
+            "num_fewshot": num_fewshot,
+            "limit": limit,
+            "batch_size": batch_size,
+            "include": str(include) if include else None,
+        },
         "lm_eval_version": importlib.metadata.version("lm_eval"),
     }
 
@@ -115,9 +136,12 @@ def summary(lm_eval_output: dict) -> dict[str, dict]:
             continue
         key = names[metric]
         stderr = metrics.get(key.replace(",", "_stderr,", 1))
-        rows[task] = {"metric": metric, "value": metrics[key],
-                      "stderr": stderr if isinstance(stderr, float) else None,
-                      "examples": (lm_eval_output.get("n-samples", {}).get(task) or {}).get("effective")}
+        rows[task] = {
+            "metric": metric,
+            "value": metrics[key],
+            "stderr": stderr if isinstance(stderr, float) else None,
+            "examples": (lm_eval_output.get("n-samples", {}).get(task) or {}).get("effective"),
+        }
     return rows
 
 

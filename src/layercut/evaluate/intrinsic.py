@@ -42,8 +42,17 @@ def read_text(source: str) -> str:
 
 
 @torch.no_grad()
-def intrinsic_measures(model, tokenizer, text: str, *, reference=None, window: int = 1024, stride: int = 512,
-                       max_tokens: int | None = None, source: str = "") -> IntrinsicResult:
+def intrinsic_measures(
+    model,
+    tokenizer,
+    text: str,
+    *,
+    reference=None,
+    window: int = 1024,
+    stride: int = 512,
+    max_tokens: int | None = None,
+    source: str = "",
+) -> IntrinsicResult:
     """Perplexity of `model` on `text`; with `reference` (the uncut model) also agreement and KL to it."""
     if not 1 <= stride < window:  # a stride below the window gives every window's first new token some context
         raise LayercutError(f"sliding window {window} with stride {stride}: give a stride from 1 to window - 1")
@@ -59,12 +68,16 @@ def intrinsic_measures(model, tokenizer, text: str, *, reference=None, window: i
     for begin in range(0, len(ids) - 1, stride):
         end = min(begin + window, len(ids))
         count = end - scored_until  # the tokens first predicted in this window
-        inputs, targets = ids[begin:end - 1].unsqueeze(0), ids[end - count:end]
+        inputs, targets = ids[begin : end - 1].unsqueeze(0), ids[end - count : end]
         log_probs = _next_token_log_probs(model, inputs, count)
         nll -= log_probs.gather(-1, targets[:, None]).sum().item()
         if reference is not None:
             same = reference is model  # the uncut model compared with itself: nothing to compute twice
-            full = log_probs if same else _next_token_log_probs(reference, inputs.to(_device(reference)), count).to(log_probs.device)
+            full = (
+                log_probs
+                if same
+                else _next_token_log_probs(reference, inputs.to(_device(reference)), count).to(log_probs.device)
+            )
             full_nll -= full.gather(-1, targets[:, None]).sum().item()
             agree += (log_probs.argmax(-1) == full.argmax(-1)).sum().item()
             kl += F.kl_div(log_probs, full, reduction="sum", log_target=True).item()
@@ -72,9 +85,18 @@ def intrinsic_measures(model, tokenizer, text: str, *, reference=None, window: i
         if end == len(ids):
             break
     tokens = len(ids) - 1
-    compared = {} if reference is None else {
-        "full_perplexity": math.exp(full_nll / tokens), "top1_agreement": agree / tokens, "kl_divergence": kl / tokens}
-    return IntrinsicResult(source, tokens, window, stride, math.exp(nll / tokens), time.perf_counter() - start, **compared)
+    compared = (
+        {}
+        if reference is None
+        else {
+            "full_perplexity": math.exp(full_nll / tokens),
+            "top1_agreement": agree / tokens,
+            "kl_divergence": kl / tokens,
+        }
+    )
+    return IntrinsicResult(
+        source, tokens, window, stride, math.exp(nll / tokens), time.perf_counter() - start, **compared
+    )
 
 
 def _next_token_log_probs(model, inputs: torch.Tensor, count: int) -> torch.Tensor:

@@ -39,8 +39,10 @@ def output_projection(model: nn.Module, block: nn.Module) -> tuple[str, nn.Modul
     """The block's MLP output projection, when the block adds its output to the residual stream unchanged."""
     config = model.config
     if hasattr(block, "post_feedforward_layernorm") or getattr(config, "do_layer_norm_before", True) is False:
-        raise LayercutError(f"--bridge lstsq cannot be folded into {config.model_type}: a norm follows its MLP output, "
-                            "so no weight carries a linear map of it; leave out --bridge for this model")
+        raise LayercutError(
+            f"--bridge lstsq cannot be folded into {config.model_type}: a norm follows its MLP output, "
+            "so no weight carries a linear map of it; leave out --bridge for this model"
+        )
     for name in OUTPUT_PROJECTIONS:
         try:
             module = block.get_submodule(name)
@@ -48,8 +50,10 @@ def output_projection(model: nn.Module, block: nn.Module) -> tuple[str, nn.Modul
             continue
         if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
             return name, module
-    raise LayercutError(f"--bridge lstsq does not know where {config.model_type}'s blocks project their MLP output: "
-                        "leave out --bridge for this model, or open an issue with the model id")
+    raise LayercutError(
+        f"--bridge lstsq does not know where {config.model_type}'s blocks project their MLP output: "
+        "leave out --bridge for this model, or open an issue with the model id"
+    )
 
 
 @torch.no_grad()
@@ -117,21 +121,28 @@ def fold_bridge(cut_model: nn.Module, matrix: torch.Tensor) -> None:
         projection.bias.copy_((projection.bias.double() @ m).to(projection.bias.dtype))
 
 
-def apply_bridge(loaded, texts: list[str], source: str, samples: int, max_length: int = 128,
-                 device: torch.device | None = None) -> dict:
+def apply_bridge(
+    loaded, texts: list[str], source: str, samples: int, max_length: int = 128, device: torch.device | None = None
+) -> dict:
     """Fit a bridge for `loaded` (a cut `LoadedModel`) on `texts` against its uncut source (run on `device`,
     by default the cut model's), fold it in, and record it in `loaded.extras["bridge"]`."""
-    full = load_model(loaded.spec, "all").model.to(device or model_device(loaded.model))
+    full = load_model(loaded.model_id, "all").model.to(device or model_device(loaded.model))
     output_projection(full, find_blocks(full).blocks[loaded.kept[-1]])  # an unfoldable family fails before the fit
     batches = calibration_batches(loaded.tokenizer, texts, samples=samples, max_length=max_length)
     fit = fit_bridge(full, loaded.kept, batches)
     del full
     fold_bridge(loaded.model, fit.matrix)
-    fit.record["calibration"] = {"source": source, "texts": len(texts), "sequences": sum(len(b.input_ids) for b in batches)}
+    fit.record["calibration"] = {
+        "source": source,
+        "texts": len(texts),
+        "sequences": sum(len(b.input_ids) for b in batches),
+    }
     loaded.extras["bridge"] = fit.record
     if fit.record["underdetermined"]:
-        print(f"layercut: warning: --bridge lstsq was fitted on {fit.record['calibration_tokens']} calibration tokens, "
-              f"fewer than the map's width ({fit.record['hidden_size']}): the fit is underdetermined, so its relative "
-              f"error {fit.record['relative_error_after']:.4f} says nothing about other text; give more calibration text",
-              file=sys.stderr)
+        print(
+            f"layercut: warning: --bridge lstsq was fitted on {fit.record['calibration_tokens']} calibration tokens, "
+            f"fewer than the map's width ({fit.record['hidden_size']}): the fit is underdetermined, so its relative "
+            f"error {fit.record['relative_error_after']:.4f} says nothing about other text; give more calibration text",
+            file=sys.stderr,
+        )
     return fit.record

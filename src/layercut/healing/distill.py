@@ -22,7 +22,7 @@ from layercut.errors import LayercutError
 from layercut.model.checkpoint import RECORD_NAME, read_record
 from layercut.model.load import head_labels, load_model
 from layercut.model.sources import check_model_source
-from layercut.run.record import RESULT_NAME
+from layercut.run_files import RESULT_NAME
 from layercut.tasks import Example
 
 
@@ -56,22 +56,35 @@ def check_teacher(source: str) -> None:
     check_model_source(location)
 
 
-def compute_teacher_targets(source: str, student, prompts: list[list[int]], examples: list[Example],
-                            batch_size: int, device: torch.device, autocast_dtype) -> TeacherTargets:
+def compute_teacher_targets(
+    source: str,
+    student,
+    prompts: list[list[int]],
+    examples: list[Example],
+    batch_size: int,
+    device: torch.device,
+    autocast_dtype,
+) -> TeacherTargets:
     """Score `prompts` (the training examples' prompts) with the teacher once. `student` is the run's
-    Adaptation: its tokenizer, label words and task must be the teacher's too."""
+    PreparedRun: its tokenizer, label words and task must be the teacher's too."""
     start = time.perf_counter()
     location, saved = teacher_folder(source)
     head = saved["head"] if saved else "lm"
     classes = student.spec.num_classes
     if saved and saved["label_words"]["token_ids"] != student.label_words.token_ids and head == "lm":
-        raise LayercutError(f"the teacher '{source}' scores other label words than this run: give a teacher "
-                            "trained on the same task and label words, or the uncut model")
+        raise LayercutError(
+            f"the teacher '{source}' scores other label words than this run: give a teacher "
+            "trained on the same task and label words, or the uncut model"
+        )
     teacher = load_model(location, "all", head=head, num_labels=head_labels(head, classes))
     if teacher.tokenizer.get_vocab() != student.tokenizer.get_vocab():
-        raise LayercutError(f"the teacher '{source}' has another tokenizer than the student '{student.config.model}': "
-                            "distill from a model of the same family and vocabulary")
-    scorer = build_scorer(head, teacher.model.to(device), student.label_words, student.tokenizer.pad_token_id).to(device)
+        raise LayercutError(
+            f"the teacher '{source}' has another tokenizer than the student '{student.config.model}': "
+            "distill from a model of the same family and vocabulary"
+        )
+    scorer = build_scorer(head, teacher.model.to(device), student.label_words, student.tokenizer.pad_token_id).to(
+        device
+    )
     calls = []
     handle = scorer.register_forward_hook(lambda module, args, output: calls.append(len(output)))
     try:
@@ -101,7 +114,7 @@ def distillation_loss(weight: float, temperature: float):
         # The teacher's probabilities were softmaxed at T = 1; sharpen or soften them to T in log space.
         target = torch.log_softmax(torch.log(teacher.clamp(min=1e-12)) / temperature, dim=-1)
         student = torch.log_softmax(logits / temperature, dim=-1)
-        soft = nn.functional.kl_div(student, target, log_target=True, reduction="batchmean") * temperature ** 2
+        soft = nn.functional.kl_div(student, target, log_target=True, reduction="batchmean") * temperature**2
         return (1 - weight) * hard + weight * soft
 
     return loss

@@ -12,7 +12,7 @@ from torch import nn
 
 from layercut.errors import LayercutError
 from layercut.model.blocks import find_blocks
-from layercut.run.config import train_layers_count
+from layercut.settings.run_config import train_layers_count
 
 
 def set_trainable(model: nn.Module, train_layers: str, freeze_embeddings: bool) -> dict:
@@ -20,8 +20,10 @@ def set_trainable(model: nn.Module, train_layers: str, freeze_embeddings: bool) 
     blocks = find_blocks(model).blocks
     count = train_layers_count(train_layers)
     if count is not None and count > len(blocks):
-        raise LayercutError(f"--train-layers {train_layers} asks for more blocks than the {len(blocks)} kept: "
-                            f"choose N from 1 to {len(blocks)}, or all")
+        raise LayercutError(
+            f"--train-layers {train_layers} asks for more blocks than the {len(blocks)} kept: "
+            f"choose N from 1 to {len(blocks)}, or all"
+        )
     trained_blocks = list(range(len(blocks))) if count is None else list(range(len(blocks) - count, len(blocks)))
     in_blocks = {id(p) for p in blocks.parameters()}
     tables = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}

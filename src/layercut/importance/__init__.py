@@ -1,9 +1,9 @@
 """Which layers matter: importance measures on calibration text, and strategies that choose layers.
 
-    from layercut.importance import choose_layers, rank_layers, read_calibration_texts
-    ranking = rank_layers(model, tokenizer, read_calibration_texts("trec"))   # every measure
-    ranking.keep("bi", 4)                                                    # layers to keep
-    choose_layers(model, tokenizer, "greedy", 4, texts)                      # just what one strategy needs
+from layercut.importance import choose_layers, rank_layers, read_calibration_texts
+ranking = rank_layers(model, tokenizer, read_calibration_texts("trec"))   # every measure
+ranking.keep("bi", 4)                                                    # layers to keep
+choose_layers(model, tokenizer, "greedy", 4, texts)                      # just what one strategy needs
 """
 
 from __future__ import annotations

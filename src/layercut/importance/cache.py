@@ -18,17 +18,39 @@ from layercut.model.sources import cache_root, resolve_source
 from layercut.provenance import package_versions
 
 
-def rank_layers_cached(model, tokenizer, texts: list[str], *, model_spec: str, measures: tuple[str, ...],
-                       samples: int, max_length: int, packed: bool = True, source: str = "",
-                       progress: bool = True) -> LayerRanking:
-    """`rank_layers` of `model` (loaded whole from `model_spec`), read from the cache when computed before.
+def rank_layers_cached(
+    model,
+    tokenizer,
+    texts: list[str],
+    *,
+    model_id: str,
+    measures: tuple[str, ...],
+    samples: int,
+    max_length: int,
+    packed: bool = True,
+    source: str = "",
+    progress: bool = True,
+) -> LayerRanking:
+    """`rank_layers` of `model` (loaded whole from `model_id`), read from the cache when computed before.
 
     `source` only labels the ranking: the texts themselves are the key.
     """
     settings = {"samples": samples, "max_length": max_length, "packed": packed, "measures": sorted(measures)}
-    return cached_ranking(ranking_key(model_spec, texts, settings), lambda: rank_layers(
-        model, tokenizer, texts, samples=samples, max_length=max_length, measures=measures, packed=packed,
-        model_spec=model_spec, source=source, progress=progress))
+    return cached_ranking(
+        ranking_key(model_id, texts, settings),
+        lambda: rank_layers(
+            model,
+            tokenizer,
+            texts,
+            samples=samples,
+            max_length=max_length,
+            measures=measures,
+            packed=packed,
+            model_id=model_id,
+            source=source,
+            progress=progress,
+        ),
+    )
 
 
 def cached_ranking(key: str, compute: Callable[[], LayerRanking]) -> LayerRanking:
@@ -41,10 +63,10 @@ def cached_ranking(key: str, compute: Callable[[], LayerRanking]) -> LayerRankin
     return ranking
 
 
-def ranking_key(model_spec: str, texts: list[str], settings: dict) -> str:
+def ranking_key(model_id: str, texts: list[str], settings: dict) -> str:
     versions = package_versions()
     identity = {
-        "model": model_files_fingerprint(model_spec),
+        "model": model_files_fingerprint(model_id),
         "texts": hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest(),
         "settings": settings,
         "versions": {name: versions.get(name) for name in ("layercut", "torch", "transformers")},
@@ -52,11 +74,14 @@ def ranking_key(model_spec: str, texts: list[str], settings: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode("utf-8")).hexdigest()[:24]
 
 
-def model_files_fingerprint(model_spec: str) -> list | str:
+def model_files_fingerprint(model_id: str) -> list | str:
     """Name, size and modification time of every file of a local model; a Hub id stands for itself."""
-    source = resolve_source(model_spec)
+    source = resolve_source(model_id)
     folder = Path(source.location)
     if source.kind == "hub" or not folder.is_dir():
         return source.location
-    return [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns]
-            for p in sorted(folder.rglob("*")) if p.is_file()]
+    return [
+        [str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns]
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    ]

@@ -49,8 +49,10 @@ def read_calibration_texts(source: str, what: str = "calibration") -> list[str]:
     texts = _read_file(path, what) if path.is_file() else _read_task(source, what)
     texts = [t.strip() for t in texts if t and t.strip()]
     if not texts:
-        raise LayercutError(f"{what} {'file' if path.is_file() else 'source'} '{source}' has no text: "
-                            "give a file with at least one non-empty line")
+        raise LayercutError(
+            f"{what} {'file' if path.is_file() else 'source'} '{source}' has no text: "
+            "give a file with at least one non-empty line"
+        )
     return texts
 
 
@@ -68,9 +70,11 @@ def _read_file(path: Path, what: str) -> list[str]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            raise LayercutError(f"{what} file '{path}' line {number} is not JSON: write one JSON object per line") from None
+            raise LayercutError(
+                f"{what} file '{path}' line {number} is not JSON: write one JSON object per line"
+            ) from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise LayercutError(f"{what} file '{path}' line {number} has no \"text\" string: add a \"text\" field")
+            raise LayercutError(f'{what} file \'{path}\' line {number} has no "text" string: add a "text" field')
         texts.append(record["text"])
     return texts
 
@@ -79,7 +83,9 @@ def _read_task(name: str, what: str) -> list[str]:
     try:
         from layercut.tasks import get_task, load_examples
     except ImportError:
-        raise LayercutError(f"{what} source '{name}' is not a file (and tasks are unavailable): give a text or .jsonl file") from None
+        raise LayercutError(
+            f"{what} source '{name}' is not a file (and tasks are unavailable): give a text or .jsonl file"
+        ) from None
     try:
         spec = get_task(name)
     except LayercutError as error:
@@ -102,12 +108,16 @@ def calibration_batches(
         )
     order = list(texts)
     random.Random(SHUFFLE_SEED).shuffle(order)
-    sequences = _packed(tokenizer, order, samples, max_length) if packed else _per_text(tokenizer, order, samples, max_length)
+    sequences = (
+        _packed(tokenizer, order, samples, max_length) if packed else _per_text(tokenizer, order, samples, max_length)
+    )
     if not sequences:
         raise LayercutError("the calibration texts give no tokens with this tokenizer: give other text")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return [CalibrationBatch(*collate_padded(sequences[i : i + batch_size], pad, left=False))
-            for i in range(0, len(sequences), batch_size)]
+    return [
+        CalibrationBatch(*collate_padded(sequences[i : i + batch_size], pad, left=False))
+        for i in range(0, len(sequences), batch_size)
+    ]
 
 
 def _packed(tokenizer, texts: list[str], samples: int, max_length: int) -> list[list[int]]:

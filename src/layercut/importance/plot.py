@@ -26,13 +26,17 @@ def plot_ranking(ranking: LayerRanking, path: str | Path) -> None:
     path = check_plot_path(path)
     layers = list(range(ranking.depth))
     figure = Figure(figsize=(12, 7.5), layout="constrained")
-    figure.suptitle(f"Layer importance of {ranking.model} ({ranking.depth} layers), calibration: {ranking.calibration['source']}")
+    figure.suptitle(
+        f"Layer importance of {ranking.model} ({ranking.depth} layers), calibration: {ranking.calibration['source']}"
+    )
     bi, loss, angular, greedy = figure.subplots(2, 2).flat
 
     if _panel(bi, "Block Influence (ShortGPT)", "1 - cos(block input, block output)", ranking.block_influence):
         bi.bar(layers, ranking.block_influence, color="tab:blue")
 
-    if _panel(loss, "Calibration loss with the layer removed (Shortened LLaMA)", "loss (nats per token)", ranking.removal_loss):
+    if _panel(
+        loss, "Calibration loss with the layer removed (Shortened LLaMA)", "loss (nats per token)", ranking.removal_loss
+    ):
         loss.bar(layers, ranking.removal_loss, color="tab:orange")
         loss.axhline(ranking.full_loss, color="black", linestyle="--", label=f"all layers: {ranking.full_loss:.3f}")
         loss.set_ylim(bottom=min(ranking.full_loss, *ranking.removal_loss) * 0.95)
@@ -43,7 +47,13 @@ def plot_ranking(ranking: LayerRanking, path: str | Path) -> None:
         grid = [[math.nan] * ranking.depth for _ in range(ranking.depth - 1)]
         for n, distances in ranking.angular_distance.items():
             grid[n - 1][: len(distances)] = distances
-        image = angular.imshow(grid, origin="lower", aspect="auto", cmap="viridis", extent=(-0.5, ranking.depth - 0.5, 0.5, ranking.depth - 0.5))
+        image = angular.imshow(
+            grid,
+            origin="lower",
+            aspect="auto",
+            cmap="viridis",
+            extent=(-0.5, ranking.depth - 0.5, 0.5, ranking.depth - 0.5),
+        )
         figure.colorbar(image, ax=angular, label="arccos(cos) / pi, last token")
 
     if _panel(greedy, "Greedy removal order (SLEB)", "removal step (higher: kept longer)", ranking.greedy_order):

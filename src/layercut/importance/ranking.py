@@ -15,7 +15,7 @@ from pathlib import Path
 from layercut.atomic import write_json_atomic
 from layercut.errors import LayercutError
 from layercut.importance.calibration import calibration_batches
-from layercut.importance.measures import hidden_state_measures
+from layercut.importance.similarity import hidden_state_measures
 from layercut.importance.removal import removal_scan
 from layercut.importance.strategies import (
     MEASURES,
@@ -79,7 +79,9 @@ class LayerRanking:
             "depth": self.depth,
             "calibration": self.calibration,
             "block_influence": self.block_influence,
-            "angular_distance": None if self.angular_distance is None else {str(n): d for n, d in self.angular_distance.items()},
+            "angular_distance": None
+            if self.angular_distance is None
+            else {str(n): d for n, d in self.angular_distance.items()},
             "full_loss": self.full_loss,
             "full_perplexity": None if self.full_loss is None else math.exp(self.full_loss),
             "removal_loss": self.removal_loss,
@@ -91,7 +93,9 @@ class LayerRanking:
         }
         # Derived, for readers of the file; `from_dict` recomputes them from the measures above.
         data["drop_order"] = {s: drop_order(s, self.depth, self) for s in self.strategies if is_nested(s)}
-        data["kept"] = {s: {str(k): format_index_spec(self.keep(s, k)) for k in self.counts(s)} for s in self.strategies}
+        data["kept"] = {
+            s: {str(k): format_index_spec(self.keep(s, k)) for k in self.counts(s)} for s in self.strategies
+        }
         return data
 
     @classmethod
@@ -138,7 +142,7 @@ def rank_layers(
     measures: tuple[str, ...] = MEASURES,
     batch_size: int = 8,
     packed: bool = True,
-    model_spec: str = "",
+    model_id: str = "",
     source: str = "",
     progress: bool = True,
 ) -> LayerRanking:
@@ -156,9 +160,11 @@ def rank_layers(
     wants_loss = "loss" in measures or "greedy" in measures
     if wants_loss and model.get_output_embeddings() is None:
         raise LayercutError("removal loss needs the language-model head: load the model with head 'lm'")
-    batches = calibration_batches(tokenizer, texts, samples=samples, max_length=max_length, batch_size=batch_size, packed=packed)
+    batches = calibration_batches(
+        tokenizer, texts, samples=samples, max_length=max_length, batch_size=batch_size, packed=packed
+    )
     ranking = LayerRanking(
-        model=model_spec or model.config.name_or_path,
+        model=model_id or model.config.name_or_path,
         depth=depth,
         calibration={
             "source": source,

@@ -82,11 +82,15 @@ def removal_scan(model, batches: list, greedy: bool, progress: bool = True, obje
     current, order, after = list(range(depth)), [], []
     full_loss = removal = None
     seconds = []
-    with torch.no_grad(), progress_bar(total=replays * len(batches), desc="removal loss", unit="pass", enabled=progress) as bar:
+    with (
+        torch.no_grad(),
+        progress_bar(total=replays * len(batches), desc="removal loss", unit="pass", enabled=progress) as bar,
+    ):
         while len(current) > 1:
             start = time.perf_counter()
-            losses, loss_now = _losses_without_each(model, blocks, current, batches, bar, objective,
-                                                    with_full=full_loss is None)
+            losses, loss_now = _losses_without_each(
+                model, blocks, current, batches, bar, objective, with_full=full_loss is None
+            )
             if full_loss is None:
                 full_loss, removal = loss_now, losses
             seconds.append(time.perf_counter() - start)
@@ -98,7 +102,9 @@ def removal_scan(model, batches: list, greedy: bool, progress: bool = True, obje
     return RemovalScan(full_loss, removal, order + current if greedy else None, after if greedy else None, seconds)
 
 
-def _losses_without_each(model, blocks, current, batches, bar, objective, with_full: bool) -> tuple[list[float], float | None]:
+def _losses_without_each(
+    model, blocks, current, batches, bar, objective, with_full: bool
+) -> tuple[list[float], float | None]:
     nll = torch.zeros(len(current), dtype=torch.float64)
     full = 0.0
     tokens = 0
@@ -116,7 +122,9 @@ def _record_inputs(model, blocks, current, batch, objective, with_loss: bool) ->
     """The input of each current block; and the current model's summed loss when asked (else 0)."""
     inputs: list[torch.Tensor] = []
     handles = [
-        blocks[i].register_forward_pre_hook(lambda m, args, kwargs: inputs.append(block_input(args, kwargs)), with_kwargs=True)
+        blocks[i].register_forward_pre_hook(
+            lambda m, args, kwargs: inputs.append(block_input(args, kwargs)), with_kwargs=True
+        )
         for i in current
     ]
     try:

@@ -39,7 +39,9 @@ def check_count(count: int, depth: int) -> int:
 
 def check_block_size(n: int, depth: int) -> int:
     if not 1 <= n <= depth - 1:
-        raise LayercutError(f"block size {n} is outside 1..{depth - 1} for a {depth}-layer model: choose n from 1 to {depth - 1}")
+        raise LayercutError(
+            f"block size {n} is outside 1..{depth - 1} for a {depth}-layer model: choose n from 1 to {depth - 1}"
+        )
     return n
 
 
@@ -51,7 +53,9 @@ def drop_order(strategy: str, depth: int, ranking=None) -> list[int]:
     """Every layer, least important first, for a nested strategy."""
     check_strategy(strategy)
     if not is_nested(strategy):
-        raise LayercutError(f"strategy '{strategy}' keeps different sets for different counts: it has no single drop order")
+        raise LayercutError(
+            f"strategy '{strategy}' keeps different sets for different counts: it has no single drop order"
+        )
     if strategy == "first":
         return list(reversed(range(depth)))
     if strategy == "last":
@@ -97,13 +101,19 @@ def _angular_keep(count: int, depth: int, ranking) -> list[int]:
 def _measure(ranking, strategy: str):
     """The measure a strategy reads, from a `LayerRanking`."""
     if ranking is None:
-        raise LayercutError(f"strategy '{strategy}' ranks layers on calibration text: give a calibration source or a saved ranking")
+        raise LayercutError(
+            f"strategy '{strategy}' ranks layers on calibration text: give a calibration source or a saved ranking"
+        )
     value = ranking.measure(strategy)
     if value is None and strategy == TASK_STRATEGY:
-        raise LayercutError("this ranking has no task order (it was ranked on calibration text): choose by 'task' in "
-                            "`layercut run`, or `layercut cut --calibration TASK`")
+        raise LayercutError(
+            "this ranking has no task order (it was ranked on calibration text): choose by 'task' in "
+            "`layercut run`, or `layercut cut --calibration TASK`"
+        )
     if value is None:
-        raise LayercutError(f"this ranking lacks the '{strategy}' measure: rerun `layercut rank` with --measures including {strategy}")
+        raise LayercutError(
+            f"this ranking lacks the '{strategy}' measure: rerun `layercut rank` with --measures including {strategy}"
+        )
     return value
 
 

@@ -1,7 +1,7 @@
 """Find a decoder-only model's list of transformer blocks, and keep its bookkeeping consistent.
 
-Every step that hf-layer-cutting.md lists lives here: locating the block list, renumbering
-`layer_idx` so the KV cache indexes the right slot, and slicing per-layer config lists.
+Every step a cut needs lives here: locating the block list, renumbering `layer_idx` so the KV cache
+indexes the right slot, and slicing per-layer config lists.
 """
 
 from __future__ import annotations

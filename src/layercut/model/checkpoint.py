@@ -28,13 +28,16 @@ def check_output_folder(out: str | Path, overwrite: bool) -> Path:
         raise LayercutError(f"output folder '{out}' exists and is not empty: choose another -o or pass --overwrite")
     here = Path.cwd().resolve()
     if out.resolve() == here or out.resolve() in here.parents:
-        raise LayercutError(f"--overwrite never replaces the working directory or a folder holding it ('{out}'): choose a new output folder")
+        raise LayercutError(
+            f"--overwrite never replaces the working directory or a folder holding it ('{out}'): choose a new output folder"
+        )
     foreign = sorted(set(p.name for p in out.iterdir()) - set(_written_files(out)))
     if foreign:
         raise LayercutError(
             f"output folder '{out}' holds files layercut did not write ({', '.join(foreign[:3])}"
             f"{', ...' if len(foreign) > 3 else ''}): --overwrite replaces only a model folder layercut made; "
-            "choose another -o, or move those files away")
+            "choose another -o, or move those files away"
+        )
     return out
 
 
@@ -47,12 +50,14 @@ def _written_files(folder: Path) -> list[str]:
     return [name for name in files if isinstance(name, str)]
 
 
-def save_cut_model(loaded: LoadedModel, out: str | Path, overwrite: bool = False, extra_record: dict | None = None) -> dict:
+def save_cut_model(
+    loaded: LoadedModel, out: str | Path, overwrite: bool = False, extra_record: dict | None = None
+) -> dict:
     """Save model, tokenizer (when the source has one), `layercut.json` and a model card into `out`, atomically."""
     out = check_output_folder(out, overwrite)
     report = size_report(loaded.model, loaded.source_parameters)
     record = {
-        "source": loaded.spec,
+        "source": loaded.model_id,
         "source_depth": loaded.source_depth,
         "kept_layers": loaded.kept,
         "depth": len(loaded.kept),
@@ -77,7 +82,9 @@ def save_cut_model(loaded: LoadedModel, out: str | Path, overwrite: bool = False
 def read_record(folder: str | Path) -> dict:
     path = Path(folder) / RECORD_NAME
     if not path.is_file():
-        raise LayercutError(f"'{folder}' has no {RECORD_NAME}: it was not written by layercut; cut or save a model with layercut first")
+        raise LayercutError(
+            f"'{folder}' has no {RECORD_NAME}: it was not written by layercut; cut or save a model with layercut first"
+        )
     with reported_as(f"'{path}' is damaged (not valid JSON)", "save the model again with layercut", ValueError):
         record = json.loads(path.read_text())
     if not isinstance(record, dict):
@@ -86,8 +93,11 @@ def read_record(folder: str | Path) -> dict:
 
 
 def model_card(record: dict) -> str:
-    kept = (f"keeps blocks {format_index_spec(record['kept_layers'])} (0-based)" if record["kept_layers"]
-            else "keeps no block (depth 0)")
+    kept = (
+        f"keeps blocks {format_index_spec(record['kept_layers'])} (0-based)"
+        if record["kept_layers"]
+        else "keeps no block (depth 0)"
+    )
     saved = 100.0 * (1 - record["parameters_after"] / record["parameters_before"])
     lines = [
         "---",
@@ -108,8 +118,11 @@ def model_card(record: dict) -> str:
         "Load it with plain transformers: `AutoModelForCausalLM.from_pretrained(this_folder)`.",
     ]
     if "task" in record:
-        lines += ["", f"Adapted to the task `{record['task']['name']}`; `layercut predict` uses the template, "
-                  "label words and demonstrations recorded in `layercut.json`."]
+        lines += [
+            "",
+            f"Adapted to the task `{record['task']['name']}`; `layercut predict` uses the template, "
+            "label words and demonstrations recorded in `layercut.json`.",
+        ]
     if "search" in record:  # written by `layercut search`: the depth it found, and against what
         lines += ["", "## How this depth was found", "", *record["search"]["summary"]]
     return "\n".join(lines) + "\n"

@@ -28,7 +28,9 @@ def parse_index_spec(spec: str) -> list[int]:
         elif part.isdigit():
             indices.append(int(part))
         else:
-            raise LayercutError(f"layer spec '{spec}' has a malformed item '{part}': write indices and ranges like 0-3,28,29")
+            raise LayercutError(
+                f"layer spec '{spec}' has a malformed item '{part}': write indices and ranges like 0-3,28,29"
+            )
     _check_listed_once(indices, f"layer spec '{spec}'")
     return indices
 
@@ -56,7 +58,9 @@ def check_keep_count(count: int | None, depth: int, rule: str = "", choose: str 
     that says what to `choose`. `least` is 0 where keeping no block (embedding, final norm, head) is meant."""
     if count is None or not least <= count <= depth:
         kept = f"{rule} {count}" if rule else f"{count}"
-        raise LayercutError(f"cannot keep {kept} layers of a {depth}-layer model: choose {choose} from {least} to {depth}")
+        raise LayercutError(
+            f"cannot keep {kept} layers of a {depth}-layer model: choose {choose} from {least} to {depth}"
+        )
     return count
 
 
@@ -105,7 +109,9 @@ class LayerSelection:
             )
         kept = sorted(named) if self.mode == "keep" else [i for i in range(depth) if i not in set(named)]
         if not kept:
-            raise LayercutError(f"this selection keeps no layer of the {depth}: keep at least one, or write first:0 to keep none")
+            raise LayercutError(
+                f"this selection keeps no layer of the {depth}: keep at least one, or write first:0 to keep none"
+            )
         return kept
 
     def _listed(self) -> list[int]:

@@ -20,14 +20,21 @@ from layercut.model.blocks import (
 )
 from layercut.model.layers import LayerSelection
 from layercut.model.size import count_config_parameters
-from layercut.model.sources import Trust, check_model_source, has_tokenizer, hub_unreachable_error, load_config, load_tokenizer
+from layercut.model.sources import (
+    Trust,
+    check_model_source,
+    has_tokenizer,
+    hub_unreachable_error,
+    load_config,
+    load_tokenizer,
+)
 
 
 def cut_layers(model: nn.Module, keep: Sequence[int]) -> nn.Module:
     """Keep only the blocks at `keep` (0-based, any order given, model order kept), in place.
 
-    Follows all four steps of hf-layer-cutting.md: new block list, renumbered `layer_idx`,
-    config depth, sliced per-layer config lists. Returns the same model for chaining.
+    The four steps a cut needs (model/blocks.py): new block list, renumbered `layer_idx`, config depth,
+    sliced per-layer config lists. Returns the same model for chaining.
     """
     block_list = find_blocks(model)
     old_depth = len(block_list.blocks)
@@ -53,7 +60,7 @@ class LoadedModel:
 
     model: nn.Module
     tokenizer: object
-    spec: str
+    model_id: str
     source_depth: int
     kept: list[int]
     source_parameters: int
@@ -62,7 +69,7 @@ class LoadedModel:
 
 
 def load_model(
-    spec: str,
+    model_id: str,
     layers: str | LayerSelection = "all",
     *,
     head: str = "lm",
@@ -71,7 +78,7 @@ def load_model(
     trust: Trust = Trust(),
     need_tokenizer: bool = True,
 ) -> LoadedModel:
-    """Load `spec` keeping only the selected blocks.
+    """Load `model_id` keeping only the selected blocks.
 
     Keep-first-k (and `all`) builds only the kept blocks at load time, so the dropped blocks are
     never allocated; any other selection loads the whole model and cuts it.
@@ -80,12 +87,12 @@ def load_model(
     with `tokenizer=None` unless `need_tokenizer`.
     """
     selection = layers if isinstance(layers, LayerSelection) else LayerSelection.parse(layers)
-    source = check_model_source(spec, trust)
-    config = load_config(spec, trust)
+    source = check_model_source(model_id, trust)
+    config = load_config(model_id, trust)
     source_depth = config.num_hidden_layers
     kept = selection.indices(source_depth)
     source_parameters = count_config_parameters(config)
-    tokenizer = load_tokenizer(spec, trust) if need_tokenizer or has_tokenizer(source) else None
+    tokenizer = load_tokenizer(model_id, trust) if need_tokenizer or has_tokenizer(source) else None
 
     load_time_cut = kept == list(range(len(kept)))
     if load_time_cut:
@@ -101,17 +108,27 @@ def load_model(
     with warnings.catch_warnings(), _transformers_quiet():
         warnings.simplefilter("ignore")
         try:
-            with reported_as(f"cannot load the weights of '{spec}'", "they are damaged or incomplete: copy or save the model again",
-                             SafetensorError, ValueError, RuntimeError, EOFError):
-                model = model_class.from_pretrained(source.location, config=config, dtype=dtype, **trust.weight_options())
+            with reported_as(
+                f"cannot load the weights of '{model_id}'",
+                "they are damaged or incomplete: copy or save the model again",
+                SafetensorError,
+                ValueError,
+                RuntimeError,
+                EOFError,
+            ):
+                model = model_class.from_pretrained(
+                    source.location, config=config, dtype=dtype, **trust.weight_options()
+                )
         except OSError as error:
             if source.kind == "hub":
-                raise hub_unreachable_error(spec, error) from None
-            raise LayercutError(f"cannot load the weights of '{spec}' ({first_line(error)}): copy or save the model again") from None
+                raise hub_unreachable_error(model_id, error) from None
+            raise LayercutError(
+                f"cannot load the weights of '{model_id}' ({first_line(error)}): copy or save the model again"
+            ) from None
     if not load_time_cut:
         cut_layers(model, kept)
     model.eval()
-    return LoadedModel(model, tokenizer, spec, source_depth, kept, source_parameters, trust=trust)
+    return LoadedModel(model, tokenizer, model_id, source_depth, kept, source_parameters, trust=trust)
 
 
 @contextlib.contextmanager

@@ -86,12 +86,15 @@ def config_from_file(path: str | Path):
         model_type = data.get("model_type") if isinstance(data, dict) else None
         if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
             # Said here: transformers' own error lists every model type it knows, some 6,000 characters.
-            raise LayercutError(f"'{path}' has model type {model_type!r}, which this transformers does not know: "
-                                "give the config.json of a supported decoder-only model (see README), or upgrade transformers")
+            raise LayercutError(
+                f"'{path}' has model type {model_type!r}, which this transformers does not know: "
+                "give the config.json of a supported decoder-only model (see README), or upgrade transformers"
+            )
         return AutoConfig.for_model(data.pop("model_type"), **data)
     except (OSError, ValueError, TypeError) as error:
-        raise LayercutError(f"'{path}' is not a readable model config.json ({first_line(error)}): "
-                            "give a Hugging Face config file") from None
+        raise LayercutError(
+            f"'{path}' is not a readable model config.json ({first_line(error)}): give a Hugging Face config file"
+        ) from None
 
 
 def _meta_model(config, depth: int | None = None) -> nn.Module:

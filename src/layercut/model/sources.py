@@ -1,4 +1,4 @@
-"""Turn a model spec (Hub id, local folder, .gguf file or built-in alias) into a loadable folder.
+"""Turn a model id (Hub id, local folder, .gguf file or built-in alias) into a loadable folder.
 
 GGUF sources are dequantized once into a cache of plain safetensors checkpoints
 (`$LAYERCUT_CACHE`, default `~/.cache/layercut`), so every later load is an ordinary,
@@ -49,7 +49,14 @@ BUILTIN_MODELS: dict[str, PackagedGGUF] = {
 # Files whose loading unpickles, and so can run any code the file's author chose.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # Any one of these makes a folder's tokenizer loadable; training checkpoints often have none.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "spiece.model",
+)
 
 
 @dataclass(frozen=True)
@@ -73,9 +80,9 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 @dataclass(frozen=True)
 class ResolvedSource:
-    """Where a spec's weights can be loaded from with `from_pretrained`."""
+    """Where a model id's weights can be loaded from with `from_pretrained`."""
 
-    spec: str
+    model_id: str
     kind: str  # "alias", "gguf", "local" or "hub"
     location: str  # a local folder, or a Hub id
 
@@ -84,35 +91,37 @@ def cache_root() -> Path:
     return Path(os.environ.get("LAYERCUT_CACHE", Path.home() / ".cache" / "layercut"))
 
 
-def resolve_source(spec: str) -> ResolvedSource:
-    """Resolve a spec, converting GGUF files into the cache the first time they are seen."""
-    if spec in BUILTIN_MODELS:
-        return ResolvedSource(spec, "alias", str(_cached_conversion(BUILTIN_MODELS[spec].path())))
-    path = Path(spec).expanduser()
+def resolve_source(model_id: str) -> ResolvedSource:
+    """Resolve a model id, converting GGUF files into the cache the first time they are seen."""
+    if model_id in BUILTIN_MODELS:
+        return ResolvedSource(model_id, "alias", str(_cached_conversion(BUILTIN_MODELS[model_id].path())))
+    path = Path(model_id).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise LayercutError(f"GGUF file '{spec}' does not exist: check the path")
-        return ResolvedSource(spec, "gguf", str(_cached_conversion(path)))
+            raise LayercutError(f"GGUF file '{model_id}' does not exist: check the path")
+        return ResolvedSource(model_id, "gguf", str(_cached_conversion(path)))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise LayercutError(
-                f"'{spec}' is a folder but not a Hugging Face model (no config.json): "
+                f"'{model_id}' is a folder but not a Hugging Face model (no config.json): "
                 "point to a folder written by save_pretrained or `layercut cut`"
             )
-        return ResolvedSource(spec, "local", str(path))
+        return ResolvedSource(model_id, "local", str(path))
     if path.exists():
-        raise LayercutError(f"'{spec}' is a file, not a model: give a model folder, a .gguf file, or a Hub id")
-    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or not _HUB_ID.match(spec):
-        raise LayercutError(f"model path '{spec}' does not exist: check the path, or use a built-in alias ({_aliases()})")
-    alias = difflib.get_close_matches(spec.lower(), BUILTIN_MODELS, n=1, cutoff=0.8)
-    if alias and "/" not in spec:
-        raise LayercutError(f"unknown model '{spec}': did you mean the built-in alias '{alias[0]}'?")
-    return ResolvedSource(spec, "hub", spec)
+        raise LayercutError(f"'{model_id}' is a file, not a model: give a model folder, a .gguf file, or a Hub id")
+    if model_id.startswith((".", "/", "~")) or model_id.count("/") > 1 or not _HUB_ID.match(model_id):
+        raise LayercutError(
+            f"model path '{model_id}' does not exist: check the path, or use a built-in alias ({_aliases()})"
+        )
+    alias = difflib.get_close_matches(model_id.lower(), BUILTIN_MODELS, n=1, cutoff=0.8)
+    if alias and "/" not in model_id:
+        raise LayercutError(f"unknown model '{model_id}': did you mean the built-in alias '{alias[0]}'?")
+    return ResolvedSource(model_id, "hub", model_id)
 
 
-def check_model_source(spec: str, trust: Trust = Trust()) -> ResolvedSource:
+def check_model_source(model_id: str, trust: Trust = Trust()) -> ResolvedSource:
     """Everything about a model that can be checked without loading it (a sweep checks every model up front)."""
-    source = resolve_source(spec)
+    source = resolve_source(model_id)
     if source.kind == "local":
         check_model_code(Path(source.location), trust)
         check_weight_files(Path(source.location), trust)
@@ -127,18 +136,22 @@ def check_model_code(folder: Path, trust: Trust) -> None:
     with reported_as(f"'{folder}/config.json' is not valid JSON", "copy or save the model again", ValueError):
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if not isinstance(config, dict):
-        raise LayercutError(f"'{folder}/config.json' is not a model configuration (not a JSON object): copy or save the model again")
+        raise LayercutError(
+            f"'{folder}/config.json' is not a model configuration (not a JSON object): copy or save the model again"
+        )
     model_type = config.get("model_type")
     if model_type in CONFIG_MAPPING:  # transformers' own code; an auto_map is then not needed
         return
     if not config.get("auto_map"):
         raise LayercutError(
             f"'{folder}' has model type '{model_type}', which this transformers does not know: "
-            "use a supported decoder-only model (see README), or upgrade transformers")
+            "use a supported decoder-only model (see README), or upgrade transformers"
+        )
     if not trust.remote_code:
         raise LayercutError(
             f"'{folder}' needs its own model code (model type '{model_type}', auto_map in config.json), "
-            "which layercut does not run unless asked: pass --trust-remote-code if you trust its source")
+            "which layercut does not run unless asked: pass --trust-remote-code if you trust its source"
+        )
 
 
 def check_weight_files(folder: Path, trust: Trust) -> None:
@@ -148,11 +161,14 @@ def check_weight_files(folder: Path, trust: Trust) -> None:
         return
     pickled = sorted(name for name in files if name.endswith(PICKLE_SUFFIXES) and "training_args" not in name)
     if not pickled:
-        raise LayercutError(f"'{folder}' holds no weights (no *.safetensors file): copy the weights into it, or save the model again")
+        raise LayercutError(
+            f"'{folder}' holds no weights (no *.safetensors file): copy the weights into it, or save the model again"
+        )
     if not trust.pickle:
         raise LayercutError(
             f"'{folder}' has only pickle weights ({pickled[0]}), and unpickling can run code: convert them to "
-            "safetensors, or pass --allow-pickle if you trust their source")
+            "safetensors, or pass --allow-pickle if you trust their source"
+        )
     check_pickled_tensors(folder, files)
 
 
@@ -165,7 +181,11 @@ def check_pickled_tensors(folder: Path, files: list[str]) -> None:
 
     import torch
 
-    names = ["pytorch_model.bin"] if "pytorch_model.bin" in files else _index_shards(folder / "pytorch_model.bin.index.json")
+    names = (
+        ["pytorch_model.bin"]
+        if "pytorch_model.bin" in files
+        else _index_shards(folder / "pytorch_model.bin.index.json")
+    )
     for name in names:
         path = folder / name
         try:
@@ -173,7 +193,8 @@ def check_pickled_tensors(folder: Path, files: list[str]) -> None:
         except pickle.UnpicklingError:
             raise LayercutError(
                 f"'{path}' holds objects that are not tensors, which layercut does not unpickle even with --allow-pickle: "
-                "save the model's state_dict alone, or convert the weights to safetensors") from None
+                "save the model's state_dict alone, or convert the weights to safetensors"
+            ) from None
         except Exception:  # damaged or missing: the load itself names the problem
             continue
 
@@ -190,34 +211,39 @@ def has_tokenizer(source: ResolvedSource) -> bool:
     return source.kind == "hub" or any((Path(source.location) / name).is_file() for name in TOKENIZER_FILES)
 
 
-def require_tokenizer(spec: str) -> None:
-    if not has_tokenizer(resolve_source(spec)):
+def require_tokenizer(model_id: str) -> None:
+    if not has_tokenizer(resolve_source(model_id)):
         raise LayercutError(
-            f"'{spec}' has no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...), and this command needs one: "
-            "copy the tokenizer of the model it was trained from into the folder (`layercut cut` works without one)")
+            f"'{model_id}' has no tokenizer files ({', '.join(TOKENIZER_FILES[:2])}, ...), and this command needs one: "
+            "copy the tokenizer of the model it was trained from into the folder (`layercut cut` works without one)"
+        )
 
 
-def hub_unreachable_error(spec: str, cause: BaseException) -> LayercutError:
+def hub_unreachable_error(model_id: str, cause: BaseException) -> LayercutError:
     return LayercutError(
-        f"cannot load '{spec}' from the Hugging Face Hub (unreachable or unknown id: {first_line(cause)}): "
+        f"cannot load '{model_id}' from the Hugging Face Hub (unreachable or unknown id: {first_line(cause)}): "
         f"use a local model folder, a .gguf file, or a built-in alias ({_aliases()})"
     )
 
 
-def load_config(spec: str, trust: Trust = Trust()):
+def load_config(model_id: str, trust: Trust = Trust()):
     """The model's `PretrainedConfig`, without loading any weights."""
     from transformers import AutoConfig
 
-    source = resolve_source(spec)
+    source = resolve_source(model_id)
     if source.kind == "local":
         check_model_code(Path(source.location), trust)
     try:
-        with reported_as(f"cannot read the config of '{spec}'", "check that it is a supported Hugging Face model", ValueError):
+        with reported_as(
+            f"cannot read the config of '{model_id}'", "check that it is a supported Hugging Face model", ValueError
+        ):
             return AutoConfig.from_pretrained(source.location, trust_remote_code=trust.remote_code)
     except OSError as error:
         if source.kind == "hub":
-            raise hub_unreachable_error(spec, error) from None
-        raise LayercutError(f"cannot read the config of '{spec}' ({first_line(error)}): check the model folder") from None
+            raise hub_unreachable_error(model_id, error) from None
+        raise LayercutError(
+            f"cannot read the config of '{model_id}' ({first_line(error)}): check the model folder"
+        ) from None
 
 
 def context_length(config) -> int:
@@ -229,19 +255,21 @@ def context_length(config) -> int:
     return 2048  # the paper's models' context, for configs that do not say
 
 
-def load_tokenizer(spec: str, trust: Trust = Trust()):
+def load_tokenizer(model_id: str, trust: Trust = Trust()):
     """The model's tokenizer, with a pad token set (decoder-only models often lack one)."""
     from transformers import AutoTokenizer
 
-    require_tokenizer(spec)
-    source = resolve_source(spec)
+    require_tokenizer(model_id)
+    source = resolve_source(model_id)
     try:
-        with reported_as(f"cannot load the tokenizer of '{spec}'", "copy its tokenizer files again", ValueError):
+        with reported_as(f"cannot load the tokenizer of '{model_id}'", "copy its tokenizer files again", ValueError):
             tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=trust.remote_code)
     except OSError as error:
         if source.kind == "hub":
-            raise hub_unreachable_error(spec, error) from None
-        raise LayercutError(f"cannot load the tokenizer of '{spec}' ({first_line(error)}): copy its tokenizer files again") from None
+            raise hub_unreachable_error(model_id, error) from None
+        raise LayercutError(
+            f"cannot load the tokenizer of '{model_id}' ({first_line(error)}): copy its tokenizer files again"
+        ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -16,26 +16,28 @@ import random
 from typing import TYPE_CHECKING, Callable
 
 from layercut.errors import LayercutError
+from layercut.settings.run_config import DEMO_POLICIES
 from layercut.tasks.spec import Example
 
 if TYPE_CHECKING:
     import torch
 
-POLICIES = ("fixed", "resample", "similar", "none")
 Embedder = Callable[[list[str]], "torch.Tensor"]  # torch is imported where used: the CLI imports this module
 
 
 class DemoSelector:
     def __init__(self, policy: str, pool: list[Example], num_classes: int, seed: int, embed: Embedder | None = None):
-        if policy not in POLICIES:
-            raise LayercutError(f"unknown demonstration policy '{policy}'; use one of {', '.join(POLICIES)}")
+        if policy not in DEMO_POLICIES:
+            raise LayercutError(f"unknown demonstration policy '{policy}'; use one of {', '.join(DEMO_POLICIES)}")
         self.policy = policy
         self.seed = seed
         self.pool = list(pool)
         self.by_class = [[e for e in self.pool if e.label == c] for c in range(num_classes)]
         if policy != "none" and not all(self.by_class):
             missing = [c for c, members in enumerate(self.by_class) if not members]
-            raise LayercutError(f"demonstrations need a training example of every class; classes {missing} have none: use --demos none")
+            raise LayercutError(
+                f"demonstrations need a training example of every class; classes {missing} have none: use --demos none"
+            )
         if policy == "fixed":
             rng = random.Random(f"demos|{seed}")
             self._fixed = [rng.sample(members, min(2, len(members))) for members in self.by_class]
@@ -50,7 +52,9 @@ class DemoSelector:
             self._position = {e.uid: i for i, e in enumerate(self.pool)}
             import torch
 
-            self._members = [torch.tensor([i for i, e in enumerate(self.pool) if e.label == c]) for c in range(num_classes)]
+            self._members = [
+                torch.tensor([i for i, e in enumerate(self.pool) if e.label == c]) for c in range(num_classes)
+            ]
 
     def for_query(self, query: Example, epoch: int = 0, index: int = 0) -> list[Example]:
         """The demonstrations for `query`; `epoch` and `index` (its position in the epoch) key `resample`'s draw."""

@@ -26,8 +26,9 @@ def mean_pooled_embedder(model, tokenizer, batch_size: int = 16, max_length: int
         vectors = []
         try:
             for start in range(0, len(texts), batch_size):
-                batch = tokenizer(texts[start:start + batch_size], add_special_tokens=False,
-                                  truncation=True, max_length=max_length)["input_ids"]
+                batch = tokenizer(
+                    texts[start : start + batch_size], add_special_tokens=False, truncation=True, max_length=max_length
+                )["input_ids"]
                 # Right padding: with causal attention the real tokens never see the pads after them,
                 # and absolute position embeddings (GPT-2) start at 0 for every text.
                 input_ids, mask = (tensor.to(device) for tensor in collate_padded(batch, 0, left=False))
@@ -55,5 +56,7 @@ def sentence_transformer_embedder(name: str = SENTENCE_TRANSFORMER):
     try:
         encoder = SentenceTransformer(name)
     except OSError as error:
-        raise LayercutError(f"cannot load sentence-transformers model '{name}' ({error}); use the model's own embeddings") from None
+        raise LayercutError(
+            f"cannot load sentence-transformers model '{name}' ({error}); use the model's own embeddings"
+        ) from None
     return lambda texts: encoder.encode(texts, convert_to_tensor=True)

@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from layercut.errors import LayercutError
-
-POLICIES = ("first", "full")
+from layercut.settings.run_config import LABEL_WORD_POLICIES
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,8 @@ class LabelWords:
 
 def resolve_label_words(tokenizer, words, policy: str = "first") -> LabelWords:
     """Tokenize each word with a leading space; reject duplicates and first-token clashes."""
-    if policy not in POLICIES:
-        raise LayercutError(f"unknown label-word policy '{policy}'; use one of {', '.join(POLICIES)}")
+    if policy not in LABEL_WORD_POLICIES:
+        raise LayercutError(f"unknown label-word policy '{policy}'; use one of {', '.join(LABEL_WORD_POLICIES)}")
     words = tuple(words)
     repeated = sorted({w for w in words if words.count(w) > 1})
     if repeated:
@@ -58,8 +57,9 @@ def resolve_label_words(tokenizer, words, policy: str = "first") -> LabelWords:
         by_first.setdefault(ids[0], []).append(word)
     clashes = {first: group for first, group in by_first.items() if len(group) > 1}
     if clashes:
-        described = "; ".join(f"{', '.join(group)} all start with {tokenizer.decode([first])!r}"
-                              for first, group in clashes.items())
+        described = "; ".join(
+            f"{', '.join(group)} all start with {tokenizer.decode([first])!r}" for first, group in clashes.items()
+        )
         raise LayercutError(f"label words share a first token ({described}); choose words that start differently")
     multi = [word for word, ids in zip(words, token_ids) if len(ids) > 1]
     return LabelWords(words, token_ids, policy, multi)

@@ -66,8 +66,12 @@ class PromptBuilder:
 
     def _cut(self, examples: list[Example], excess: int) -> list[Example]:
         """Cut the examples' texts to one common token cap that removes about `excess` tokens in all."""
-        fields = [(i, name, getattr(e, name)) for i, e in enumerate(examples)
-                  for name in ("text", "text_b") if getattr(e, name)]
+        fields = [
+            (i, name, getattr(e, name))
+            for i, e in enumerate(examples)
+            for name in ("text", "text_b")
+            if getattr(e, name)
+        ]
         ids = [self._ids(value) for _, _, value in fields]
         cap = _water_level([len(x) for x in ids], sum(len(x) for x in ids) - excess)
         cut = [dataclasses.asdict(e) for e in examples]

@@ -29,16 +29,24 @@ def _group(tables: list[Table], shown: tuple[str, ...]) -> list[str]:
             continue
         counts = sorted({row.kept for table in members for row in table.rows})
         seeds = max(table.seeds for table in members)
-        lines += ["", f"## {first.fields['model']}: {first.label(shown)}, {task}: data size", "",
-                  "Test accuracy (%) by examples per class (K), and in brackets the share kept of the same K's "
-                  "full-depth accuracy.", "",
-                  "| Layers kept | " + " | ".join(f"K={table.fields['shots']}" for table in members) + " |",
-                  "|---:|" + "---:|" * len(members)]
+        lines += [
+            "",
+            f"## {first.fields['model']}: {first.label(shown)}, {task}: data size",
+            "",
+            "Test accuracy (%) by examples per class (K), and in brackets the share kept of the same K's "
+            "full-depth accuracy.",
+            "",
+            "| Layers kept | " + " | ".join(f"K={table.fields['shots']}" for table in members) + " |",
+            "|---:|" + "---:|" * len(members),
+        ]
         for kept in counts:
             cells = [_cell(table, kept, task) for table in members]
             if any(cells):
-                lines.append(f"| {kept} | " + " | ".join(
-                    _text(cell, seeds, _full(table, task)) for cell, table in zip(cells, members)) + " |")
+                lines.append(
+                    f"| {kept} | "
+                    + " | ".join(_text(cell, seeds, _full(table, task)) for cell, table in zip(cells, members))
+                    + " |"
+                )
     return lines
 
 

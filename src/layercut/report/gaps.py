@@ -13,13 +13,21 @@ def gap_lines(table: Table) -> list[str]:
     full = table.full_depth
     if full is None:
         return []
-    rows = [(row.label, [_gap(row.cells.get(task), full.cells.get(task)) for task in table.tasks])
-            for row in table.rows if row is not full]
+    rows = [
+        (row.label, [_gap(row.cells.get(task), full.cells.get(task)) for task in table.tasks])
+        for row in table.rows
+        if row is not full
+    ]
     if not any(text != "–" for _, texts in rows for text in texts):  # fewer than 2 seeds on one side everywhere
         return []
-    lines = ["", "Gap to full depth: points of test accuracy below the full-depth mean, and in brackets the gap in "
-                 "seed spreads (the larger sample std of the two cells); *matches*: within one spread.", "",
-             "| Layers kept | " + " | ".join(table.tasks) + " |", "|---:|" + "---:|" * len(table.tasks)]
+    lines = [
+        "",
+        "Gap to full depth: points of test accuracy below the full-depth mean, and in brackets the gap in "
+        "seed spreads (the larger sample std of the two cells); *matches*: within one spread.",
+        "",
+        "| Layers kept | " + " | ".join(table.tasks) + " |",
+        "|---:|" + "---:|" * len(table.tasks),
+    ]
     return lines + [f"| {label} | " + " | ".join(texts) + " |" for label, texts in rows]
 
 
@@ -46,7 +54,17 @@ def smallest_depth_lines(table: Table, shares: tuple[float, ...] = (0.9, 0.95)) 
             continue
         found = []
         for share in shares:
-            row = next((r for r in table.rows if task in r.cells and r.cells[task].mean >= share * reference.mean), None)
+            row = next(
+                (r for r in table.rows if task in r.cells and r.cells[task].mean >= share * reference.mean), None
+            )
             found.append(f"{100 * share:g}%: {row.label if row else 'none'}")
-        lines.append(f"- {task}: " + "; ".join(found) + f" (of the depths run: {', '.join(r.label for r in table.rows if task in r.cells)})")
-    return ["", "Fewest layers keeping a share of full-depth test accuracy (mean over seeds):", "", *lines] if lines else []
+        lines.append(
+            f"- {task}: "
+            + "; ".join(found)
+            + f" (of the depths run: {', '.join(r.label for r in table.rows if task in r.cells)})"
+        )
+    return (
+        ["", "Fewest layers keeping a share of full-depth test accuracy (mean over seeds):", "", *lines]
+        if lines
+        else []
+    )

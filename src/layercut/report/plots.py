@@ -14,8 +14,9 @@ from layercut.atomic import atomic_directory
 from layercut.report.tables import HEAD_NAMES, Cell, Table, shots_label
 
 
-def write_plots(tables: list[Table], shown: tuple[str, ...], folder: Path,
-                references: list[dict[str, Cell]] | None = None) -> list[Path]:
+def write_plots(
+    tables: list[Table], shown: tuple[str, ...], folder: Path, references: list[dict[str, Cell]] | None = None
+) -> list[Path]:
     """`references`: per table, the bag-of-words cell of each task (a dashed line on the accuracy plots)."""
     references = references or [{} for _ in tables]
     names = []
@@ -23,18 +24,29 @@ def write_plots(tables: list[Table], shown: tuple[str, ...], folder: Path,
         for model in sorted({t.fields["model"] for t in tables}):
             name = f"accuracy_vs_layers_{_slug(model)}.png"
             mine = [i for i, t in enumerate(tables) if t.fields["model"] == model]
-            _accuracy_vs_layers(model, [tables[i] for i in mine], shown,
-                                [references[i] for i in mine]).savefig(tmp / name, dpi=110)
+            _accuracy_vs_layers(model, [tables[i] for i in mine], shown, [references[i] for i in mine]).savefig(
+                tmp / name, dpi=110
+            )
             names.append(name)
-            trained = [t for t in tables if t.fields["model"] == model and any(
-                cell.runs and (cell.runs[0].get("dev") or {}).get("curve") for row in t.rows for cell in row.cells.values())]
+            trained = [
+                t
+                for t in tables
+                if t.fields["model"] == model
+                and any(
+                    cell.runs and (cell.runs[0].get("dev") or {}).get("curve")
+                    for row in t.rows
+                    for cell in row.cells.values()
+                )
+            ]
             for measure in ("dev_accuracy", "train_loss"):
                 if trained:
                     name = f"{measure}_curves_{_slug(model)}.png"
                     _training_curves(model, trained, shown, measure).savefig(tmp / name, dpi=110)
                     names.append(name)
-        for name, draw in (("accuracy_vs_parameters.png", _accuracy_vs_parameters),
-                           ("speedup_vs_layers.png", _speedup_vs_layers)):
+        for name, draw in (
+            ("accuracy_vs_parameters.png", _accuracy_vs_parameters),
+            ("speedup_vs_layers.png", _speedup_vs_layers),
+        ):
             draw(tables, shown).savefig(tmp / name, dpi=110)
             names.append(name)
     return [folder / name for name in names]
@@ -47,8 +59,9 @@ def _accuracy_vs_layers(model: str, tables: list[Table], shown: tuple[str, ...],
     columns = min(3, len(tasks))
     entries = len(tables) + len({table.fields["shots"] for table in tables} if "shots" in shown else {0})
     legend_height = 0.2 * math.ceil(entries / columns)  # one legend under the panels: inside, it hid the lines
-    figure = _figure(f"Test accuracy vs layers kept: {model}",
-                     (4.5 * columns, 3.6 * math.ceil(len(tasks) / columns) + legend_height))
+    figure = _figure(
+        f"Test accuracy vs layers kept: {model}", (4.5 * columns, 3.6 * math.ceil(len(tasks) / columns) + legend_height)
+    )
     panels = figure.subplots(math.ceil(len(tasks) / columns), columns, squeeze=False).flat
     legend = {}  # table index -> (label, line): each line is named once and keeps its colour in every panel
     styles = {}  # bag-of-words label -> line style, the same in every panel
@@ -59,28 +72,41 @@ def _accuracy_vs_layers(model: str, tables: list[Table], shown: tuple[str, ...],
                 continue
             kept = [row.kept for row in rows]
             means = [row.cells[task].mean for row in rows]
-            spreads = [100 * statistics.stdev(row.cells[task].accuracies) if len(row.cells[task].accuracies) > 1 else 0.0
-                       for row in rows]
-            line, = axes.plot(kept, means, marker="o", color=_colour(index, len(tables)))
+            spreads = [
+                100 * statistics.stdev(row.cells[task].accuracies) if len(row.cells[task].accuracies) > 1 else 0.0
+                for row in rows
+            ]
+            (line,) = axes.plot(kept, means, marker="o", color=_colour(index, len(tables)))
             legend.setdefault(index, (table.label(shown), line))
-            axes.fill_between(kept, [m - s for m, s in zip(means, spreads)], [m + s for m, s in zip(means, spreads)],
-                              color=line.get_color(), alpha=0.2)
+            axes.fill_between(
+                kept,
+                [m - s for m, s in zip(means, spreads)],
+                [m + s for m, s in zip(means, spreads)],
+                color=line.get_color(),
+                alpha=0.2,
+            )
         drawn = set()
         for table, cells in zip(tables, references):
             label = "bag-of-words" + (f", {shots_label(table.fields['shots'])}" if "shots" in shown else "")
             if task in cells and label not in drawn:
                 drawn.add(label)
                 style = styles.setdefault(label, ("--", ":", "-.", (0, (5, 1, 1, 1)))[len(styles) % 4])
-                legend.setdefault(label, (label, axes.axhline(cells[task].mean, color="black", linestyle=style,
-                                                              linewidth=1)))
+                legend.setdefault(
+                    label, (label, axes.axhline(cells[task].mean, color="black", linestyle=style, linewidth=1))
+                )
         _layers_axis(axes, [row.kept for table in tables for row in table.rows])
         axes.set(title=task, ylabel="test accuracy (%)")
     for axes in panels:  # the grid's unused panels
         axes.set_visible(False)
     entries = [legend[index] for index in sorted(key for key in legend if isinstance(key, int))]
     entries += [legend[label] for label in styles if label in legend]  # the references, in the order first drawn
-    figure.legend([line for _, line in entries], [label for label, _ in entries], loc="outside lower center",
-                  ncols=min(columns, len(entries)), fontsize=7)
+    figure.legend(
+        [line for _, line in entries],
+        [label for label, _ in entries],
+        loc="outside lower center",
+        ncols=min(columns, len(entries)),
+        fontsize=7,
+    )
     return figure
 
 
@@ -98,10 +124,16 @@ def _training_curves(model: str, tables: list[Table], shown: tuple[str, ...], me
             curve = (cell.runs[0].get("dev") or {}).get("curve") if cell and cell.runs else None
             if curve:
                 scale = 100 if measure == "dev_accuracy" else 1
-                axes.plot([p.get("step", p["epoch"]) for p in curve], [scale * p[measure] for p in curve],
-                          label=f"{row.label} layers")
-        axes.set(title=f"{task}: {table.label(shown)}", xlabel="optimizer steps",
-                 ylabel="dev accuracy (%)" if measure == "dev_accuracy" else "training loss")
+                axes.plot(
+                    [p.get("step", p["epoch"]) for p in curve],
+                    [scale * p[measure] for p in curve],
+                    label=f"{row.label} layers",
+                )
+        axes.set(
+            title=f"{task}: {table.label(shown)}",
+            xlabel="optimizer steps",
+            ylabel="dev accuracy (%)" if measure == "dev_accuracy" else "training loss",
+        )
         axes.title.set_fontsize(8)
         axes.legend(fontsize=6)
     for axes in grid:
@@ -137,8 +169,12 @@ def _speedup_vs_layers(tables: list[Table], shown: tuple[str, ...]):
         kept = sorted(speeds)
         base = statistics.fmean(speeds[kept[-1]])
         against = "the full model" if kept[-1] == depth[(model, head, method)] else f"{kept[-1]} layers"
-        axes.plot(kept, [statistics.fmean(speeds[k]) / base for k in kept], marker="o",
-                  label=f"{model}: {HEAD_NAMES[head]}, {method} (vs {against})")
+        axes.plot(
+            kept,
+            [statistics.fmean(speeds[k]) / base for k in kept],
+            marker="o",
+            label=f"{model}: {HEAD_NAMES[head]}, {method} (vs {against})",
+        )
     if lines:
         _layers_axis(axes, [k for speeds in lines.values() for k in speeds])
         axes.legend(fontsize=7)

@@ -11,12 +11,14 @@ from pathlib import Path
 from layercut.baselines.bag_of_words import bag_of_words_for, split_key
 from layercut.errors import LayercutError
 from layercut.report.tables import Cell, Table
-from layercut.run.config import RunConfig
+from layercut.settings.run_config import RunConfig
 
 BASELINES_FOLDER = "baselines"
-BAG_OF_WORDS_NOTE = ("Bag-of-words: TF-IDF word 1-2-grams and character 2-5-grams + logistic regression "
-                     "(scikit-learn), fitted on each run's own training split, C picked on its dev split, scored on "
-                     "its test split; mean ± std over the same seeds. Cached in `baselines/`.")
+BAG_OF_WORDS_NOTE = (
+    "Bag-of-words: TF-IDF word 1-2-grams and character 2-5-grams + logistic regression "
+    "(scikit-learn), fitted on each run's own training split, C picked on its dev split, scored on "
+    "its test split; mean ± std over the same seeds. Cached in `baselines/`."
+)
 
 
 @dataclass
@@ -57,7 +59,9 @@ def _cell(runs: list[dict], cache: Path) -> Cell | None:
             continue  # written before runs recorded their splits
         key = split_key(hashes)
         if key not in by_seed[record["config"]["seed"]]:
-            config = RunConfig.from_dict({k: v for k, v in record["config"].items() if k in RunConfig.__dataclass_fields__})
+            config = RunConfig.from_dict(
+                {k: v for k, v in record["config"].items() if k in RunConfig.__dataclass_fields__}
+            )
             result = bag_of_words_for(config, hashes, cache)
             by_seed[record["config"]["seed"]][key] = result["metrics"]["accuracy"]
     if not by_seed:
@@ -75,6 +79,12 @@ def against_lines(table: Table, cells: dict[str, Cell]) -> list[str]:
             continue
         ahead = [row.label for row in table.rows if task in row.cells and row.cells[task].mean > reference.mean]
         behind = [row.label for row in table.rows if task in row.cells and row.cells[task].mean <= reference.mean]
-        lines.append(f"- {task}: bag-of-words {reference.text(table.seeds)}; ahead of it: "
-                     f"{', '.join(ahead) or 'no depth'}; behind or level: {', '.join(behind) or 'no depth'}")
-    return ["", "Against bag-of-words (layers kept whose mean test accuracy lies above / not above it):", "", *lines] if lines else []
+        lines.append(
+            f"- {task}: bag-of-words {reference.text(table.seeds)}; ahead of it: "
+            f"{', '.join(ahead) or 'no depth'}; behind or level: {', '.join(behind) or 'no depth'}"
+        )
+    return (
+        ["", "Against bag-of-words (layers kept whose mean test accuracy lies above / not above it):", "", *lines]
+        if lines
+        else []
+    )

@@ -34,16 +34,25 @@ def _group(members: list[Table], shown: tuple[str, ...]) -> list[str]:
     counts = sorted({row.kept for t in members for row in t.rows if row.kept != row.source_depth})
     first = members[0]
     title = f"{first.fields['model']}: {HEAD_NAMES[first.fields['head']]}" + "".join(
-        f", {name} {first.fields[name]}" for name in ("demos", "shots") if name in shown)
+        f", {name} {first.fields[name]}" for name in ("demos", "shots") if name in shown
+    )
     seeds = max(table.seeds for table in members)
     lines = []
     for task in first.tasks if reference is None else reference.tasks:
         full = reference.full_depth.cells.get(task) if reference else None
-        lines += ["", f"## {title}, {task}: repairs of the cut model compared", "",
-                  "Test accuracy (%), mean ± std over seeds, and in brackets the share of the full-depth accuracy "
-                  + (f"kept (the reference: {reference.label(shown, with_head=False)}, all layers, {full.text(seeds)})."
-                     if full else "kept (none shown: this store has no full-depth run of plain full fine-tuning)."), "",
-                  *_head(counts)]
+        lines += [
+            "",
+            f"## {title}, {task}: repairs of the cut model compared",
+            "",
+            "Test accuracy (%), mean ± std over seeds, and in brackets the share of the full-depth accuracy "
+            + (
+                f"kept (the reference: {reference.label(shown, with_head=False)}, all layers, {full.text(seeds)})."
+                if full
+                else "kept (none shown: this store has no full-depth run of plain full fine-tuning)."
+            ),
+            "",
+            *_head(counts),
+        ]
         best: dict[int, tuple[float, str]] = {}
         for table in variants:
             cells = _cells_by_count(table, task)
@@ -52,24 +61,36 @@ def _group(members: list[Table], shown: tuple[str, ...]) -> list[str]:
             for k, cell in cells.items():
                 if cell.mean > best.get(k, (-1.0, ""))[0]:
                     best[k] = (cell.mean, label)
-        lines += ["", "Best per layer count: " + "; ".join(
-            f"{k} layers: {best[k][1]} ({best[k][0]:.1f})" for k in counts if k in best) + "."]
+        lines += [
+            "",
+            "Best per layer count: "
+            + "; ".join(f"{k} layers: {best[k][1]} ({best[k][0]:.1f})" for k in counts if k in best)
+            + ".",
+        ]
         plain = next((t for t in variants if _plain(t)), None)
         if plain is not None:
             lines += _paired(plain, [t for t in variants if t is not plain], task, counts, shown)
-        lines += ["", "Cost per run, mean over seeds: training seconds, + the repair's own seconds where it has "
-                      "any (the bridge's fit, the teacher's scores, the task ranking), / trainable parameters.", "",
-                  *_head(counts)]
+        lines += [
+            "",
+            "Cost per run, mean over seeds: training seconds, + the repair's own seconds where it has "
+            "any (the bridge's fit, the teacher's scores, the task ranking), / trainable parameters.",
+            "",
+            *_head(counts),
+        ]
         lines += _rows(variants, task, counts, shown, lambda k, cell: _cost(cell))
     return lines
 
 
 def _paired(plain: Table, others: list[Table], task: str, counts: list[int], shown: tuple[str, ...]) -> list[str]:
     base = _cells_by_count(plain, task)
-    lines = ["", f"Against {plain.label(shown, with_head=False)} at the same seed: the variant's test accuracy minus "
-                 "the plain run's, in points, mean ± std over the seeds both have, and how many of them it is ahead "
-                 "at.", "",
-             *_head(counts)]
+    lines = [
+        "",
+        f"Against {plain.label(shown, with_head=False)} at the same seed: the variant's test accuracy minus "
+        "the plain run's, in points, mean ± std over the seeds both have, and how many of them it is ahead "
+        "at.",
+        "",
+        *_head(counts),
+    ]
     return lines + _rows(others, task, counts, shown, lambda k, cell: _difference(cell, base.get(k)))
 
 
@@ -82,8 +103,9 @@ def _rows(tables: list[Table], task: str, counts: list[int], shown: tuple[str, .
     lines = []
     for table in tables:
         cells = _cells_by_count(table, task)
-        lines.append(f"| {table.label(shown, with_head=False)} | "
-                     + " | ".join(text(k, cells.get(k)) for k in counts) + " |")
+        lines.append(
+            f"| {table.label(shown, with_head=False)} | " + " | ".join(text(k, cells.get(k)) for k in counts) + " |"
+        )
     return lines
 
 
@@ -91,8 +113,11 @@ def _difference(cell: Cell | None, base: Cell | None) -> str:
     if cell is None or base is None:
         return "–"
     by_seed = {r["config"]["seed"]: r["metrics"]["accuracy"] for r in base.runs}
-    gains = [100 * (r["metrics"]["accuracy"] - by_seed[r["config"]["seed"]])
-             for r in cell.runs if r["config"]["seed"] in by_seed]
+    gains = [
+        100 * (r["metrics"]["accuracy"] - by_seed[r["config"]["seed"]])
+        for r in cell.runs
+        if r["config"]["seed"] in by_seed
+    ]
     if not gains:
         return "–"
     text = f"{statistics.fmean(gains):+.1f}" + (f" ± {statistics.stdev(gains):.1f}" if len(gains) > 1 else "")
@@ -123,8 +148,11 @@ def _cost(cell: Cell | None) -> str:
 def _repair_seconds(record: dict) -> float:
     healing = record.get("healing") or {}
     ranking = record["layers"].get("ranking") or {}
-    parts = [(healing.get("bridge") or {}).get("seconds"), (healing.get("teacher") or {}).get("seconds"),
-             *(ranking.get("seconds") or {}).values()]
+    parts = [
+        (healing.get("bridge") or {}).get("seconds"),
+        (healing.get("teacher") or {}).get("seconds"),
+        *(ranking.get("seconds") or {}).values(),
+    ]
     return sum(part for part in parts if part)
 
 

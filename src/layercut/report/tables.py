@@ -8,7 +8,8 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from layercut.run.config import HEADS, METHODS, RunConfig
+from layercut.settings.methods import REGISTRY
+from layercut.settings.run_config import HEADS, METHODS, RunConfig
 from layercut.sweep.grid import layer_choice
 from layercut.tasks.splits import ALL
 
@@ -18,8 +19,6 @@ TABLE_FIELDS = ("model", "head", "method", "keep_strategy", "demos", "shots", *R
 _NOT_SETTINGS = {*TABLE_FIELDS, "layers", "keep_count", "task", "task_options", "seed"}
 _DEFAULTS = RunConfig().to_dict()  # for records written before a field existed
 HEAD_NAMES = {"lm": "LM head", "cls": "classification head"}
-METHOD_NAMES = {"full": "full fine-tuning", "lora": "LoRA", "prefix": "prefix tuning",
-                "icl": "in-context learning (no training)"}
 
 
 @dataclass
@@ -94,7 +93,7 @@ class Table:
     def label(self, shown: tuple[str, ...], with_strategy: bool = True, with_head: bool = True) -> str:
         """e.g. `LM head, full fine-tuning, layers chosen by bi`; `shown`: varying fields to name too."""
         parts = [HEAD_NAMES[self.fields["head"]]] if with_head else []
-        parts.append(METHOD_NAMES[self.fields["method"]])
+        parts.append(REGISTRY[self.fields["method"]].report_name)
         if with_strategy and self.fields["keep_strategy"]:
             parts.append(f"layers chosen by {self.fields['keep_strategy']}")
         parts += self.repair_parts()
@@ -146,9 +145,15 @@ def table_key(config: dict) -> tuple:
 
 def _table_order(key: tuple, models: list[str]) -> tuple:
     fields = dict(zip(TABLE_FIELDS, key))
-    return (_ranked(fields["model"], models), HEADS.index(fields["head"]), METHODS.index(fields["method"]),
-            fields["keep_strategy"] or "", fields["demos"], shots_order(fields["shots"]),
-            *(str(fields[name]) for name in REPAIR_FIELDS))
+    return (
+        _ranked(fields["model"], models),
+        HEADS.index(fields["head"]),
+        METHODS.index(fields["method"]),
+        fields["keep_strategy"] or "",
+        fields["demos"],
+        shots_order(fields["shots"]),
+        *(str(fields[name]) for name in REPAIR_FIELDS),
+    )
 
 
 def shots_label(shots: int | str) -> str:
@@ -172,8 +177,11 @@ def _row(choice: str, runs: list[dict]) -> Row:
     kept = len(first["layers"]["kept"])
     paper_rule = first["config"]["keep_strategy"] or choice == "all" or choice.startswith("first:")
     return Row(
-        label=str(kept) if paper_rule else f"{kept} ({choice})", kept=kept, parameters=first["parameters"]["total"],
-        non_embedding=first["parameters"]["non_embedding"], percent=first["parameters"]["percent_of_source"],
+        label=str(kept) if paper_rule else f"{kept} ({choice})",
+        kept=kept,
+        parameters=first["parameters"]["total"],
+        non_embedding=first["parameters"]["non_embedding"],
+        percent=first["parameters"]["percent_of_source"],
         source_depth=first["layers"]["source_depth"],
         eval_speed=_mean_speed(runs),
         cells={task: _pick(task_runs) for task, task_runs in by_task.items()},
@@ -182,7 +190,9 @@ def _row(choice: str, runs: list[dict]) -> Row:
 
 def _mean_speed(runs: list[dict]) -> float | None:
     """None when no run measured its own speed (depths scored together by the one-pass profile)."""
-    speeds = [r["timing"]["eval_examples_per_second"] for r in runs if r["timing"]["eval_examples_per_second"] is not None]
+    speeds = [
+        r["timing"]["eval_examples_per_second"] for r in runs if r["timing"]["eval_examples_per_second"] is not None
+    ]
     return statistics.fmean(speeds) if speeds else None
 
 
@@ -203,9 +213,14 @@ def _pick(runs: list[dict]) -> Cell:
     devs = [_mean_dev(by_setting[text]) for text in texts]
     best = max(range(len(texts)), key=lambda i: (devs[i] is not None, devs[i] or 0.0))
     chosen = sorted(by_setting[texts[best]], key=lambda r: r["config"]["seed"])
-    return Cell([r["metrics"]["accuracy"] for r in chosen], shown[best], devs[best],
-                [(shown[i], devs[i]) for i in range(len(texts)) if i != best],
-                sorted({r["layers"]["spec"] for r in chosen}), chosen)
+    return Cell(
+        [r["metrics"]["accuracy"] for r in chosen],
+        shown[best],
+        devs[best],
+        [(shown[i], devs[i]) for i in range(len(texts)) if i != best],
+        sorted({r["layers"]["spec"] for r in chosen}),
+        chosen,
+    )
 
 
 def _mean_dev(runs: list[dict]) -> float | None:

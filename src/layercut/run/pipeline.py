@@ -24,22 +24,32 @@ from layercut.atomic import make_folders, remove_empty_folders
 from layercut.errors import LayercutError
 from layercut.model.layers import format_index_spec
 from layercut.provenance import package_versions
-from layercut.run.config import RunConfig
+from layercut.settings.run_config import RunConfig
 from layercut.run.memory import PeakMemory
-from layercut.run.precision import BFLOAT16, Precision, resolve_precision
-from layercut.run.prepare import prepare_adaptation
-from layercut.run.record import RESULT_NAME, RunRecord
+from layercut.settings.precision import BFLOAT16, Precision, resolve_precision
+from layercut.run.prepare import prepare_run
+from layercut.run.record import RunRecord
+from layercut.run_files import RESULT_NAME
 
 
 def check_run_folder(out: Path, overwrite: bool) -> None:
     existing = out / RESULT_NAME
     if existing.exists() and not overwrite:
-        raise LayercutError(f"'{out}' already holds a run's result ({RESULT_NAME}): choose another --out or pass --overwrite")
+        raise LayercutError(
+            f"'{out}' already holds a run's result ({RESULT_NAME}): choose another --out or pass --overwrite"
+        )
 
 
-def run(config: RunConfig, out: str | Path | None = None, *, overwrite: bool = False,
-        save_model: bool = False, show_progress: bool = True, test_scores: Scores | None = None,
-        test_precision: Precision | None = None) -> RunRecord:
+def run(
+    config: RunConfig,
+    out: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    save_model: bool = False,
+    show_progress: bool = True,
+    test_scores: Scores | None = None,
+    test_precision: Precision | None = None,
+) -> RunRecord:
     """`test_scores`: an untrained run's test scores computed elsewhere (layercut.slim's one-pass depth profile),
     in `test_precision` (the run's own check otherwise decides it)."""
     if out is None:
@@ -63,7 +73,9 @@ def hold_run_folder(out: Path) -> Iterator[None]:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel even after SIGKILL
             except BlockingIOError:
-                raise LayercutError(f"another run is writing to '{out}': wait for it to finish, or choose another --out") from None
+                raise LayercutError(
+                    f"another run is writing to '{out}': wait for it to finish, or choose another --out"
+                ) from None
             yield
         finally:
             os.close(fd)
@@ -72,45 +84,81 @@ def hold_run_folder(out: Path) -> Iterator[None]:
         raise
 
 
-def _run(config: RunConfig, out: Path | None, save_model: bool, show_progress: bool, test_scores: Scores | None,
-         test_precision: Precision | None = None) -> RunRecord:
+def _run(
+    config: RunConfig,
+    out: Path | None,
+    save_model: bool,
+    show_progress: bool,
+    test_scores: Scores | None,
+    test_precision: Precision | None = None,
+) -> RunRecord:
     if save_model and config.method == "prefix":
-        raise LayercutError("a prefix-tuned model is the cut model plus learned virtual tokens, which a plain "
-                            "checkpoint cannot hold: drop --save-model, or use --method full or lora")
+        raise LayercutError(
+            "a prefix-tuned model is the cut model plus learned virtual tokens, which a plain "
+            "checkpoint cannot hold: drop --save-model, or use --method full or lora"
+        )
     device = resolve_device(config.device)
     precision = run_precision(config, device)
     _seed_everything(config.seed)
 
     with PeakMemory(device) as memory:
-        setup = prepare_adaptation(config, device)
+        setup = prepare_run(config, device)
         dev_prompts = setup.encode_all(setup.splits.dev)
         test_prompts = setup.encode_all(setup.splits.test)
         if test_scores is not None and (config.trains or len(test_scores.predictions) != len(test_prompts)):
-            raise LayercutError("precomputed test scores fit only an untrained run (--method icl) on the same test split")
+            raise LayercutError(
+                "precomputed test scores fit only an untrained run (--method icl) on the same test split"
+            )
         pad_id = setup.tokenizer.pad_token_id
         precision = test_precision or setup.check_precision(precision, test_prompts)
         autocast_dtype = precision.autocast
         sharing = setup.decide_sharing(test_prompts, autocast_dtype)
 
         def dev_scores() -> tuple[float, float]:
-            scores = score_prompts(setup.scorer, dev_prompts, pad_id, config.eval_batch_size, device, autocast_dtype,
-                                   share_prefix=sharing.evaluation)
-            return scores.accuracy([e.label for e in setup.splits.dev]), scores.loss([e.label for e in setup.splits.dev])
+            scores = score_prompts(
+                setup.scorer,
+                dev_prompts,
+                pad_id,
+                config.eval_batch_size,
+                device,
+                autocast_dtype,
+                share_prefix=sharing.evaluation,
+            )
+            return scores.accuracy([e.label for e in setup.splits.dev]), scores.loss(
+                [e.label for e in setup.splits.dev]
+            )
 
         outcome = None
         if config.trains:
             loss_fn = setup.distill_from_teacher(autocast_dtype) if config.teacher else cross_entropy_loss
             outcome = train(
-                setup.scorer, setup.training_batches, dev_scores, setup.budget(),
-                learning_rate=config.learning_rate, weight_decay=config.weight_decay,
-                gradient_accumulation=config.gradient_accumulation, autocast_dtype=autocast_dtype,
-                show_progress=show_progress, loss_fn=loss_fn,
+                setup.scorer,
+                setup.training_batches,
+                dev_scores,
+                setup.budget(),
+                learning_rate=config.learning_rate,
+                weight_decay=config.weight_decay,
+                gradient_accumulation=config.gradient_accumulation,
+                autocast_dtype=autocast_dtype,
+                show_progress=show_progress,
+                loss_fn=loss_fn,
             )
-        scores = test_scores if test_scores is not None else score_prompts(
-            setup.scorer, test_prompts, pad_id, config.eval_batch_size, device, autocast_dtype,
-            share_prefix=sharing.evaluation)
-        content_free = score_prompts(setup.scorer, setup.content_free_prompts(), pad_id, config.eval_batch_size, device,
-                                     autocast_dtype)
+        scores = (
+            test_scores
+            if test_scores is not None
+            else score_prompts(
+                setup.scorer,
+                test_prompts,
+                pad_id,
+                config.eval_batch_size,
+                device,
+                autocast_dtype,
+                share_prefix=sharing.evaluation,
+            )
+        )
+        content_free = score_prompts(
+            setup.scorer, setup.content_free_prompts(), pad_id, config.eval_batch_size, device, autocast_dtype
+        )
 
     labels = [e.label for e in setup.splits.test]
     record = {
@@ -119,16 +167,27 @@ def _run(config: RunConfig, out: Path | None, save_model: bool, show_progress: b
         "config": config.to_dict(),
         "seed": config.seed,
         "task": setup.task_record(),
-        "layers": {"kept": setup.loaded.kept, "spec": format_index_spec(setup.loaded.kept),
-                   "source_depth": setup.loaded.source_depth, "strategy": config.keep_strategy,
-                   "ranking": _ranking_record(setup.loaded.extras.get("layer_strategy"))},
+        "layers": {
+            "kept": setup.loaded.kept,
+            "spec": format_index_spec(setup.loaded.kept),
+            "source_depth": setup.loaded.source_depth,
+            "strategy": config.keep_strategy,
+            "ranking": _ranking_record(setup.loaded.extras.get("layer_strategy")),
+        },
         "metrics": classification_metrics(labels, scores.predictions, list(setup.spec.label_names)),
         "calibrated": calibrated_record(scores, content_free, labels, list(setup.spec.label_names)),
-        "predictions": {"uids": [e.uid for e in setup.splits.test], "predicted": scores.predictions,
-                        "probabilities": [[round(p, 5) for p in row] for row in scores.probabilities]},
+        "predictions": {
+            "uids": [e.uid for e in setup.splits.test],
+            "predicted": scores.predictions,
+            "probabilities": [[round(p, 5) for p in row] for row in scores.probabilities],
+        },
         "dev": dataclasses.asdict(outcome) if outcome else None,
         "parameters": setup.parameter_record(),
-        "healing": {"trains": setup.trains, "bridge": setup.loaded.extras.get("bridge"), "teacher": setup.teacher_record()},
+        "healing": {
+            "trains": setup.trained_parts,
+            "bridge": setup.loaded.extras.get("bridge"),
+            "teacher": setup.teacher_record(),
+        },
         "timing": {
             "train_seconds": outcome.seconds if outcome else 0.0,
             "train_step_seconds": outcome.seconds / outcome.steps if outcome and outcome.steps else None,
@@ -139,8 +198,11 @@ def _run(config: RunConfig, out: Path | None, save_model: bool, show_progress: b
         "precision": precision.record(),
         "memory": {"peak_bytes": memory.peak_bytes, "kind": memory.kind},
         "device": str(device),
-        "splits": {"hashes": setup.splits.hashes, "drawn": setup.split_rule(),
-                   "sizes": {name: len(getattr(setup.splits, name)) for name in ("train", "dev", "test")}},
+        "splits": {
+            "hashes": setup.splits.hashes,
+            "drawn": setup.split_rule(),
+            "sizes": {name: len(getattr(setup.splits, name)) for name in ("train", "dev", "test")},
+        },
         "label_words": setup.label_word_record(),
         "demonstrations": setup.demo_record(),
         "versions": package_versions(),
@@ -150,7 +212,9 @@ def _run(config: RunConfig, out: Path | None, save_model: bool, show_progress: b
         _write_run(out, result, (lambda: setup.save_model(out / "model", record)) if save_model else None)
     if outcome and outcome.diverged:
         where = f"; partial result in {out / RESULT_NAME}" if out is not None else ""
-        raise LayercutError(f"training stopped: {outcome.diverged}; the last good weights were kept and evaluated{where}; lower --lr")
+        raise LayercutError(
+            f"training stopped: {outcome.diverged}; the last good weights were kept and evaluated{where}; lower --lr"
+        )
     return result
 
 
@@ -187,7 +251,7 @@ def run_precision(config: RunConfig, device: torch.device) -> Precision:
 
 
 def resolve_autocast(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of `--dtype name` on `device` (None: float32); see layercut.run.precision."""
+    """The autocast dtype of `--dtype name` on `device` (None: float32); see layercut.settings.precision."""
     return run_precision(RunConfig(dtype=name), device).autocast
 
 

@@ -32,8 +32,10 @@ class Predictor:
         self.demos.prepare(queries)
         prompts = [self.prompts.encode(q, self.demos.for_query(q)) for q in queries]
         scores = score_prompts(self.scorer, prompts, self.pad_id, batch_size, torch.device("cpu"))
-        return [(self.label_names[p], dict(zip(self.label_names, probs)))
-                for p, probs in zip(scores.predictions, scores.probabilities)]
+        return [
+            (self.label_names[p], dict(zip(self.label_names, probs)))
+            for p, probs in zip(scores.predictions, scores.probabilities)
+        ]
 
 
 def load_predictor(model_dir: str | Path, trust: Trust = Trust()) -> Predictor:
@@ -43,9 +45,17 @@ def load_predictor(model_dir: str | Path, trust: Trust = Trust()) -> Predictor:
     # Checked before transformers sees the folder: given no answer, it would ask on stdin whether to run the code.
     check_model_code(Path(model_dir), trust)
     if "task" not in record:
-        raise LayercutError(f"'{model_dir}' is a cut model but was never adapted to a task: train one with `layercut run --save-model`")
-    with reported_as(f"'{model_dir}/layercut.json' is incomplete or damaged", "save the model again with `layercut run --save-model`",
-                     KeyError, TypeError, ValueError, AttributeError):
+        raise LayercutError(
+            f"'{model_dir}' is a cut model but was never adapted to a task: train one with `layercut run --save-model`"
+        )
+    with reported_as(
+        f"'{model_dir}/layercut.json' is incomplete or damaged",
+        "save the model again with `layercut run --save-model`",
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+    ):
         spec = TaskSpec(**{k: v for k, v in record["task"].items() if k != "test_rule"})
         head = record["head"]
         words = record["label_words"]
@@ -55,15 +65,25 @@ def load_predictor(model_dir: str | Path, trust: Trust = Trust()) -> Predictor:
         demo_policy, demo_seed = demos_record["policy"], demos_record["seed"]
         max_length = int(record["max_length"])
     model_class = auto_class(head)
-    with reported_as(f"cannot load the model in '{model_dir}'", "its files are damaged or incomplete: save the model again",
-                     OSError, ValueError, SafetensorError, RuntimeError):
+    with reported_as(
+        f"cannot load the model in '{model_dir}'",
+        "its files are damaged or incomplete: save the model again",
+        OSError,
+        ValueError,
+        SafetensorError,
+        RuntimeError,
+    ):
         model = model_class.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=trust.remote_code).eval()
     tokenizer = load_tokenizer(str(model_dir), trust)
     embed = mean_pooled_embedder(model, tokenizer) if demo_policy == "similar" else None
     demos = DemoSelector(demo_policy, pool, spec.num_classes, demo_seed, embed=embed)
-    return Predictor(build_scorer(head, model, label_words, tokenizer.pad_token_id),
-                     PromptBuilder(spec, tokenizer, max_length), demos, list(spec.label_names),
-                     tokenizer.pad_token_id)
+    return Predictor(
+        build_scorer(head, model, label_words, tokenizer.pad_token_id),
+        PromptBuilder(spec, tokenizer, max_length),
+        demos,
+        list(spec.label_names),
+        tokenizer.pad_token_id,
+    )
 
 
 def read_texts(texts: list[str], file: str | None) -> list[str]:

@@ -11,8 +11,17 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from layercut.adapt.batching import (SHARING_TOLERANCE, active_dropout, common_prefix_length, group_by_prefix,
-                                     make_batch, pack_prompts, packing_disagrees, prefix_overlap, sharing_tolerance)
+from layercut.adapt.prefix_sharing import (
+    SHARING_TOLERANCE,
+    active_dropout,
+    common_prefix_length,
+    group_by_prefix,
+    make_batch,
+    pack_prompts,
+    packing_disagrees,
+    prefix_overlap,
+    sharing_tolerance,
+)
 from layercut.adapt.evaluation import CONTENT_FREE_TEXTS
 from layercut.adapt.scorers import build_scorer
 from layercut.adapt.training import Batch, Budget
@@ -30,15 +39,16 @@ from layercut.model.load import LoadedModel, head_labels
 from layercut.model.sources import Trust
 from layercut.prompting import DemoSelector, LabelWords, PromptBuilder
 from layercut.prompting.build import build_prompting
-from layercut.run.config import RunConfig
-from layercut.run.precision import Precision, bf16_misbehaves
-from layercut.run.task import make_run_splits, resolve_task
+from layercut.settings.run_config import RunConfig
+from layercut.settings.precision import Precision, bf16_misbehaves
+from layercut.settings.task import make_run_splits, resolve_task
 from layercut.tasks import Example, FewShotSplits, TaskSpec
 from layercut.tasks.splits import ALL
+from layercut.settings.precision import autocast
 
 
 @dataclass
-class Adaptation:
+class PreparedRun:
     config: RunConfig
     spec: TaskSpec
     splits: FewShotSplits
@@ -51,17 +61,11 @@ class Adaptation:
     device: torch.device
     peft_model: nn.Module | None = None
     sharing: "PrefixSharing | None" = None  # decided by `decide_sharing` once prompts exist
-    trains: dict | None = None  # what full fine-tuning trains (layercut.healing.partial)
+    trained_parts: dict | None = None  # what full fine-tuning trains (layercut.healing.partial)
     teacher: TeacherTargets | None = None  # set by `distill_from_teacher`
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return -(-len(self.splits.train) // self.config.batch_size)
-
     def budget(self) -> Budget:
-        config = self.config
-        return Budget(steps=config.max_steps or config.epochs * self.steps_per_epoch,
-                      eval_every=config.eval_every or self.steps_per_epoch, patience=config.patience)
+        return Budget.for_run(self.config, len(self.splits.train))
 
     def content_free_prompts(self) -> list[list[int]]:
         """Queries without content, prompted as every query is (for contextual calibration)."""
@@ -71,12 +75,21 @@ class Adaptation:
     def split_rule(self) -> dict:
         """How dev and test were drawn, in words: class-balanced or the natural distribution."""
         config = self.config
-        dev = (f"natural: {config.dev_size} random training examples outside the training set" if config.dev_size
-               else f"balanced: {config.dev_shots or config.shots} per class, outside the training set")
-        test = (f"natural: a fixed random {config.test_size} of the test pool" if config.test_size
-                else "natural: the whole test pool")
-        train = ("natural: the whole training set outside dev" if config.shots == ALL
-                 else f"balanced: {config.shots} per class")
+        dev = (
+            f"natural: {config.dev_size} random training examples outside the training set"
+            if config.dev_size
+            else f"balanced: {config.dev_shots or config.shots} per class, outside the training set"
+        )
+        test = (
+            f"natural: a fixed random {config.test_size} of the test pool"
+            if config.test_size
+            else "natural: the whole test pool"
+        )
+        train = (
+            "natural: the whole training set outside dev"
+            if config.shots == ALL
+            else f"balanced: {config.shots} per class"
+        )
         return {"train": train, "dev": dev, "test": test}
 
     def encode_all(self, examples: list[Example]) -> list[list[int]]:
@@ -93,16 +106,26 @@ class Adaptation:
         random.Random(f"{self.config.seed}|epoch|{epoch}").shuffle(order)
         prefix = self.sharing.prefix if self.sharing is not None and self.sharing.training else None
         for start in range(0, len(order), self.config.batch_size):
-            chunk = order[start:start + self.config.batch_size]
-            prompts = [self.prompts.encode(e, self.demos.for_query(e, epoch=epoch, index=start + i)) for i, e in enumerate(chunk)]
+            chunk = order[start : start + self.config.batch_size]
+            prompts = [
+                self.prompts.encode(e, self.demos.for_query(e, epoch=epoch, index=start + i))
+                for i, e in enumerate(chunk)
+            ]
             packed = self.sharing is not None and self.sharing.packed
             groups = group_by_prefix(prompts, prefix) if prefix and not packed else [list(range(len(chunk)))]
             batch = []
             for group in groups:
                 members, examples = [prompts[i] for i in group], [chunk[i] for i in group]
-                inputs = (pack_prompts(members, prefix, self.device) if packed else
-                          make_batch(members, self.tokenizer.pad_token_id, prefix_overlap(members, prefix) if prefix else 0,
-                                     self.device))
+                inputs = (
+                    pack_prompts(members, prefix, self.device)
+                    if packed
+                    else make_batch(
+                        members,
+                        self.tokenizer.pad_token_id,
+                        prefix_overlap(members, prefix) if prefix else 0,
+                        self.device,
+                    )
+                )
                 labels = torch.tensor([e.label for e in examples], device=self.device)
                 teacher = self.teacher.for_examples(examples, self.device) if self.teacher else None
                 batch.append((inputs, labels, teacher))
@@ -112,36 +135,52 @@ class Adaptation:
         """Whether evaluation and training compute shared prefixes once, and if not, why not. The run's
         prefix is what `prompts` (the test prompts) all start with; sharing must give the whole-prompt
         scores on a few of them (checked here, both in the run's precision) or it is not used."""
-        self.sharing = decide_sharing(self.config, self.scorer, prompts, self.tokenizer.pad_token_id, self.device,
-                                      autocast_dtype)
+        self.sharing = decide_sharing(
+            self.config, self.scorer, prompts, self.tokenizer.pad_token_id, self.device, autocast_dtype
+        )
         return self.sharing
 
     def check_precision(self, precision: Precision, prompts: list[list[int]]) -> Precision:
         """`precision`, or float32 where this model misbehaves in bfloat16 on a few of `prompts` (see
         `check_precision`)."""
-        return check_precision(precision, self.scorer, prompts, self.tokenizer.pad_token_id, self.device,
-                               self.config.trains)
+        return check_precision(
+            precision, self.scorer, prompts, self.tokenizer.pad_token_id, self.device, self.config.trains
+        )
 
     def distill_from_teacher(self, autocast_dtype: torch.dtype | None):
         """Score the training examples with the run's teacher, once; returns the training loss to use."""
 
         examples = self.splits.train
-        self.teacher = compute_teacher_targets(self.config.teacher, self, self.encode_all(examples), examples,
-                                               self.config.eval_batch_size, self.device, autocast_dtype)
+        self.teacher = compute_teacher_targets(
+            self.config.teacher,
+            self,
+            self.encode_all(examples),
+            examples,
+            self.config.eval_batch_size,
+            self.device,
+            autocast_dtype,
+        )
         return distillation_loss(self.config.distill_weight, self.config.distill_temperature)
 
     def teacher_record(self) -> dict | None:
         if self.teacher is None:
             return None
-        return {**self.teacher.record, "weight": self.config.distill_weight,
-                "temperature": self.config.distill_temperature}
+        return {
+            **self.teacher.record,
+            "weight": self.config.distill_weight,
+            "temperature": self.config.distill_temperature,
+        }
 
     def task_record(self) -> dict:
         return {**dataclasses.asdict(self.spec), "test_rule": self.spec.test_rule()}
 
     def label_word_record(self) -> dict:
-        return {"words": list(self.label_words.words), "token_ids": self.label_words.token_ids,
-                "policy": self.label_words.policy, "multi_token": self.label_words.multi_token}
+        return {
+            "words": list(self.label_words.words),
+            "token_ids": self.label_words.token_ids,
+            "policy": self.label_words.policy,
+            "multi_token": self.label_words.multi_token,
+        }
 
     def demo_record(self) -> dict:
         """The policy and the pool it draws from: enough for `predict` to rebuild the same prompts."""
@@ -189,65 +228,98 @@ class PrefixSharing:
     tolerance: float | None = None  # the largest gap to whole-prompt scores allowed (bf16: relative to the scores)
 
     def record(self) -> dict:
-        record = {"evaluation": self.evaluation, "training": self.training, "training_packed": self.packed,
-                  "reasons": self.reasons, "prefix_tokens": len(self.prefix)}
+        record = {
+            "evaluation": self.evaluation,
+            "training": self.training,
+            "training_packed": self.packed,
+            "reasons": self.reasons,
+            "prefix_tokens": len(self.prefix),
+        }
         if self.tolerance is not None and self.tolerance != SHARING_TOLERANCE:  # fp32 runs' records stay as they were
             record["tolerance"] = self.tolerance
         return record
 
 
-def decide_sharing(config: RunConfig, scorer: nn.Module, prompts: list[list[int]], pad_id: int,
-                   device: torch.device, autocast_dtype: torch.dtype | None = None) -> PrefixSharing:
+def decide_sharing(
+    config: RunConfig,
+    scorer: nn.Module,
+    prompts: list[list[int]],
+    pad_id: int,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+) -> PrefixSharing:
     """Shared and whole-prompt scores are both computed in `autocast_dtype` (None: float32) and compared within
     `sharing_tolerance` for that precision."""
     if not config.share_prefix:
         return PrefixSharing(False, False, ["share_prefix is off"])
     if config.demos in ("resample", "similar"):
         return PrefixSharing(False, False, [f"demonstrations differ per example (demos={config.demos})"])
-    prefix = prompts[0][:common_prefix_length(prompts)] if prompts else []
+    prefix = prompts[0][: common_prefix_length(prompts)] if prompts else []
     if not prefix:
         return PrefixSharing(False, False, ["the prompts share no prefix"])
     sample = prompts[:4]
-    with torch.no_grad(), _autocast(device, autocast_dtype):
+    with torch.no_grad(), autocast(device, autocast_dtype):
         scorer.eval()
         whole = scorer(make_batch(sample, pad_id, 0, device)).float()
         shared = scorer(make_batch(sample, pad_id, len(prefix), device)).float()
     gap = (whole - shared).abs().max().item()
     tolerance = sharing_tolerance(whole, autocast_dtype)
     if not gap <= tolerance:
-        return PrefixSharing(False, False, [f"shared-prefix scores differ from whole-prompt scores by {gap:.2g} "
-                                            f"in {type(scorer.model).__name__}"
-                                            + (f" (bf16; allowed {tolerance:.2g})" if autocast_dtype is not None else "")],
-                             tolerance=tolerance)
+        return PrefixSharing(
+            False,
+            False,
+            [
+                f"shared-prefix scores differ from whole-prompt scores by {gap:.2g} "
+                f"in {type(scorer.model).__name__}"
+                + (f" (bf16; allowed {tolerance:.2g})" if autocast_dtype is not None else "")
+            ],
+            tolerance=tolerance,
+        )
     dropout = active_dropout(scorer.model) if config.trains else []
     if dropout:
-        return PrefixSharing(True, False, [f"training: dropout ({', '.join(dropout)}) would share one mask across "
-                                           "a batch's prefix"], prefix, tolerance=tolerance)
+        return PrefixSharing(
+            True,
+            False,
+            [f"training: dropout ({', '.join(dropout)}) would share one mask across a batch's prefix"],
+            prefix,
+            tolerance=tolerance,
+        )
     if not config.trains:
         return PrefixSharing(True, False, [], prefix, tolerance=tolerance)
     why_not_packed = packing_problem(scorer, sample, prefix, pad_id, device, autocast_dtype)
-    return PrefixSharing(True, True, [why_not_packed] if why_not_packed else [], prefix, packed=not why_not_packed,
-                         tolerance=tolerance)
+    return PrefixSharing(
+        True, True, [why_not_packed] if why_not_packed else [], prefix, packed=not why_not_packed, tolerance=tolerance
+    )
 
 
-def packing_problem(scorer: nn.Module, sample: list[list[int]], prefix: list[int], pad_id: int,
-                    device: torch.device, autocast_dtype: torch.dtype | None = None) -> str | None:
+def packing_problem(
+    scorer: nn.Module,
+    sample: list[list[int]],
+    prefix: list[int],
+    pad_id: int,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+) -> str | None:
     """Why training cannot pack a batch's prompts into one sequence, or None. Checked as sharing is: packed
     scores must equal whole-prompt ones (both in `autocast_dtype`), here also for a prompt that shares only the
     prefix's first half (as an example whose own demonstration was swapped does)."""
     if not scorer.reads_last_token or scorer.virtual is not None:
         return "training: packing needs a head that reads the last token, without prefix tuning's virtual tokens"
     half = len(prefix) // 2
-    prompts = sample + [prefix[:half] + sample[0][len(prefix):]]
-    with torch.no_grad(), _autocast(device, autocast_dtype):
-        why = packing_disagrees(scorer(make_batch(prompts, pad_id, 0, device)),
-                                lambda: scorer(pack_prompts(prompts, prefix, device)), type(scorer.model).__name__,
-                                autocast_dtype)
+    prompts = sample + [prefix[:half] + sample[0][len(prefix) :]]
+    with torch.no_grad(), autocast(device, autocast_dtype):
+        why = packing_disagrees(
+            scorer(make_batch(prompts, pad_id, 0, device)),
+            lambda: scorer(pack_prompts(prompts, prefix, device)),
+            type(scorer.model).__name__,
+            autocast_dtype,
+        )
     return f"training: {why}; a prefix cache per batch" if why else None
 
 
-def check_precision(precision: Precision, scorer: nn.Module, prompts: list[list[int]], pad_id: int,
-                    device: torch.device, trains: bool) -> Precision:
+def check_precision(
+    precision: Precision, scorer: nn.Module, prompts: list[list[int]], pad_id: int, device: torch.device, trains: bool
+) -> Precision:
     """`precision`, or float32 with the reason where the model misbehaves in bfloat16 on a few of `prompts`:
     an error or non-finite scores in the forward (and, for a run that trains, the backward), or scores far
     from float32's (`bf16_misbehaves`). The check runs whole prompts, without dropout, and leaves no gradients
@@ -272,25 +344,32 @@ def check_precision(precision: Precision, scorer: nn.Module, prompts: list[list[
             p.grad = None
     scores = scores.detach()
     why = bf16_misbehaves(name, reference, scores) or (
-        None if grads_finite else f"{name} gives non-finite gradients in bfloat16")
+        None if grads_finite else f"{name} gives non-finite gradients in bfloat16"
+    )
     if why:
         return precision.falling_back(why)
     return precision.checked((scores - reference).abs().max().item())
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
-
-
-def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:
+def prepare_run(config: RunConfig, device: torch.device) -> PreparedRun:
     spec = resolve_task(config)
     splits = make_run_splits(config, spec)
     trust = Trust(pickle=config.allow_pickle, remote_code=config.trust_remote_code)
-    loaded = load_cut_model(config.model, _layer_choice(config, spec, splits), head=config.head,
-                            num_labels=head_labels(config.head, spec.num_classes), trust=trust)
+    loaded = load_cut_model(
+        config.model,
+        _layer_choice(config, spec, splits),
+        head=config.head,
+        num_labels=head_labels(config.head, spec.num_classes),
+        trust=trust,
+    )
     if config.bridge:
-        apply_bridge(loaded, [e.text for e in splits.train], f"{spec.name} training texts", config.calibration_samples,
-                     device=device)
+        apply_bridge(
+            loaded,
+            [e.text for e in splits.train],
+            f"{spec.name} training texts",
+            config.calibration_samples,
+            device=device,
+        )
     model, tokenizer = loaded.model.to(device), loaded.tokenizer
     label_words, prompts, demos = build_prompting(config, spec, splits, model, tokenizer)
     peft_model = _apply_method(config, model)
@@ -298,8 +377,20 @@ def prepare_adaptation(config: RunConfig, device: torch.device) -> Adaptation:
     scorer = build_scorer(config.head, model, label_words, tokenizer.pad_token_id).to(device)
     if config.method == "prefix":  # every prompt follows the learned virtual tokens
         scorer.use_virtual_tokens(peft_model.prompt_encoder, lambda: peft_model.get_prompt(batch_size=1))
-    return Adaptation(config, spec, splits, loaded, tokenizer, label_words, prompts, demos, scorer, device, peft_model,
-                      trains=trains)
+    return PreparedRun(
+        config,
+        spec,
+        splits,
+        loaded,
+        tokenizer,
+        label_words,
+        prompts,
+        demos,
+        scorer,
+        device,
+        peft_model,
+        trained_parts=trains,
+    )
 
 
 def _layer_choice(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) -> LayerChoice:
@@ -308,8 +399,14 @@ def _layer_choice(config: RunConfig, spec: TaskSpec, splits: FewShotSplits) -> L
     # Measures rank the layers on the run's own training texts; `task` on its own dev examples.
     texts = [e.text for e in splits.train][: config.calibration_samples]
     task = TaskCalibration(config, spec, splits) if config.keep_strategy == "task" else None
-    return StrategyChoice(config.keep_strategy, config.keep_count, calibration_texts=texts,
-                          texts_source=f"{spec.name} training texts", samples=config.calibration_samples, task=task)
+    return StrategyChoice(
+        config.keep_strategy,
+        config.keep_count,
+        calibration_texts=texts,
+        texts_source=f"{spec.name} training texts",
+        samples=config.calibration_samples,
+        task=task,
+    )
 
 
 def _apply_method(config: RunConfig, model: nn.Module) -> nn.Module | None:
@@ -325,8 +422,13 @@ def _apply_method(config: RunConfig, model: nn.Module) -> nn.Module | None:
     task_type = TaskType.SEQ_CLS if config.head == "cls" else TaskType.CAUSAL_LM
     if config.method == "prefix":
         return get_peft_model(model, PrefixTuningConfig(task_type=task_type, num_virtual_tokens=config.prefix_tokens))
-    lora = LoraConfig(task_type=task_type, r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=0.0,
-                      target_modules=_lora_targets(model))
+    lora = LoraConfig(
+        task_type=task_type,
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=0.0,
+        target_modules=_lora_targets(model),
+    )
     # peft injects adapters into `model`'s own modules, so the scorer keeps using `model` itself.
     return get_peft_model(model, lora)
 
@@ -342,4 +444,3 @@ def _lora_targets(model: nn.Module) -> list[str] | None:
     if not names:
         raise LayercutError(f"no linear layers to adapt with LoRA in {type(model).__name__}: use --method full")
     return sorted(names)
-

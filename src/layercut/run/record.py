@@ -11,24 +11,54 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layercut.atomic import write_json_atomic
-from layercut.run.config import RunConfig
+from layercut.run_files import FAILURE_NAME, RESULT_NAME
+from layercut.settings.run_config import RunConfig
 
-RESULT_NAME = "result.json"
-FAILURE_NAME = "failure.json"
 # `diverged` is final too: run() stops on a non-finite loss and evaluates the last good weights;
 # the same configuration would diverge again.
 FINISHED = ("complete", "diverged")
 # What reports read from a record; a record without them is damaged.
-_CONFIG_FIELDS = ("model", "layers", "keep_strategy", "keep_count", "task", "task_options", "head", "method", "demos",
-                  "shots", "seed")
-_FINISHED_FIELDS = ("metrics.accuracy", "metrics.macro_f1", "metrics.num_examples", "layers.kept", "layers.spec",
-                    "layers.source_depth", "parameters.total", "parameters.non_embedding", "parameters.percent_of_source",
-                    "timing.train_seconds", "timing.eval_examples_per_second", "memory.peak_bytes", "dev")
+_CONFIG_FIELDS = (
+    "model",
+    "layers",
+    "keep_strategy",
+    "keep_count",
+    "task",
+    "task_options",
+    "head",
+    "method",
+    "demos",
+    "shots",
+    "seed",
+)
+_FINISHED_FIELDS = (
+    "metrics.accuracy",
+    "metrics.macro_f1",
+    "metrics.num_examples",
+    "layers.kept",
+    "layers.spec",
+    "layers.source_depth",
+    "parameters.total",
+    "parameters.non_embedding",
+    "parameters.percent_of_source",
+    "timing.train_seconds",
+    "timing.eval_examples_per_second",
+    "memory.peak_bytes",
+    "dev",
+)
 # Of those, the figures reports compute with: a string there would end a report in a traceback (null only
 # stands for a figure not measured, e.g. a one-pass profile's throughput; never for a metric).
-_NUMBER_FIELDS = ("metrics.accuracy", "metrics.macro_f1", "metrics.num_examples", "layers.source_depth", "parameters.total",
-                  "parameters.non_embedding", "parameters.percent_of_source", "timing.train_seconds",
-                  "timing.eval_examples_per_second")
+_NUMBER_FIELDS = (
+    "metrics.accuracy",
+    "metrics.macro_f1",
+    "metrics.num_examples",
+    "layers.source_depth",
+    "parameters.total",
+    "parameters.non_embedding",
+    "parameters.percent_of_source",
+    "timing.train_seconds",
+    "timing.eval_examples_per_second",
+)
 
 
 @dataclass
@@ -40,8 +70,14 @@ class RunRecord:
     @classmethod
     def failed(cls, config: RunConfig, error: Exception) -> RunRecord:
         """The record of a run that raised: its configuration and the error, to try it again later."""
-        return cls({"status": "failed", "key": config.key(), "config": config.to_dict(),
-                    "error": f"{type(error).__name__}: {error}"})
+        return cls(
+            {
+                "status": "failed",
+                "key": config.key(),
+                "config": config.to_dict(),
+                "error": f"{type(error).__name__}: {error}",
+            }
+        )
 
     @classmethod
     def load(cls, folder: str | Path) -> RunRecord:

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from layercut.atomic import temporary_directory
-from layercut.run.config import RunConfig
+from layercut.settings.run_config import RunConfig
 from layercut.search.probe import Probe, Runs
 from layercut.search.settings import SearchSettings
 
@@ -16,18 +16,26 @@ MODEL_FOLDER = "model"
 
 def confirm(runs: Runs, base: RunConfig, probe: Probe, settings: SearchSettings) -> dict:
     """Per seed: test accuracy, dev accuracy, parameters and evaluation speed of `probe`'s depth at its rate."""
-    configs = [dataclasses.replace(base, layers=probe.layers, learning_rate=probe.picked, seed=seed)
-               for seed in settings.seeds]
+    configs = [
+        dataclasses.replace(base, layers=probe.layers, learning_rate=probe.picked, seed=seed) for seed in settings.seeds
+    ]
     records = runs.get(configs, f"confirming depth {probe.depth} on test over {len(configs)} seeds")
-    done = [(config, record) for config, record in zip(configs, records) if record["status"] in ("complete", "diverged")]
+    done = [
+        (config, record) for config, record in zip(configs, records) if record["status"] in ("complete", "diverged")
+    ]
     return {
-        "depth": probe.depth, "layers": probe.layers, "learning_rate": probe.picked,
+        "depth": probe.depth,
+        "layers": probe.layers,
+        "learning_rate": probe.picked,
         "test_by_seed": {c.seed: r["metrics"]["accuracy"] for c, r in done},
         "dev_by_seed": {c.seed: r["dev"]["best_dev_accuracy"] for c, r in done},
         "keys": {c.seed: c.key() for c, _ in done},
         "parameters": done[0][1]["parameters"]["total"] if done else None,
-        "examples_per_second": [r["timing"]["eval_examples_per_second"] for _, r in done
-                                if r["timing"]["eval_examples_per_second"] is not None],
+        "examples_per_second": [
+            r["timing"]["eval_examples_per_second"]
+            for _, r in done
+            if r["timing"]["eval_examples_per_second"] is not None
+        ],
         "majority": done[0][1]["metrics"]["majority_baseline"] if done else None,
     }
 
@@ -47,11 +55,17 @@ def save_answer(base: RunConfig, confirmed: dict, out: Path, stored_record: dict
         saved = {**read_record(scratch / MODEL_FOLDER), "search": {"summary": summary}}
         trimmed = trim_saved_model(scratch / MODEL_FOLDER, saved, None, out / MODEL_FOLDER, overwrite=True)
     same = record["predictions"]["predicted"] == stored_record["predictions"]["predicted"]
-    return {"seed": seed, "key": config.key(), "folder": MODEL_FOLDER, "test_accuracy": record["metrics"]["accuracy"],
-            "same_predictions_as_stored_run": same, "parameters": trimmed["parameters_after"],
-            "parameters_untrimmed": saved["parameters_after"],
-            "bytes": (out / MODEL_FOLDER / "model.safetensors").stat().st_size,
-            "vocabulary": {k: trimmed["vocabulary"][k] for k in ("vocab_size", "source_vocab_size")}}
+    return {
+        "seed": seed,
+        "key": config.key(),
+        "folder": MODEL_FOLDER,
+        "test_accuracy": record["metrics"]["accuracy"],
+        "same_predictions_as_stored_run": same,
+        "parameters": trimmed["parameters_after"],
+        "parameters_untrimmed": saved["parameters_after"],
+        "bytes": (out / MODEL_FOLDER / "model.safetensors").stat().st_size,
+        "vocabulary": {k: trimmed["vocabulary"][k] for k in ("vocab_size", "source_vocab_size")},
+    }
 
 
 def best_dev_seed(confirmed: dict) -> int:

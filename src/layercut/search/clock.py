@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from layercut.errors import LayercutError
-from layercut.run.config import RunConfig
+from layercut.settings.run_config import RunConfig
 from layercut.sweep.eta import CostModel
 from layercut.sweep.plan import THROUGHPUTS, duration
 
@@ -39,12 +39,16 @@ class Clock:
 
     def check(self, configs: list[RunConfig], what: str) -> None:
         if self.budget_seconds is not None and self.spent + self.estimate(configs) > self.budget_seconds:
-            raise BudgetSpent(f"{what} needs ~{duration(self.estimate(configs))} and "
-                              f"{duration(max(0.0, self.budget_seconds - self.spent))} of the budget is left")
+            raise BudgetSpent(
+                f"{what} needs ~{duration(self.estimate(configs))} and "
+                f"{duration(max(0.0, self.budget_seconds - self.spent))} of the budget is left"
+            )
 
     def check_reference(self, configs: list[RunConfig]) -> None:
         """Before anything trains: the full-depth reference alone must fit the budget."""
         if self.budget_seconds is not None and self.estimate(configs) > self.budget_seconds:
-            raise LayercutError(f"--budget {duration(self.budget_seconds)} is too small for the full-depth reference "
-                                f"(~{duration(self.estimate(configs))} estimated for {len(configs)} runs): raise --budget, "
-                                "or pass fewer --rates")
+            raise LayercutError(
+                f"--budget {duration(self.budget_seconds)} is too small for the full-depth reference "
+                f"(~{duration(self.estimate(configs))} estimated for {len(configs)} runs): raise --budget, "
+                "or pass fewer --rates"
+            )

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from layercut.errors import LayercutError
-from layercut.run.config import RunConfig
-from layercut.run.record import RESULT_NAME, RunRecord
+from layercut.settings.run_config import RunConfig
+from layercut.run.record import RunRecord
+from layercut.run_files import RESULT_NAME
 from layercut.search.clock import Clock
 from layercut.search.settings import MAX_EXTENSIONS, SearchSettings
 from layercut.sweep.grid import layer_choice
@@ -74,8 +75,11 @@ def run_line(record: RunRecord) -> str:
     if not record.finished:
         return f"{what}: FAILED: {record.error}"
     dev = (record.record.get("dev") or {}).get("best_dev_accuracy")
-    return f"{what}: " + ("untrained" if dev is None else f"dev {100 * dev:.1f}") + (
-        "" if record.status == "complete" else f" ({record.status})")
+    return (
+        f"{what}: "
+        + ("untrained" if dev is None else f"dev {100 * dev:.1f}")
+        + ("" if record.status == "complete" else f" ({record.status})")
+    )
 
 
 @dataclass
@@ -113,8 +117,11 @@ def probe_depth(runs: Runs, base: RunConfig, depth: int, source_depth: int, sett
     errors: list[str] = []
 
     def try_rates(rates: list[float]) -> None:
-        configs = [dataclasses.replace(base, layers=layers, learning_rate=rate, seed=seed)
-                   for rate in rates for seed in settings.probing]
+        configs = [
+            dataclasses.replace(base, layers=layers, learning_rate=rate, seed=seed)
+            for rate in rates
+            for seed in settings.probing
+        ]
         records = runs.get(configs, f"depth {depth} of {source_depth}")
         for rate in rates:
             mine = [r for r, c in zip(records, configs) if c.learning_rate == rate]
@@ -132,14 +139,15 @@ def probe_depth(runs: Runs, base: RunConfig, depth: int, source_depth: int, sett
             edge = max(dev) if direction == 1 else min(dev)
             if _best(dev) != edge or edge in diverged:
                 break
-            rate = float(f"{edge * settings.step ** direction:.3g}")
+            rate = float(f"{edge * settings.step**direction:.3g}")
             try_rates([rate])
             extended.append(rate)
     if all(value is None for value in dev.values()):
         raise LayercutError(f"every run at depth {depth} failed: {errors[0] if errors else 'no dev accuracy'}")
     picked = _best(dev)
-    return Probe(depth, layers, dict(sorted(dev.items())), picked, extended, sorted(diverged),
-                 _edge_note(picked, dev, diverged))
+    return Probe(
+        depth, layers, dict(sorted(dev.items())), picked, extended, sorted(diverged), _edge_note(picked, dev, diverged)
+    )
 
 
 def _best(dev: dict[float, float | None]) -> float:
@@ -152,6 +160,9 @@ def _edge_note(picked: float, dev: dict, diverged: list[float]) -> str | None:
         return "one rate tried"
     for edge, side in ((max(dev), "top"), (min(dev), "bottom")):
         if picked == edge:
-            return (f"at the {side} edge, a rate that diverged" if edge in diverged
-                    else f"at the {side} edge after {MAX_EXTENSIONS} extensions")
+            return (
+                f"at the {side} edge, a rate that diverged"
+                if edge in diverged
+                else f"at the {side} edge after {MAX_EXTENSIONS} extensions"
+            )
     return None

@@ -8,27 +8,32 @@ import statistics
 from pathlib import Path
 
 from layercut.baselines.bag_of_words import bag_of_words_for
-from layercut.run.config import RunConfig
+from layercut.settings.run_config import RunConfig
 from layercut.search.probe import Runs, layers_for
 
 
 def bag_of_words(base: RunConfig, seeds: tuple[int, ...], cache: Path) -> dict:
     """Test and dev accuracy of the reference per seed (fitted once per seed and cached with the store)."""
     fits = {seed: bag_of_words_for(dataclasses.replace(base, seed=seed), None, cache) for seed in seeds}
-    return {"method": next(iter(fits.values()))["method"],
-            "test_by_seed": {seed: fit["metrics"]["accuracy"] for seed, fit in fits.items()},
-            "dev_by_seed": {seed: fit["dev_accuracy_by_C"][str(fit["C"])] for seed, fit in fits.items()},
-            "majority": next(iter(fits.values()))["metrics"]["majority_baseline"]}
+    return {
+        "method": next(iter(fits.values()))["method"],
+        "test_by_seed": {seed: fit["metrics"]["accuracy"] for seed, fit in fits.items()},
+        "dev_by_seed": {seed: fit["dev_accuracy_by_C"][str(fit["C"])] for seed, fit in fits.items()},
+        "majority": next(iter(fits.values()))["metrics"]["majority_baseline"],
+    }
 
 
 def in_context_curve(runs: Runs, base: RunConfig, source_depth: int, seed: int, rate: float) -> dict[int, float]:
     """Test accuracy of the untrained model at every first-k depth. The rate is the grid's first, as a sweep
     records it for untrained runs (which ignore it), so their stored runs are found."""
-    configs = [dataclasses.replace(base, method="icl", layers=layers_for(k, source_depth), seed=seed, learning_rate=rate)
-               for k in range(1, source_depth + 1)]
+    configs = [
+        dataclasses.replace(base, method="icl", layers=layers_for(k, source_depth), seed=seed, learning_rate=rate)
+        for k in range(1, source_depth + 1)
+    ]
     records = runs.get(configs, "in-context learning at every depth")
-    return {k: r["metrics"]["accuracy"] for k, r in zip(range(1, source_depth + 1), records)
-            if r["status"] == "complete"}
+    return {
+        k: r["metrics"]["accuracy"] for k, r in zip(range(1, source_depth + 1), records) if r["status"] == "complete"
+    }
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -29,7 +29,9 @@ class SearchSettings:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise LayercutError(f"--seeds must be distinct, e.g. 0,42,421; got {','.join(map(str, self.seeds))}")
         if not 1 <= self.probe_seeds <= len(self.seeds):
-            raise LayercutError(f"--probe-seeds must lie in 1..{len(self.seeds)} (the number of --seeds), got {self.probe_seeds}")
+            raise LayercutError(
+                f"--probe-seeds must lie in 1..{len(self.seeds)} (the number of --seeds), got {self.probe_seeds}"
+            )
         if not self.rates or any(not 0 < r < math.inf for r in self.rates) or len(set(self.rates)) != len(self.rates):
             raise LayercutError("--rates must be distinct positive learning rates, e.g. 1e-4,3e-4,1e-3")
         if self.budget_seconds is not None and not self.budget_seconds > 0:
@@ -37,7 +39,7 @@ class SearchSettings:
 
     @property
     def probing(self) -> tuple[int, ...]:
-        return self.seeds[:self.probe_seeds]
+        return self.seeds[: self.probe_seeds]
 
     @property
     def step(self) -> float:
@@ -46,8 +48,14 @@ class SearchSettings:
         return (rates[-1] / rates[0]) ** (1 / (len(rates) - 1)) if len(rates) > 1 else 3.0
 
     def to_dict(self) -> dict:
-        return {"keep": self.keep, "seeds": list(self.seeds), "probe_seeds": self.probe_seeds, "rates": list(self.rates),
-                "budget_seconds": self.budget_seconds, "save_model": self.save_model}
+        return {
+            "keep": self.keep,
+            "seeds": list(self.seeds),
+            "probe_seeds": self.probe_seeds,
+            "rates": list(self.rates),
+            "budget_seconds": self.budget_seconds,
+            "save_model": self.save_model,
+        }
 
 
 def parse_keep(text: str) -> float:

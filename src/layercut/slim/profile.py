@@ -19,19 +19,18 @@ from typing import Callable
 import torch
 from torch import nn
 
-from layercut.adapt.batching import common_prefix_length, compute_prefix_cache, forward_prompts, make_batch
+from layercut.adapt.prefix_sharing import common_prefix_length, compute_prefix_cache, forward_prompts, make_batch
 from layercut.adapt.evaluation import Scores
 from layercut.adapt.metrics import classification_metrics
-from layercut.adapt.scorers import restricted_lm_logits
+from layercut.adapt.scorers import at_last_real_token, restricted_lm_logits
 from layercut.errors import LayercutError
 from layercut.model.blocks import find_blocks
 from layercut.model.layers import LayerSelection
 from layercut.model.sources import load_config
-from layercut.padding import last_real_index
-from layercut.run.config import RunConfig
+from layercut.settings.run_config import RunConfig
 from layercut.run.pipeline import resolve_device, run_precision
-from layercut.run.precision import Precision
-from layercut.run.prepare import prepare_adaptation
+from layercut.settings.precision import Precision, autocast
+from layercut.run.prepare import prepare_run
 
 # Where a family keeps what follows its blocks, below `model.base_model` (OPT nests it in `decoder`).
 _FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm")
@@ -82,27 +81,53 @@ def profile_depths(config: RunConfig, depths: list[int] | None = None) -> DepthP
         raise LayercutError(f"depths must lie in 1..{source_depth} for '{config.model}': got {depths[0]}..{depths[-1]}")
     config = dataclasses.replace(config, layers=f"first:{depths[-1]}")
     device = resolve_device(config.device)
-    setup = prepare_adaptation(config, device)
+    setup = prepare_run(config, device)
     prompts = setup.encode_all(setup.splits.test)
     # As a separate run decides: the precision (bf16 unless the model misbehaves in it), and sharing the
     # demonstrations' prefix when that gives the whole-prompt scores in that precision.
     precision = setup.check_precision(run_precision(config, device), prompts)
     prefix_length = common_prefix_length(prompts) if setup.decide_sharing(prompts, precision.autocast).evaluation else 0
     start = time.perf_counter()
-    probabilities = score_depths(setup.loaded.model, prompts, setup.label_words.first_ids, depths,
-                                 setup.tokenizer.pad_token_id, config.eval_batch_size, device,
-                                 precision.autocast, prefix_length)
+    probabilities = score_depths(
+        setup.loaded.model,
+        prompts,
+        setup.label_words.first_ids,
+        depths,
+        setup.tokenizer.pad_token_id,
+        config.eval_batch_size,
+        device,
+        precision.autocast,
+        prefix_length,
+    )
     seconds = time.perf_counter() - start
-    scores = {k: Scores([max(range(len(p)), key=p.__getitem__) for p in rows], rows, seconds, prefix_length)
-              for k, rows in probabilities.items()}
-    return DepthProfile(config, depths, source_depth, [e.label for e in setup.splits.test],
-                        list(setup.spec.label_names), scores, seconds, precision)
+    scores = {
+        k: Scores([max(range(len(p)), key=p.__getitem__) for p in rows], rows, seconds, prefix_length)
+        for k, rows in probabilities.items()
+    }
+    return DepthProfile(
+        config,
+        depths,
+        source_depth,
+        [e.label for e in setup.splits.test],
+        list(setup.spec.label_names),
+        scores,
+        seconds,
+        precision,
+    )
 
 
 @torch.no_grad()
-def score_depths(model: nn.Module, prompts: list[list[int]], token_ids: list[int], depths: list[int], pad_id: int,
-                 batch_size: int, device: torch.device, autocast_dtype: torch.dtype | None = None,
-                 prefix_length: int = 0) -> dict[int, list[list[float]]]:
+def score_depths(
+    model: nn.Module,
+    prompts: list[list[int]],
+    token_ids: list[int],
+    depths: list[int],
+    pad_id: int,
+    batch_size: int,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None = None,
+    prefix_length: int = 0,
+) -> dict[int, list[list[float]]]:
     """Class probabilities per depth, batched as `score_prompts` batches (by length, the shared prefix
     computed once) so the numbers match. The first k blocks' part of the prefix cache is the k-layer model's."""
     model.eval()
@@ -110,18 +135,17 @@ def score_depths(model: nn.Module, prompts: list[list[int]], token_ids: list[int
     final = final_transform(model)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     probabilities: dict[int, list[list[float]]] = {k: [[] for _ in prompts] for k in depths}
-    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+    with autocast(device, autocast_dtype):
         cache = None
         if prefix_length:
             cache = compute_prefix_cache(model, torch.tensor([prompts[0][:prefix_length]], device=device))
         with _block_outputs(model, depths) as outputs:
             for begin in range(0, len(order), batch_size):
-                chunk = order[begin:begin + batch_size]
+                chunk = order[begin : begin + batch_size]
                 batch = make_batch([prompts[i] for i in chunk], pad_id, prefix_length, device).with_cache(cache)
                 _, mask = forward_prompts(model.base_model, batch)
-                last = last_real_index(mask)
                 for k in depths:
-                    hidden = final(outputs[k])[torch.arange(len(chunk), device=device), last]
+                    hidden = at_last_real_token(final(outputs[k]), mask)
                     logits = restricted_lm_logits(model, hidden, token_ids)
                     for i, row in zip(chunk, torch.softmax(logits.float(), dim=-1).cpu().tolist()):
                         probabilities[k][i] = row
@@ -134,14 +158,17 @@ def final_transform(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     owner = getattr(base, "decoder", base)
     names = [name for name in _FINAL_NORM_NAMES if hasattr(owner, name)]
     if not names:
-        raise LayercutError(f"cannot find the final norm of {type(model).__name__} for a one-pass profile: "
-                            "run the depths separately (layercut run --method icl --layers first:K)")
+        raise LayercutError(
+            f"cannot find the final norm of {type(model).__name__} for a one-pass profile: "
+            "run the depths separately (layercut run --method icl --layers first:K)"
+        )
     steps = [m for m in (getattr(owner, names[0]), getattr(owner, "project_out", None)) if m is not None]
 
     def apply(hidden: torch.Tensor) -> torch.Tensor:
         for step in steps:
             hidden = step(hidden)
         return hidden
+
     return apply
 
 
@@ -154,7 +181,9 @@ def _block_outputs(model: nn.Module, depths: list[int]):
     def hook(depth: int):
         def store(module, inputs, output):
             outputs[depth] = output[0] if isinstance(output, tuple) else output
+
         return store
+
     handles = [blocks[k - 1].register_forward_hook(hook(k)) for k in depths]
     try:
         yield outputs

@@ -33,11 +33,18 @@ def depth_sizes(config, depths: list[int], trimmed_vocab_size: int | None = None
     if trimmed_vocab_size is not None:
         trimmed = copy.deepcopy(config)
         trimmed.vocab_size = trimmed_vocab_size
-    return [DepthSize(k, count_config_parameters(config, k),
-                      None if trimmed is None else count_config_parameters(trimmed, k)) for k in depths]
+    return [
+        DepthSize(
+            k, count_config_parameters(config, k), None if trimmed is None else count_config_parameters(trimmed, k)
+        )
+        for k in depths
+    ]
 
 
 def trimmed_vocab_size(tokenizer, corpus, config) -> int:
     """How many tokens `layercut cut --trim-vocab` keeps for this corpus (no model needed)."""
-    return len(choose_tokens(tokenizer, corpus.texts, corpus.label_words, config_token_ids(config),
-                             vocab_size=config.vocab_size).kept_ids)
+    return len(
+        choose_tokens(
+            tokenizer, corpus.texts, corpus.label_words, config_token_ids(config), vocab_size=config.vocab_size
+        ).kept_ids
+    )

@@ -30,8 +30,14 @@ from layercut.errors import LayercutError, reported_if_disk_full
 from layercut.slim.corpus import resolve_corpus
 
 _BYTE_FALLBACK_TOKENS = [f"<0x{b:02X}>" for b in range(256)]
-_CONFIG_TOKEN_FIELDS = ("pad_token_id", "bos_token_id", "eos_token_id", "unk_token_id",
-                        "decoder_start_token_id", "sep_token_id")
+_CONFIG_TOKEN_FIELDS = (
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "unk_token_id",
+    "decoder_start_token_id",
+    "sep_token_id",
+)
 
 
 @dataclass
@@ -45,8 +51,9 @@ class TrimmedVocabulary:
         return {old: new for new, old in enumerate(self.kept_ids)}
 
 
-def choose_tokens(tokenizer, texts: list[str], keep_words: list[str] = (), keep_ids: list[int] = (),
-                  vocab_size: int | None = None) -> TrimmedVocabulary:
+def choose_tokens(
+    tokenizer, texts: list[str], keep_words: list[str] = (), keep_ids: list[int] = (), vocab_size: int | None = None
+) -> TrimmedVocabulary:
     """Which tokens a trimmed tokenizer needs so that `texts` tokenize as before and any text still does;
     ids from `vocab_size` on have no embedding row and are left out."""
     state = _tokenizer_state(tokenizer)
@@ -66,7 +73,9 @@ def choose_tokens(tokenizer, texts: list[str], keep_words: list[str] = (), keep_
     keep("special and added tokens", added)
     keep("base tokens (any text still tokenizes)", _base_tokens(state))
     keep("corpus", (id_to_token[i] for ids in encoded for i in ids))
-    words = tokenizer([" " + w.strip() for w in keep_words], add_special_tokens=False)["input_ids"] if keep_words else []
+    words = (
+        tokenizer([" " + w.strip() for w in keep_words], add_special_tokens=False)["input_ids"] if keep_words else []
+    )
     keep("label words", (id_to_token[i] for ids in words for i in ids))
     keep("model config ids", (id_to_token[i] for i in keep_ids if i in id_to_token))
     if model["type"] == "BPE":
@@ -93,7 +102,12 @@ def trim_tokenizer(tokenizer, chosen: TrimmedVocabulary):
     # The scratch copy goes to the system's temporary folder: a full disk there is one line naming it.
     with reported_if_disk_full(tempfile.gettempdir()), temporary_directory("layercut-trim") as folder:
         tokenizer.save_pretrained(folder)
-        for stale in ("vocab.json", "merges.txt", "vocab.txt", "tokenizer.model"):  # slow-tokenizer files would disagree
+        for stale in (
+            "vocab.json",
+            "merges.txt",
+            "vocab.txt",
+            "tokenizer.model",
+        ):  # slow-tokenizer files would disagree
             Path(folder, stale).unlink(missing_ok=True)
         Path(folder, "tokenizer.json").write_text(json.dumps(state, ensure_ascii=False))
         _renumber_tokenizer_config(Path(folder, "tokenizer_config.json"), new_id)
@@ -120,7 +134,9 @@ def trim_model(model: nn.Module, chosen: TrimmedVocabulary) -> nn.Module:
             if getattr(head, "bias", None) is not None:
                 head.bias = nn.Parameter(head.bias[index].clone())
             head.out_features = len(index)
-    for config in {id(c): c for c in (model.config, model.config.get_text_config(), model.generation_config) if c}.values():
+    for config in {
+        id(c): c for c in (model.config, model.config.get_text_config(), model.generation_config) if c
+    }.values():
         if hasattr(config, "vocab_size"):
             config.vocab_size = len(index)
         for field in _CONFIG_TOKEN_FIELDS:
@@ -142,28 +158,37 @@ def config_token_ids(*configs) -> list[int]:
     return ids
 
 
-def trim_vocabulary(model: nn.Module, tokenizer, texts: list[str], keep_words: list[str] = (), corpus: str = "") -> tuple:
+def trim_vocabulary(
+    model: nn.Module, tokenizer, texts: list[str], keep_words: list[str] = (), corpus: str = ""
+) -> tuple:
     """Trim model and tokenizer to `texts` (+ label words); returns (model, tokenizer, record).
 
     Raises if any corpus text tokenizes differently afterwards: the guarantee is checked, not assumed.
     """
     source_size = model.get_input_embeddings().weight.shape[0]
-    chosen = choose_tokens(tokenizer, texts, keep_words, config_token_ids(model.config, model.generation_config),
-                           vocab_size=source_size)
+    chosen = choose_tokens(
+        tokenizer, texts, keep_words, config_token_ids(model.config, model.generation_config), vocab_size=source_size
+    )
     trimmed_tokenizer = trim_tokenizer(tokenizer, chosen)
     check_same_pieces(tokenizer, trimmed_tokenizer, chosen, texts)
     trim_model(model, chosen)
-    record = {"corpus": corpus, "corpus_texts": len(texts), "source_vocab_size": source_size,
-              "vocab_size": len(chosen.kept_ids), "kept_by_reason": chosen.reasons,
-              "kept_source_ids": chosen.kept_ids}
+    record = {
+        "corpus": corpus,
+        "corpus_texts": len(texts),
+        "source_vocab_size": source_size,
+        "vocab_size": len(chosen.kept_ids),
+        "kept_by_reason": chosen.reasons,
+        "kept_source_ids": chosen.kept_ids,
+    }
     return model, trimmed_tokenizer, record
 
 
 def trim_loaded(loaded, corpus_name: str) -> tuple:
     """A cut model (LoadedModel) trimmed to a task's or text file's vocabulary, and the trim's record."""
     corpus = resolve_corpus(corpus_name, loaded.tokenizer)
-    model, tokenizer, record = trim_vocabulary(loaded.model, loaded.tokenizer, corpus.texts, corpus.label_words,
-                                               corpus.description)
+    model, tokenizer, record = trim_vocabulary(
+        loaded.model, loaded.tokenizer, corpus.texts, corpus.label_words, corpus.description
+    )
     return dataclasses.replace(loaded, model=model, tokenizer=tokenizer), record
 
 
@@ -175,22 +200,29 @@ def check_same_pieces(tokenizer, trimmed, chosen: TrimmedVocabulary, texts: list
     after = trimmed(list(texts), add_special_tokens=True)["input_ids"]
     for text, old, new in zip(texts, before, after):
         if [new_id.get(i) for i in old] != new:
-            raise LayercutError(f"vocabulary trimming changed how {text[:60]!r} tokenizes; this is a layercut bug: "
-                                "please report it, and cut without --trim-vocab meanwhile")
+            raise LayercutError(
+                f"vocabulary trimming changed how {text[:60]!r} tokenizes; this is a layercut bug: "
+                "please report it, and cut without --trim-vocab meanwhile"
+            )
 
 
 def _tokenizer_state(tokenizer) -> dict:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
-        raise LayercutError(f"{type(tokenizer).__name__} is a slow (Python) tokenizer: vocabulary trimming needs a fast "
-                            "(tokenizers-JSON) tokenizer; save the model with a tokenizer.json, or cut without --trim-vocab")
+        raise LayercutError(
+            f"{type(tokenizer).__name__} is a slow (Python) tokenizer: vocabulary trimming needs a fast "
+            "(tokenizers-JSON) tokenizer; save the model with a tokenizer.json, or cut without --trim-vocab"
+        )
     state = json.loads(backend.to_str())
     model = state["model"]
     if model["type"] not in ("BPE", "WordLevel"):
-        raise LayercutError(f"vocabulary trimming supports BPE and word-level tokenizers, not {model['type']}: "
-                            "cut without --trim-vocab")
+        raise LayercutError(
+            f"vocabulary trimming supports BPE and word-level tokenizers, not {model['type']}: cut without --trim-vocab"
+        )
     if model["type"] == "BPE" and (model.get("continuing_subword_prefix") or model.get("end_of_word_suffix")):
-        raise LayercutError("vocabulary trimming supports BPE without subword prefixes or word suffixes: cut without --trim-vocab")
+        raise LayercutError(
+            "vocabulary trimming supports BPE without subword prefixes or word suffixes: cut without --trim-vocab"
+        )
     return state
 
 
@@ -237,7 +269,7 @@ def _merge_path(token: str, ranks: dict[tuple[str, str], int]) -> list[str]:
         if not pairs:
             break
         _, i = min(pairs)
-        symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]
+        symbols[i : i + 2] = [symbols[i] + symbols[i + 1]]
         built.append(symbols[i])
     return built + list(token)
 
@@ -260,7 +292,9 @@ def _renumber_tokenizer_config(path: Path, new_id: dict[int, int]) -> None:
         return
     config = json.loads(path.read_text())
     if "added_tokens_decoder" in config:
-        config["added_tokens_decoder"] = {str(new_id[int(i)]): entry for i, entry in config["added_tokens_decoder"].items()}
+        config["added_tokens_decoder"] = {
+            str(new_id[int(i)]): entry for i, entry in config["added_tokens_decoder"].items()
+        }
         path.write_text(json.dumps(config, indent=2, ensure_ascii=False))
 
 

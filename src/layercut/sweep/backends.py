@@ -10,14 +10,20 @@ from typing import Iterable, Iterator
 
 from layercut.atomic import temporary_directory
 from layercut.errors import LayercutError
-from layercut.run.config import RunConfig
-from layercut.run.record import RESULT_NAME, RunRecord
+from layercut.settings.run_config import RunConfig
+from layercut.run.record import RunRecord
+from layercut.run_files import RESULT_NAME
 
 BACKENDS = ("local", "ray")
 # Ray forwards workers' output to the driver: keep library progress bars and chatter off it,
 # as the command line does in its own process; the sweep prints one line per run.
-_QUIET_WORKERS = {"env_vars": {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
-                               "TOKENIZERS_PARALLELISM": "false"}}
+_QUIET_WORKERS = {
+    "env_vars": {
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "TRANSFORMERS_VERBOSITY": "error",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+}
 
 
 def execute_run(config: RunConfig) -> RunRecord:
@@ -53,7 +59,9 @@ class RayBackend:
         try:
             import ray
         except ImportError:
-            raise LayercutError("--backend ray needs Ray: run `pip install 'layercut[ray]'`, or use --backend local") from None
+            raise LayercutError(
+                "--backend ray needs Ray: run `pip install 'layercut[ray]'`, or use --backend local"
+            ) from None
         self.ray, self.address = ray, address
 
     def execute(self, configs: Iterable[RunConfig]) -> Iterator[RunRecord]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from layercut.run.config import RunConfig
+from layercut.settings.run_config import RunConfig
 from layercut.sweep.plan import THROUGHPUTS, duration, model_facts, run_flops
 
 
@@ -51,8 +51,11 @@ class SweepProgress:
     left_seconds: float
 
     def line(self) -> str:
-        return (f"{self.done} of {self.total} done" + (f", {self.failed} failed" if self.failed else "")
-                + f", {duration(self.elapsed_seconds)} of runs so far, about {duration(self.left_seconds)} left")
+        return (
+            f"{self.done} of {self.total} done"
+            + (f", {self.failed} failed" if self.failed else "")
+            + f", {duration(self.elapsed_seconds)} of runs so far, about {duration(self.left_seconds)} left"
+        )
 
 
 def sweep_progress(runs: list[RunConfig], records: list[dict]) -> SweepProgress:
@@ -64,8 +67,10 @@ def sweep_progress(runs: list[RunConfig], records: list[dict]) -> SweepProgress:
     for record in finished:
         model.add(record)
     done = {r["key"] for r in finished}
-    elapsed = sum((r.get("timing") or {}).get("train_seconds", 0.0) + (r.get("timing") or {}).get("eval_seconds", 0.0)
-                  for r in finished)
+    elapsed = sum(
+        (r.get("timing") or {}).get("train_seconds", 0.0) + (r.get("timing") or {}).get("eval_seconds", 0.0)
+        for r in finished
+    )
     left = model.seconds([config for config in runs if config.key() not in done])
     return SweepProgress(len(runs), len(done), sum(r.get("status") == "failed" for r in mine), elapsed, left)
 

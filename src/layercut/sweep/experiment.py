@@ -17,7 +17,7 @@
     settings:                       # any other RunConfig field, shared by every run
       epochs: 3
       learning_rate: [5.0e-5, 1.0e-4]   # a list is tried in full; the report picks per cell on dev accuracy
-    evaluations:                    # optional: lm-eval tasks, perplexity... per depth (see layercut.evaluate.sweep)
+    evaluations:                    # optional: lm-eval tasks, perplexity... per depth (see layercut.evaluate.per_depth)
       - {lm_eval: [layercut_trec], limit: 100}
 
 A missing dimension takes RunConfig's default. Relative paths (models, task files, data files) are
@@ -40,14 +40,15 @@ from pathlib import Path
 import yaml
 
 from layercut.errors import LayercutError
-from layercut.evaluate.sweep import parse_evaluations
+from layercut.evaluate.per_depth import parse_evaluations
 from layercut.importance.strategies import check_strategy
 from layercut.model.layers import LayerSelection, parse_index_spec
 from layercut.model.sources import Trust, check_model_source, context_length, load_tokenizer, resolve_source
-from layercut.prompting.demos import POLICIES
 from layercut.prompting.label_words import resolve_label_words
-from layercut.run.config import RunConfig
-from layercut.run.task import resolve_task
+from layercut.settings.declare import coerce
+from layercut.settings.methods import ignored_settings
+from layercut.settings.run_config import DEMO_POLICIES, RunConfig
+from layercut.settings.task import resolve_task
 from layercut.sweep.grid import DIMENSIONS, SETTINGS
 from layercut.sweep.plan import model_facts
 from layercut.tasks import load_examples, make_splits
@@ -56,13 +57,7 @@ from layercut.tasks.splits import ALL
 from layercut.text_files import read_utf8
 
 KEYS = ("description", *DIMENSIONS, "arms", "settings", "evaluations")
-# Settings a method ignores keep their first value there, so that sweeping them does not repeat identical runs.
-_TRAINING = ("learning_rate", "epochs", "max_steps", "eval_every", "batch_size", "gradient_accumulation", "patience",
-             "weight_decay")
-_LORA = ("lora_rank", "lora_alpha")
-_TYPES = {f.name: f.type for f in dataclasses.fields(RunConfig)}  # "float", "int | None", ... (postponed annotations)
-_KINDS = {"float": ("a number", "5.0e-5"), "int": ("a whole number", "3"), "str": ("text", "'text'"),
-          "bool": ("true or false", "true")}
+_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
 
 
 @dataclass(frozen=True)
@@ -111,22 +106,36 @@ def expand(data, base: Path, where: str) -> tuple[list[RunConfig], list[str]]:
     default_layers = [] if "strategies" in data and "layers" not in data else _values(data, "layers", where)
     strategy_choices = _strategy_choices(data, where)
     tasks = [_task(entry, base, where) for entry in _values(data, "tasks", where)]
-    heads, methods, demos, shots, seeds = (_checked(data, key, where) for key in ("heads", "methods", "demos", "shots", "seeds"))
+    heads, methods, demos, shots, seeds = (
+        _checked(data, key, where) for key in ("heads", "methods", "demos", "shots", "seeds")
+    )
     if ALL in shots and not all(setting.get("dev_size") or setting.get("dev_shots") for setting in settings):
-        raise LayercutError(f"{where}: shots 'all' trains on every training example: set the dev set apart "
-                            "under settings (dev_size: N)")
+        raise LayercutError(
+            f"{where}: shots 'all' trains on every training example: set the dev set apart under settings (dev_size: N)"
+        )
 
     skipped: Counter[str] = Counter()
     runs: dict[str, RunConfig] = {}
     trust = Trust(remote_code=any(setting.get("trust_remote_code") for setting in settings))
     for model, model_layers in models:
-        for selection in _selections(model, default_layers if model_layers is None else model_layers,
-                                     strategy_choices, where, skipped, trust):
+        for selection in _selections(
+            model, default_layers if model_layers is None else model_layers, strategy_choices, where, skipped, trust
+        ):
             for (task, options), head, method, demo, shot, seed, setting, arm in itertools.product(
-                    tasks, heads, methods, demos, shots, seeds, settings, arms):
+                tasks, heads, methods, demos, shots, seeds, settings, arms
+            ):
                 try:
-                    fields = dict(model=model, task=task, task_options=options, head=head, method=arm.get("method", method),
-                                  demos=demo, shots=shot, seed=seed, **selection)
+                    fields = dict(
+                        model=model,
+                        task=task,
+                        task_options=options,
+                        head=head,
+                        method=arm.get("method", method),
+                        demos=demo,
+                        shots=shot,
+                        seed=seed,
+                        **selection,
+                    )
                     fields.update(_relevant(setting, settings[0], fields["method"]), **arm)
                     config = RunConfig(**fields)
                 except LayercutError as error:
@@ -169,7 +178,9 @@ def _check_runs_can_start(runs: list[RunConfig], where: str) -> None:
         if data[task] is None:
             continue
         with _prefixed(where):
-            make_splits(data[task], run.shots, run.seed, dev_shots=run.dev_shots, dev_size=run.dev_size, test_size=run.test_size)
+            make_splits(
+                data[task], run.shots, run.seed, dev_shots=run.dev_shots, dev_size=run.dev_size, test_size=run.test_size
+            )
 
 
 def _tokenizer(run: RunConfig):
@@ -218,8 +229,10 @@ def _checked(data: dict, key: str, where: str) -> list:
         if value != ALL:  # shots: all needs the dev set's size, a setting: checked with the settings in expand()
             RunConfig(**{field: value})
         if field == "demos":
-            if value not in POLICIES:
-                raise LayercutError(f"{where}: unknown demonstration policy '{value}'; use one of {', '.join(POLICIES)}")
+            if value not in DEMO_POLICIES:
+                raise LayercutError(
+                    f"{where}: unknown demonstration policy '{value}'; use one of {', '.join(DEMO_POLICIES)}"
+                )
     return values
 
 
@@ -234,8 +247,9 @@ def _strategy_choices(data: dict, where: str) -> list[dict]:
     return [{"keep_strategy": s, "keep_count": k} for s in strategies for k in counts]
 
 
-def _selections(model: str, layers: list, strategy_choices: list[dict], where: str, skipped: Counter,
-                trust: Trust) -> list[dict]:
+def _selections(
+    model: str, layers: list, strategy_choices: list[dict], where: str, skipped: Counter, trust: Trust
+) -> list[dict]:
     """The layer choices for one model: its `layers` entries, then the strategy choices; those the
     model's depth cannot hold are skipped (its depth is read from its config, without weights)."""
     choices = []
@@ -287,8 +301,10 @@ def _task(entry, base: Path, where: str) -> tuple[str, dict]:
         options = {k: v for k, v in entry.items() if k != "name"}
         unknown = sorted(set(options) - set(TASK_OPTION_NAMES))
         if "name" not in entry or unknown:
-            raise LayercutError(f"{where}: a task entry takes 'name' and task options ({', '.join(TASK_OPTION_NAMES)}), "
-                                f"got {sorted(entry)}")
+            raise LayercutError(
+                f"{where}: a task entry takes 'name' and task options ({', '.join(TASK_OPTION_NAMES)}), "
+                f"got {sorted(entry)}"
+            )
         for key in ("data", "test_data"):
             if options.get(key):
                 options[key] = str((base / Path(options[key]).expanduser()).resolve())
@@ -315,15 +331,23 @@ def _arms(arms, where: str) -> list[dict]:
     if arms is None:
         return [{}]
     if not isinstance(arms, dict) or not arms or not all(isinstance(a, dict) for a in arms.values()):
-        raise LayercutError(f"{where}: 'arms' must map arm names to settings, e.g. {{plain: {{}}, bridge: {{bridge: lstsq}}}}")
+        raise LayercutError(
+            f"{where}: 'arms' must map arm names to settings, e.g. {{plain: {{}}, bridge: {{bridge: lstsq}}}}"
+        )
     checked = []
     for name, values in arms.items():
         unknown = sorted(set(values) - set(SETTINGS) - set(ARM_FIELDS), key=str)
         if unknown:
-            raise LayercutError(f"{where}: arm '{name}' sets unknown field(s) {', '.join(map(str, unknown))}; "
-                                f"allowed: {', '.join(ARM_FIELDS + SETTINGS)}")
-        checked.append({field: value if field in ARM_FIELDS else _coerce(field, value, f"{where}: arms")
-                        for field, value in values.items()})
+            raise LayercutError(
+                f"{where}: arm '{name}' sets unknown field(s) {', '.join(map(str, unknown))}; "
+                f"allowed: {', '.join(ARM_FIELDS + SETTINGS)}"
+            )
+        checked.append(
+            {
+                field: value if field in ARM_FIELDS else _coerce(field, value, f"{where}: arms")
+                for field, value in values.items()
+            }
+        )
     return checked
 
 
@@ -335,7 +359,9 @@ def _settings_grid(settings, where: str) -> list[dict]:
         raise LayercutError(f"{where}: 'settings' must be a mapping of RunConfig fields, e.g. {{epochs: 3}}")
     unknown = sorted(set(settings) - set(SETTINGS), key=str)
     if unknown:
-        raise LayercutError(f"{where}: unknown setting(s) {', '.join(map(str, unknown))}; allowed: {', '.join(SETTINGS)}")
+        raise LayercutError(
+            f"{where}: unknown setting(s) {', '.join(map(str, unknown))}; allowed: {', '.join(SETTINGS)}"
+        )
     lists = {}
     for name, value in settings.items():
         values = value if isinstance(value, list) else [value]
@@ -352,28 +378,9 @@ def _settings_grid(settings, where: str) -> list[dict]:
 
 
 def _relevant(setting: dict, first: dict, method: str) -> dict:
-    ignored = (_TRAINING + _LORA) if method == "icl" else _LORA if method != "lora" else ()
+    ignored = ignored_settings(method)
     return {name: first[name] if name in ignored else value for name, value in setting.items()}
 
 
 def _coerce(field: str, value, where: str):
-    """A YAML value as the RunConfig field's type (YAML 1.1 reads 5e-5, without a dot, as a string)."""
-    kind = _TYPES[field]
-    if value is None and kind.endswith("None"):
-        return None
-    if kind == "bool" and isinstance(value, bool):
-        return value
-    if field == "shots" and value == ALL:
-        return value
-    if not isinstance(value, bool):
-        if kind.startswith("float") and isinstance(value, (int, float, str)):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        elif kind.startswith("int") and isinstance(value, int):
-            return value
-        elif kind.startswith("str") and isinstance(value, (str, int, float)):
-            return str(value)
-    what, example = _KINDS[kind.split(" ")[0]]
-    raise LayercutError(f"{where}: {field} {value!r} is not {what}: write e.g. {example}")
+    return coerce(_FIELDS[field], value, where)

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 
-from layercut.run.config import RunConfig
+from layercut.settings.run_config import RunConfig
 
 DIMENSIONS = {  # experiment key -> RunConfig field
-    "models": "model", "layers": "layers", "strategies": "keep_strategy", "keep_counts": "keep_count",
-    "tasks": "task", "heads": "head", "methods": "method", "demos": "demos", "shots": "shots", "seeds": "seed",
+    "models": "model",
+    "layers": "layers",
+    "strategies": "keep_strategy",
+    "keep_counts": "keep_count",
+    "tasks": "task",
+    "heads": "head",
+    "methods": "method",
+    "demos": "demos",
+    "shots": "shots",
+    "seeds": "seed",
 }
 SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in {*DIMENSIONS.values(), "task_options"})
 

@@ -10,14 +10,15 @@ import functools
 import json
 from dataclasses import dataclass
 
+from layercut.adapt.training import Budget
 from layercut.errors import LayercutError
 from layercut.importance.strategies import RANKED, TASK_STRATEGY, check_count
 from layercut.model.layers import LayerSelection
 from layercut.model.size import config_size_reports, known_config
 from layercut.model.sources import Trust, load_config, resolve_source
 from layercut.report.text import text_table
-from layercut.run.config import RunConfig
-from layercut.run.task import resolve_task
+from layercut.settings.run_config import RunConfig
+from layercut.settings.task import resolve_task
 from layercut.sweep.grid import SETTINGS, layer_choice
 from layercut.tasks.splits import ALL
 
@@ -93,11 +94,10 @@ def run_flops(config: RunConfig) -> float | None:
 
     trained_tokens, evaluated_tokens = 0, evaluated(test)
     if config.trains:
-        per_epoch = -(-train // config.batch_size)
-        steps = config.max_steps or config.epochs * per_epoch
+        budget = Budget.for_run(config, train)
         batch_tokens = config.batch_size * query + (demos if shared else config.batch_size * demos)
-        trained_tokens = steps * batch_tokens
-        evaluated_tokens += -(-steps // (config.eval_every or per_epoch)) * evaluated(dev)
+        trained_tokens = budget.steps * batch_tokens
+        evaluated_tokens += budget.evaluations * evaluated(dev)
     return n * (6 * trained_tokens + 2 * evaluated_tokens)
 
 
@@ -116,7 +116,8 @@ def ranking_flops(config: RunConfig) -> tuple[tuple, float] | None:
     per_block = facts.non_embedding_parameters(depth) / depth
     one_round = lambda n: n * (n + 1) // 2 + n  # noqa: E731 (every candidate's replay, and the recording pass)
     passes = {"bi": depth, "angular": depth, "loss": one_round(depth)}.get(
-        config.keep_strategy, sum(one_round(n) for n in range(2, depth + 1)))
+        config.keep_strategy, sum(one_round(n) for n in range(2, depth + 1))
+    )
     if config.keep_strategy == TASK_STRATEGY:
         spec = _task_spec(config.task, json.dumps(config.task_options, sort_keys=True))
         dev = config.dev_size or (config.dev_shots or config.shots) * spec.num_classes
@@ -124,8 +125,18 @@ def ranking_flops(config: RunConfig) -> tuple[tuple, float] | None:
         tokens = demos + min(dev, config.calibration_samples) * TOKENS_PER_EXAMPLE
     else:
         tokens = config.calibration_samples * CALIBRATION_TOKENS
-    identity = (config.model, config.keep_strategy, config.task, json.dumps(config.task_options, sort_keys=True),
-                config.seed, config.shots, config.dev_size, config.dev_shots, config.demos, config.calibration_samples)
+    identity = (
+        config.model,
+        config.keep_strategy,
+        config.task,
+        json.dumps(config.task_options, sort_keys=True),
+        config.seed,
+        config.shots,
+        config.dev_size,
+        config.dev_shots,
+        config.demos,
+        config.calibration_samples,
+    )
     return identity, 2 * per_block * tokens * passes
 
 
@@ -145,24 +156,43 @@ def describe_plan(runs: list[RunConfig], done: set[str] = frozenset()) -> str:
         flops = run_flops(run)
         total += flops or 0.0
         unknown += flops is None
-        rows.append([str(index), run.key(), run.model, layer_choice(run.to_dict()), run.task, run.head, run.method,
-                     run.demos, str(run.shots), str(run.seed), *(str(getattr(run, name)) for name in varying),
-                     "?" if flops is None else f"{flops:.1e}", "done" if run.key() in done else ""])
+        rows.append(
+            [
+                str(index),
+                run.key(),
+                run.model,
+                layer_choice(run.to_dict()),
+                run.task,
+                run.head,
+                run.method,
+                run.demos,
+                str(run.shots),
+                str(run.seed),
+                *(str(getattr(run, name)) for name in varying),
+                "?" if flops is None else f"{flops:.1e}",
+                "done" if run.key() in done else "",
+            ]
+        )
     rankings = dict(filter(None, (ranking_flops(run) for run in runs)))
     total += sum(rankings.values())
     lines = [text_table([header, *rows])]
     lines.append(f"{len(runs)} runs" + (f", {len(done)} already complete" if done else ""))
     if rankings:
-        lines.append(f"+ {len(rankings)} layer ranking(s) for the layer strategies, each computed once and cached: "
-                     f"{sum(rankings.values()):.1e} FLOP")
+        lines.append(
+            f"+ {len(rankings)} layer ranking(s) for the layer strategies, each computed once and cached: "
+            f"{sum(rankings.values()):.1e} FLOP"
+        )
     lines.append(
         f"estimated compute: {total:.2e} FLOP"
         + (f" (+ {unknown} run(s) of models whose config is not readable here)" if unknown else "")
-        + "; " + ", ".join(f"~{duration(total / speed)} on {where} ({speed / 1e12:g} TFLOP/s)" for where, speed in THROUGHPUTS)
+        + "; "
+        + ", ".join(f"~{duration(total / speed)} on {where} ({speed / 1e12:g} TFLOP/s)" for where, speed in THROUGHPUTS)
     )
-    lines.append(f"assumes 6·N FLOPs per trained token and 2·N per evaluated one (N = non-embedding parameters kept), "
-                 f"~{TOKENS_PER_EXAMPLE} tokens per example and demonstration, fixed demonstrations computed once per "
-                 "batch or evaluation pass (shared prefixes), and the whole step budget run: early stopping only shortens it")
+    lines.append(
+        f"assumes 6·N FLOPs per trained token and 2·N per evaluated one (N = non-embedding parameters kept), "
+        f"~{TOKENS_PER_EXAMPLE} tokens per example and demonstration, fixed demonstrations computed once per "
+        "batch or evaluation pass (shared prefixes), and the whole step budget run: early stopping only shortens it"
+    )
     return "\n".join(lines)
 
 

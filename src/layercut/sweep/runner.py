@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from layercut.evaluate.sweep import run_evaluations
+from layercut.evaluate.per_depth import run_evaluations
 from layercut.run.record import RunRecord
 from layercut.report.markdown import write_report
-from layercut.slim.sweep import one_pass_records, split_one_pass_runs
+from layercut.slim.one_pass_runs import one_pass_records, split_one_pass_runs
 from layercut.sweep.backends import make_backend
 from layercut.sweep.eta import sweep_progress
 from layercut.sweep.experiment import Experiment
@@ -33,22 +33,33 @@ def execute_pending(pending: list, executor) -> Iterator[RunRecord]:
     return itertools.chain(one_pass_records(one_pass), executor.execute(one_by_one))
 
 
-def run_sweep(experiment: Experiment, out: str | Path, *, backend: str = "local", address: str | None = None,
-              allow_different: bool = False, echo: Callable[[str], None] = print) -> SweepSummary:
+def run_sweep(
+    experiment: Experiment,
+    out: str | Path,
+    *,
+    backend: str = "local",
+    address: str | None = None,
+    allow_different: bool = False,
+    echo: Callable[[str], None] = print,
+) -> SweepSummary:
     executor = make_backend(backend, address)  # a missing Ray fails here, before DIR is touched
     store = ResultStore(out)
     with store.claim(experiment, allow_different):
         pending = [config for config in experiment.runs if not store.is_done(config.key())]
         summary = SweepSummary(len(experiment.runs), len(experiment.runs) - len(pending))
-        echo(f"{summary.runs} runs: {summary.already_done} already complete in {out}, "
-             f"{len(pending)} to run on the {executor.name} backend")
+        echo(
+            f"{summary.runs} runs: {summary.already_done} already complete in {out}, "
+            f"{len(pending)} to run on the {executor.name} backend"
+        )
         records = [stored.record for stored in store.records()]
         for index, record in enumerate(execute_pending(pending, executor), 1):
             store.save(record)
             records.append(record.record)
             config = record.config
-            what = (f"{record.key} {config['model']} {layer_choice(config)} {config['task']} {config['head']} "
-                    f"{config['method']} seed {config['seed']}")
+            what = (
+                f"{record.key} {config['model']} {layer_choice(config)} {config['task']} {config['head']} "
+                f"{config['method']} seed {config['seed']}"
+            )
             if record.finished:
                 summary.finished += 1
                 note = "" if record.status == "complete" else f" ({record.status})"
@@ -59,6 +70,8 @@ def run_sweep(experiment: Experiment, out: str | Path, *, backend: str = "local"
             echo(f"[{index}/{len(pending)}] {what}: {outcome} | {sweep_progress(experiment.runs, records).line()}")
         if summary.finished or summary.already_done:
             if experiment.evaluations:
-                run_evaluations(experiment.evaluations, store.root, [r.record for r in store.records() if r.finished], echo)
+                run_evaluations(
+                    experiment.evaluations, store.root, [r.record for r in store.records() if r.finished], echo
+                )
             summary.report = write_report(out).report
     return summary

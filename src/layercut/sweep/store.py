@@ -17,10 +17,17 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from layercut.atomic import (is_temporary, make_folders, remove_empty_folders, remove_stale_temporaries, write_json_atomic,
-                             write_text_atomic)
+from layercut.atomic import (
+    is_temporary,
+    make_folders,
+    remove_empty_folders,
+    remove_stale_temporaries,
+    write_json_atomic,
+    write_text_atomic,
+)
 from layercut.errors import LayercutError
-from layercut.run.record import FAILURE_NAME, RESULT_NAME, RunRecord, read_json
+from layercut.run.record import RunRecord, read_json
+from layercut.run_files import FAILURE_NAME, RESULT_NAME
 
 LOCK_NAME = ".lock"
 
@@ -52,7 +59,9 @@ class ResultStore:
             record = RunRecord.read(path)
             if record is None:
                 if path.exists():
-                    raise LayercutError(f"'{path}' is damaged (not a JSON object): delete '{folder}' and run the sweep again")
+                    raise LayercutError(
+                        f"'{path}' is damaged (not a JSON object): delete '{folder}' and run the sweep again"
+                    )
                 continue
             damage = record.damage()
             if damage:
@@ -87,19 +96,23 @@ class ResultStore:
         except OSError as error:
             remove_empty_folders(created)
             raise LayercutError(
-                f"cannot write to '{self.root}' ({error.strerror}): choose another --out or fix its permissions") from None
+                f"cannot write to '{self.root}' ({error.strerror}): choose another --out or fix its permissions"
+            ) from None
         with lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel even after SIGKILL
             except BlockingIOError:
                 raise LayercutError(
-                    f"another sweep is writing to '{self.root}': wait for it to finish, or choose another --out") from None
+                    f"another sweep is writing to '{self.root}': wait for it to finish, or choose another --out"
+                ) from None
             try:
                 self._check_owner(experiment, allow_different)  # again, now that no other sweep can write
                 self._remove_debris()
                 write_text_atomic(self.root / "experiment.yaml", experiment.text)
-                write_json_atomic(self.root / "sweep.json", {"experiment": experiment.key, "source": experiment.source,
-                                                             "runs": len(experiment.runs)})
+                write_json_atomic(
+                    self.root / "sweep.json",
+                    {"experiment": experiment.key, "source": experiment.source, "runs": len(experiment.runs)},
+                )
             except BaseException:
                 self._undo_claim(before, created)
                 raise
@@ -131,8 +144,10 @@ class ResultStore:
         if owner is None:
             others = [p.name for p in self.root.iterdir() if p.name != LOCK_NAME and not is_temporary(p.name)]
             if others:
-                raise LayercutError(f"'{self.root}' is not empty and holds no sweep ({others[0]}, ...): "
-                                    "choose another --out, or pass --allow-different to write into it")
+                raise LayercutError(
+                    f"'{self.root}' is not empty and holds no sweep ({others[0]}, ...): "
+                    "choose another --out, or pass --allow-different to write into it"
+                )
         elif owner.get("experiment") != experiment.key:
             raise LayercutError(
                 f"'{self.root}' holds the results of another experiment ({owner.get('source')}, {owner.get('runs')} runs): "

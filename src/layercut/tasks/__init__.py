@@ -11,6 +11,16 @@ from layercut.tasks.spec import Example, TaskData, TaskSpec
 from layercut.tasks.splits import FewShotSplits, make_splits
 
 __all__ = [
-    "Example", "FewShotSplits", "TaskData", "TaskOptions", "TaskSpec",
-    "get_task", "list_tasks", "load_examples", "load_task_yaml", "make_splits", "task_from_file", "task_spec",
+    "Example",
+    "FewShotSplits",
+    "TaskData",
+    "TaskOptions",
+    "TaskSpec",
+    "get_task",
+    "list_tasks",
+    "load_examples",
+    "load_task_yaml",
+    "make_splits",
+    "task_from_file",
+    "task_spec",
 ]

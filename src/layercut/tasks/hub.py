@@ -14,8 +14,11 @@ def read_hub(spec: TaskSpec) -> tuple[list[Example], list[Example]]:
     try:
         splits = datasets.load_dataset(spec.path, spec.config)
     except ConnectionError:  # datasets' own error for an unreachable Hub or offline mode
-        analogue = (f"use the offline task '{spec.offline_analogue}' instead" if spec.offline_analogue
-                    else "use a local data file (--data FILE)")
+        analogue = (
+            f"use the offline task '{spec.offline_analogue}' instead"
+            if spec.offline_analogue
+            else "use a local data file (--data FILE)"
+        )
         raise LayercutError(
             f"task '{spec.name}' reads '{spec.path}' from the Hugging Face Hub, which is unreachable: "
             f"{analogue}, or run where the Hub is reachable"
@@ -37,7 +40,15 @@ def read_hub(spec: TaskSpec) -> tuple[list[Example], list[Example]]:
                 f"task '{spec.name}': the Hub data has {len(feature.names)} classes ({', '.join(feature.names)}), "
                 f"label_names has {spec.num_classes}; fix label_names in the task's YAML"
             )
-        pools.append(to_examples(splits[split], text_column=spec.text_column, label_column=spec.label_column,
-                                 text_b_column=spec.text_b_column, label_names=spec.label_names,
-                                 uid_prefix=split, where=f"task '{spec.name}' ({spec.path}, {split})"))
+        pools.append(
+            to_examples(
+                splits[split],
+                text_column=spec.text_column,
+                label_column=spec.label_column,
+                text_b_column=spec.text_b_column,
+                label_names=spec.label_names,
+                uid_prefix=split,
+                where=f"task '{spec.name}' ({spec.path}, {split})",
+            )
+        )
     return pools[0], pools[1]

@@ -28,8 +28,10 @@ def load_examples(spec: TaskSpec) -> TaskData:
         size = spec.holdout_size if spec.holdout_size is not None else min(1000, len(train) // 5)
         if not 0 < size < len(train):
             share = "a fifth of them" if spec.holdout_size is None else str(size)
-            raise TooFewExamples(f"task '{spec.name}' has {len(train)} examples, too few to hold out {share} "
-                                 "for a test set and keep some to train on")
+            raise TooFewExamples(
+                f"task '{spec.name}' has {len(train)} examples, too few to hold out {share} "
+                "for a test set and keep some to train on"
+            )
         test, train = stratified_sample(train, size, random.Random(f"{spec.name}|holdout|{spec.holdout_seed}"))
     return TaskData(spec, train, test)
 
@@ -43,9 +45,15 @@ class TooFewExamples(LayercutError):
 
 
 def _file_examples(spec: TaskSpec, path: str, part: str) -> list[Example]:
-    return to_examples(read_data_file(path), text_column=spec.text_column, label_column=spec.label_column,
-                       text_b_column=spec.text_b_column, label_names=spec.label_names,
-                       uid_prefix=part, where=f"task '{spec.name}' ({path})")
+    return to_examples(
+        read_data_file(path),
+        text_column=spec.text_column,
+        label_column=spec.label_column,
+        text_b_column=spec.text_b_column,
+        label_names=spec.label_names,
+        uid_prefix=part,
+        where=f"task '{spec.name}' ({path})",
+    )
 
 
 def _drop_repeats(examples: list[Example]) -> list[Example]:

@@ -47,9 +47,16 @@ def task_spec(task: str | None, options: TaskOptions) -> TaskSpec:
     if options.data:
         if task:
             raise LayercutError(f"give either a task ('{task}') or --data FILE, not both")
-        return task_from_file(options.data, options.text_column, options.label_column, template, words,
-                              text_b_column=options.text_b_column, label_names=_split(options.label_names),
-                              test_path=options.test_data)
+        return task_from_file(
+            options.data,
+            options.text_column,
+            options.label_column,
+            template,
+            words,
+            text_b_column=options.text_b_column,
+            label_names=_split(options.label_names),
+            test_path=options.test_data,
+        )
     if not task:
         raise LayercutError("name a task (`layercut tasks` lists them) or pass --data FILE with its column names")
     spec = get_task(task)
@@ -62,8 +69,10 @@ def check_task_with_data(task: str | None, options: dict) -> None:
     if not options.get("data") or not task:
         return
     if task.endswith((".yaml", ".yml")) or task in {spec.name for spec in list_tasks()}:
-        raise LayercutError(f"give either the task '{task}' or --data FILE, not both: the run would use the file "
-                            "but record the task's name")
+        raise LayercutError(
+            f"give either the task '{task}' or --data FILE, not both: the run would use the file "
+            "but record the task's name"
+        )
 
 
 def _split(value: str | None) -> tuple[str, ...] | None:

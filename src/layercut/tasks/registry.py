@@ -47,9 +47,13 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
     try:
         fields = yaml.safe_load(read_utf8(path, "task file"))
     except (OSError, yaml.YAMLError) as error:
-        raise LayercutError(f"cannot read task file '{path}': {str(error).splitlines()[0]}; check the path and YAML syntax") from None
+        raise LayercutError(
+            f"cannot read task file '{path}': {str(error).splitlines()[0]}; check the path and YAML syntax"
+        ) from None
     if not isinstance(fields, dict):
-        raise LayercutError(f"task file '{path}' is not a YAML mapping of TaskSpec fields: see the built-in tasks' YAML files")
+        raise LayercutError(
+            f"task file '{path}' is not a YAML mapping of TaskSpec fields: see the built-in tasks' YAML files"
+        )
     unknown = sorted(set(fields) - _FIELDS)
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(_FIELDS), n=1)
@@ -62,22 +66,35 @@ def load_task_yaml(path: str | Path) -> TaskSpec:
     for key in ("label_names", "label_words"):
         values = fields.get(key, [])
         if not isinstance(values, list) or any(isinstance(v, (bool, dict, list)) or v is None for v in values):
-            raise LayercutError(f"task file '{path}': {key} must be a list of quoted strings (YAML reads yes/no/on/off as booleans)")
+            raise LayercutError(
+                f"task file '{path}': {key} must be a list of quoted strings (YAML reads yes/no/on/off as booleans)"
+            )
     for key in ("path", "test_path"):
         if fields.get("source") == "file" and fields.get(key):
             fields[key] = str((path.parent / Path(fields[key]).expanduser()).resolve())
     return _build(fields)
 
 
-def task_from_file(path: str | Path, text_column: str = "text", label_column: str = "label",
-                   template: str | None = None, label_words: list[str] | None = None, *,
-                   text_b_column: str | None = None, label_names: list[str] | None = None,
-                   test_path: str | None = None) -> TaskSpec:
+def task_from_file(
+    path: str | Path,
+    text_column: str = "text",
+    label_column: str = "label",
+    template: str | None = None,
+    label_words: list[str] | None = None,
+    *,
+    text_b_column: str | None = None,
+    label_names: list[str] | None = None,
+    test_path: str | None = None,
+) -> TaskSpec:
     """A task over a local CSV/TSV/JSONL/Parquet file; label names come from the data unless given,
     label words default to the label names."""
     fields = {
-        "name": Path(path).stem, "source": "file", "path": str(Path(path).expanduser().resolve()),
-        "text_column": text_column, "label_column": label_column, "text_b_column": text_b_column,
+        "name": Path(path).stem,
+        "source": "file",
+        "path": str(Path(path).expanduser().resolve()),
+        "text_column": text_column,
+        "label_column": label_column,
+        "text_b_column": text_b_column,
         "test_path": str(Path(test_path).expanduser().resolve()) if test_path else None,
     }
     given = {"template": template, "label_words": label_words, "label_names": label_names}

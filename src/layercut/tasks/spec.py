@@ -88,9 +88,13 @@ class TaskSpec:
     def _check_labels(self) -> None:
         names, words = self.label_names, self.label_words
         if len(names) < 2:
-            raise LayercutError(f"task '{self.name}': needs at least 2 classes, got {len(names)}; list them in label_names")
+            raise LayercutError(
+                f"task '{self.name}': needs at least 2 classes, got {len(names)}; list them in label_names"
+            )
         if len(set(names)) != len(names):
-            raise LayercutError(f"task '{self.name}': label names repeat ({', '.join(_repeats(names))}); make them distinct")
+            raise LayercutError(
+                f"task '{self.name}': label names repeat ({', '.join(_repeats(names))}); make them distinct"
+            )
         if len(words) != len(names):
             raise LayercutError(
                 f"task '{self.name}': {len(words)} label words for {len(names)} classes ({', '.join(names)}); "
@@ -102,7 +106,9 @@ class TaskSpec:
                 "the leading space is added for you"
             )
         if len(set(words)) != len(words):
-            raise LayercutError(f"task '{self.name}': duplicate label words ({', '.join(_repeats(words))}); make them distinct")
+            raise LayercutError(
+                f"task '{self.name}': duplicate label words ({', '.join(_repeats(words))}); make them distinct"
+            )
 
     def _check_template(self) -> None:
         used = set(_PLACEHOLDER.findall(self.template))
@@ -113,7 +119,9 @@ class TaskSpec:
                 "use {text}, or {text_a} and {text_b} for pairs"
             )
         if not used & {"text", "text_a"}:
-            raise LayercutError(f"task '{self.name}': template {self.template!r} has no {{text}}; put {{text}} where the input goes")
+            raise LayercutError(
+                f"task '{self.name}': template {self.template!r} has no {{text}}; put {{text}} where the input goes"
+            )
         if {"text", "text_a"} <= used:
             raise LayercutError(f"task '{self.name}': template uses both {{text}} and {{text_a}}; use one of them")
         if ("text_b" in used) != (self.text_b_column is not None):

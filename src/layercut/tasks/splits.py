@@ -30,16 +30,26 @@ ALL = "all"  # --shots all: the whole training set less dev (the natural distrib
 def check_shots(shots: int | str, dev_shots: int | None = None, dev_size: int | None = None) -> None:
     if shots == ALL:
         if dev_shots is None and dev_size is None:
-            raise LayercutError("--shots all trains on every training example: set the dev set apart with "
-                                "--dev-size N (or --dev-shots N)")
+            raise LayercutError(
+                "--shots all trains on every training example: set the dev set apart with "
+                "--dev-size N (or --dev-shots N)"
+            )
     elif isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
-        raise LayercutError(f"--shots must be a whole number of examples per class (at least 1) or 'all', got {shots!r}")
+        raise LayercutError(
+            f"--shots must be a whole number of examples per class (at least 1) or 'all', got {shots!r}"
+        )
     if dev_shots is not None and dev_size is not None:
         raise LayercutError("give the dev set either per class (dev_shots) or as a total (dev_size), not both")
 
 
-def make_splits(data: TaskData, shots: int | str, seed: int, dev_shots: int | None = None,
-                dev_size: int | None = None, test_size: int | None = None) -> FewShotSplits:
+def make_splits(
+    data: TaskData,
+    shots: int | str,
+    seed: int,
+    dev_shots: int | None = None,
+    dev_size: int | None = None,
+    test_size: int | None = None,
+) -> FewShotSplits:
     """K=`shots` training examples per class; dev = `dev_shots` per class (default K) or `dev_size`
     random examples, disjoint from training; test = the whole test pool, or a fixed random subset
     of `test_size`. The test subset does not depend on the seed, so all seeds score the same examples.
@@ -64,23 +74,28 @@ def make_splits(data: TaskData, shots: int | str, seed: int, dev_shots: int | No
         drawn = list(members)
         rng.shuffle(drawn)
         train += drawn[:shots]
-        dev += drawn[shots:shots + per_class_dev]
+        dev += drawn[shots : shots + per_class_dev]
     if dev_size is not None:
         taken = {e.uid for e in train}
         rest = [e for e in data.train if e.uid not in taken]
         if not 0 <= dev_size <= len(rest):
-            raise LayercutError(f"task '{spec.name}': dev_size {dev_size} exceeds the {len(rest)} examples left after training; lower it")
+            raise LayercutError(
+                f"task '{spec.name}': dev_size {dev_size} exceeds the {len(rest)} examples left after training; lower it"
+            )
         dev = random.Random(f"{spec.name}|dev|{seed}").sample(rest, dev_size)
     return _splits(data, train, dev, test_size)
 
 
-def _whole_training_set(data: TaskData, seed: int, dev_shots: int | None, dev_size: int | None,
-                        test_size: int | None) -> FewShotSplits:
+def _whole_training_set(
+    data: TaskData, seed: int, dev_shots: int | None, dev_size: int | None, test_size: int | None
+) -> FewShotSplits:
     spec = data.spec
     if dev_size is not None:
         if not 1 <= dev_size < len(data.train):
-            raise LayercutError(f"task '{spec.name}': dev_size {dev_size} leaves no training examples "
-                                f"(the pool has {len(data.train)}); lower it")
+            raise LayercutError(
+                f"task '{spec.name}': dev_size {dev_size} leaves no training examples "
+                f"(the pool has {len(data.train)}); lower it"
+            )
         dev = random.Random(f"{spec.name}|dev|{seed}").sample(data.train, dev_size)
     else:
         by_class = _by_class(data.train, spec.num_classes)
@@ -88,8 +103,10 @@ def _whole_training_set(data: TaskData, seed: int, dev_shots: int | None, dev_si
         dev = []
         for label, members in enumerate(by_class):
             if dev_shots >= len(members):
-                raise LayercutError(f"task '{spec.name}': {dev_shots} dev examples per class leave none of "
-                                    f"{spec.label_names[label]} to train on; lower --dev-shots")
+                raise LayercutError(
+                    f"task '{spec.name}': {dev_shots} dev examples per class leave none of "
+                    f"{spec.label_names[label]} to train on; lower --dev-shots"
+                )
             dev += rng.sample(members, dev_shots)
     taken = {e.uid for e in dev}
     return _splits(data, [e for e in data.train if e.uid not in taken], dev, test_size)
@@ -99,16 +116,24 @@ def _splits(data: TaskData, train: list[Example], dev: list[Example], test_size:
     test = data.test
     if test_size is not None:
         if not 1 <= test_size <= len(test):
-            raise LayercutError(f"task '{data.spec.name}': test_size {test_size} is outside 1..{len(test)} (the test pool); lower it")
+            raise LayercutError(
+                f"task '{data.spec.name}': test_size {test_size} is outside 1..{len(test)} (the test pool); lower it"
+            )
         test = random.Random(f"{data.spec.name}|test").sample(test, test_size)
-    train, dev, test = (_in_pool_order(s, pool) for s, pool in ((train, data.train), (dev, data.train), (test, data.test)))
-    return FewShotSplits(train, dev, test, {"train": content_hash(train), "dev": content_hash(dev), "test": content_hash(test)})
+    train, dev, test = (
+        _in_pool_order(s, pool) for s, pool in ((train, data.train), (dev, data.train), (test, data.test))
+    )
+    return FewShotSplits(
+        train, dev, test, {"train": content_hash(train), "dev": content_hash(dev), "test": content_hash(test)}
+    )
 
 
 def stratified_sample(examples: list[Example], size: int, rng: random.Random) -> tuple[list[Example], list[Example]]:
     """(`size` examples with the class proportions of `examples`, the rest), both in input order."""
     if not 0 < size < len(examples):
-        raise LayercutError(f"cannot hold out {size} of {len(examples)} examples; choose a size between 1 and {len(examples) - 1}")
+        raise LayercutError(
+            f"cannot hold out {size} of {len(examples)} examples; choose a size between 1 and {len(examples) - 1}"
+        )
     groups: dict[int, list[Example]] = {}
     for example in examples:
         groups.setdefault(example.label, []).append(example)

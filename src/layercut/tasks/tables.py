@@ -81,8 +81,16 @@ def require_columns(table, columns: list[str | None], where: str) -> None:
             )
 
 
-def to_examples(table, *, text_column: str, label_column: str, text_b_column: str | None,
-                label_names: tuple[str, ...], uid_prefix: str, where: str) -> list[Example]:
+def to_examples(
+    table,
+    *,
+    text_column: str,
+    label_column: str,
+    text_b_column: str | None,
+    label_names: tuple[str, ...],
+    uid_prefix: str,
+    where: str,
+) -> list[Example]:
     """Map rows to examples; a label outside `label_names` or an empty text is an error naming the row."""
     require_columns(table, [text_column, label_column, text_b_column], where)
     to_index = _label_indexer(label_names)
@@ -99,8 +107,14 @@ def to_examples(table, *, text_column: str, label_column: str, text_b_column: st
                 f"{where}: row {row + 1} has label {label!r}, not one of {', '.join(label_names)}; "
                 "fix the row or list the label in label_names"
             )
-        examples.append(Example(text=str(text).strip(), label=index, uid=f"{uid_prefix}:{row}",
-                                text_b=None if text_b is None else str(text_b).strip()))
+        examples.append(
+            Example(
+                text=str(text).strip(),
+                label=index,
+                uid=f"{uid_prefix}:{row}",
+                text_b=None if text_b is None else str(text_b).strip(),
+            )
+        )
     return examples
 
 
@@ -112,7 +126,12 @@ def _label_indexer(label_names: tuple[str, ...]):
     def to_index(label) -> int | None:
         if str(label) in by_name:
             return by_name[str(label)]
-        if isinstance(label, int) and not isinstance(label, bool) and not numeric_names and 0 <= label < len(label_names):
+        if (
+            isinstance(label, int)
+            and not isinstance(label, bool)
+            and not numeric_names
+            and 0 <= label < len(label_names)
+        ):
             return label
         return None
 

@@ -39,9 +39,11 @@ def task_dataset(name: str):
     random.Random(f"{name}|lm-eval").shuffle(test)
 
     def documents(examples):
-        return datasets.Dataset.from_list([
-            {"prompt": fill_template(spec.template, e), "choices": list(spec.label_words), "label": e.label}
-            for e in examples
-        ])
+        return datasets.Dataset.from_list(
+            [
+                {"prompt": fill_template(spec.template, e), "choices": list(spec.label_words), "label": e.label}
+                for e in examples
+            ]
+        )
 
     return datasets.DatasetDict({"train": documents(data.train), "test": documents(test)})

@@ -34,14 +34,14 @@ SHARING_TOLERANCE = 1e-4
 # models of all 13 families: up to 0.0018 on scores of 0.13). Allowed: 2^-5 (3.1%) of the largest |score| (taken
 # as at least 2^-5); a wrong mask or position moves scores by more (the tiny Gemma 3's sliding window cut by
 # packing: 17-40%).
-BF16_SHARING_TOLERANCE = 2 ** -5
+BF16_SHARING_TOLERANCE = 2**-5
 
 
 def sharing_tolerance(whole: torch.Tensor, autocast_dtype: torch.dtype | None = None) -> float:
     """How far shared or packed scores may lie from the whole-prompt scores `whole`, computed in `autocast_dtype`."""
     if autocast_dtype is None:
         return SHARING_TOLERANCE
-    return BF16_SHARING_TOLERANCE * max(2 ** -5, whole.float().abs().max().item())
+    return BF16_SHARING_TOLERANCE * max(2**-5, whole.float().abs().max().item())
 
 
 @dataclass
@@ -104,12 +104,20 @@ def pack_prompts(prompts: list[list[int]], prefix: list[int], device: torch.devi
     limit = torch.tensor([0] * len(prefix) + seen)  # how many prefix tokens each prompt token sees
     prefix_seen = ~in_prefix[:, None] & in_prefix[None, :] & (position[None, :] < limit[:, None])
     mask = within | prefix_seen
-    return PackedPrompts(torch.tensor([ids], device=device), mask[None, None].to(device), position[None].to(device),
-                         torch.tensor(ends, device=device))
+    return PackedPrompts(
+        torch.tensor([ids], device=device),
+        mask[None, None].to(device),
+        position[None].to(device),
+        torch.tensor(ends, device=device),
+    )
 
 
-def packing_disagrees(whole: torch.Tensor, score_packed: Callable[[], torch.Tensor], model_name: str,
-                      autocast_dtype: torch.dtype | None = None) -> str | None:
+def packing_disagrees(
+    whole: torch.Tensor,
+    score_packed: Callable[[], torch.Tensor],
+    model_name: str,
+    autocast_dtype: torch.dtype | None = None,
+) -> str | None:
     """Why packed scores cannot stand in for the whole-prompt scores `whole`, or None: the model refuses the
     packed mask, or the scores differ by more than `sharing_tolerance` (both computed in `autocast_dtype`)."""
     try:
@@ -118,8 +126,9 @@ def packing_disagrees(whole: torch.Tensor, score_packed: Callable[[], torch.Tens
         return f"{model_name} does not take packed prompts ({type(error).__name__})"
     tolerance = sharing_tolerance(whole, autocast_dtype)
     if not gap <= tolerance:
-        return (f"packed scores differ from whole-prompt scores by {gap:.2g} in {model_name}"
-                + (f" (bf16; allowed {tolerance:.2g})" if autocast_dtype is not None else ""))
+        return f"packed scores differ from whole-prompt scores by {gap:.2g} in {model_name}" + (
+            f" (bf16; allowed {tolerance:.2g})" if autocast_dtype is not None else ""
+        )
     return None
 
 
@@ -147,8 +156,9 @@ def common_prefix_length(prompts: list[list[int]]) -> int:
     return length
 
 
-def make_batch(prompts: list[list[int]], pad_id: int, prefix_length: int = 0,
-               device: torch.device | str = "cpu") -> PromptBatch:
+def make_batch(
+    prompts: list[list[int]], pad_id: int, prefix_length: int = 0, device: torch.device | str = "cpu"
+) -> PromptBatch:
     """Collate prompts; with `prefix_length` > 0 their first `prefix_length` tokens (equal in all) are shared."""
     if prefix_length <= 0:
         ids, mask = collate_padded(prompts, pad_id, left=True)
@@ -162,7 +172,7 @@ def group_by_prefix(prompts: list[list[int]], prefix: list[int]) -> list[list[in
     """Indices of the prompts that start with `prefix` (and go on after it), then of the others: the
     first group shares the whole prefix. (A training example that is itself a fixed demonstration gets
     another demonstration, so its prompt starts with the run's prefix only up to that demonstration.)"""
-    starts = [i for i, p in enumerate(prompts) if len(p) > len(prefix) and p[:len(prefix)] == prefix]
+    starts = [i for i, p in enumerate(prompts) if len(p) > len(prefix) and p[: len(prefix)] == prefix]
     taken = set(starts)
     others = [i for i in range(len(prompts)) if i not in taken]
     return [group for group in (starts, others) if group]
@@ -184,15 +194,18 @@ def compute_prefix_cache(module: nn.Module, prefix_ids: torch.Tensor, start=None
     inputs = {"input_ids": prefix_ids, "use_cache": True}
     if start is not None:
         inputs[_cache_name(type(module))] = start
-    inputs["attention_mask"] = torch.ones(1, _cached(start) + prefix_ids.shape[1], dtype=torch.long, device=prefix_ids.device)
+    inputs["attention_mask"] = torch.ones(
+        1, _cached(start) + prefix_ids.shape[1], dtype=torch.long, device=prefix_ids.device
+    )
     if _accepts(type(module), "position_ids"):
         inputs["position_ids"] = torch.arange(prefix_ids.shape[1], device=prefix_ids.device)[None]
     output = module(**inputs)
     return getattr(output, _cache_name(type(module)))
 
 
-def forward_prompts(module: nn.Module, batch: PromptBatch, virtual: Callable[[], object] | None = None
-                    ) -> tuple[object, torch.Tensor]:
+def forward_prompts(
+    module: nn.Module, batch: PromptBatch, virtual: Callable[[], object] | None = None
+) -> tuple[object, torch.Tensor]:
     """`module`'s output for every prompt of `batch`, and the attention mask over `module`'s output positions
     (which are the suffix positions when the prefix is shared). `virtual` returns the batch-1 cache of prefix
     tuning's learned tokens, which every prompt then follows (positions of real tokens still start at 0)."""
@@ -201,7 +214,9 @@ def forward_prompts(module: nn.Module, batch: PromptBatch, virtual: Callable[[],
         if start is None:
             return module(**_unshared_inputs(module, batch.input_ids, batch.attention_mask)), batch.attention_mask
         return _after_cache(module, batch, start, _real_positions(batch.attention_mask)), batch.attention_mask
-    cache = batch.prefix_cache if batch.prefix_cache is not None else compute_prefix_cache(module, batch.prefix_ids, start)
+    cache = (
+        batch.prefix_cache if batch.prefix_cache is not None else compute_prefix_cache(module, batch.prefix_ids, start)
+    )
     positions = batch.prefix_ids.shape[1] + torch.arange(batch.input_ids.shape[1], device=batch.input_ids.device)
     return _after_cache(module, batch, cache, positions[None].expand(batch.size, -1)), batch.attention_mask
 
@@ -209,14 +224,20 @@ def forward_prompts(module: nn.Module, batch: PromptBatch, virtual: Callable[[],
 def _after_cache(module: nn.Module, batch: PromptBatch, cache, positions: torch.Tensor):
     """`module` on the batch's rows, each after the batch-1 `cache` (broadcast to the batch)."""
     ones = torch.ones(batch.size, _cached(cache), dtype=batch.attention_mask.dtype, device=batch.input_ids.device)
-    inputs = {"input_ids": batch.input_ids, "attention_mask": torch.cat([ones, batch.attention_mask], 1),
-              "use_cache": True, _cache_name(type(module)): broadcast_cache(cache, batch.size)}
+    inputs = {
+        "input_ids": batch.input_ids,
+        "attention_mask": torch.cat([ones, batch.attention_mask], 1),
+        "use_cache": True,
+        _cache_name(type(module)): broadcast_cache(cache, batch.size),
+    }
     if _accepts(type(module), "position_ids"):
         inputs["position_ids"] = positions
     return module(**inputs)
 
 
-def reuse_prefix_cache(batches: list[PromptBatch], compute_cache: Callable[[torch.Tensor], object]) -> list[PromptBatch]:
+def reuse_prefix_cache(
+    batches: list[PromptBatch], compute_cache: Callable[[torch.Tensor], object]
+) -> list[PromptBatch]:
     """`batches` with one prefix cache computed for all: the longest prefix's, of which every shorter prefix that
     begins it reads the first positions (causal attention: they do not depend on what follows). Training uses
     this for a step's batch of prompts with the run's whole prefix and the few whose own demonstration was
@@ -270,8 +291,13 @@ def _copy_with(cache, view: Callable[[torch.Tensor], torch.Tensor]):
 def active_dropout(model: nn.Module) -> list[str]:
     """The model's positive dropout settings. A prefix computed once per batch in training would share one
     dropout mask across the batch, which the whole-prompt path does not: training then does not share."""
-    found = sorted({f"{name}={value}" for name, value in vars(model.config).items()
-                    if ("dropout" in name or "pdrop" in name) and isinstance(value, float) and value > 0})
+    found = sorted(
+        {
+            f"{name}={value}"
+            for name, value in vars(model.config).items()
+            if ("dropout" in name or "pdrop" in name) and isinstance(value, float) and value > 0
+        }
+    )
     found += sorted({f"{type(m).__name__}(p={m.p})" for m in model.modules() if isinstance(m, nn.Dropout) and m.p > 0})
     return found
 

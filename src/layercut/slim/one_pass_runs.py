@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from layercut.errors import LayercutError
-from layercut.run.config import RunConfig
+from layercut.settings.run_config import RunConfig
 from layercut.run.pipeline import run
 from layercut.run.record import RunRecord
 from layercut.slim.profile import first_k_depth, one_pass_problem, profile_depths
@@ -58,7 +58,9 @@ def one_pass_records(groups: list[OnePassGroup]) -> Iterator[RunRecord]:
             continue
         for config, depth in zip(group.configs, group.depths):
             try:
-                result = run(config, show_progress=False, test_scores=profile.scores[depth], test_precision=profile.precision)
+                result = run(
+                    config, show_progress=False, test_scores=profile.scores[depth], test_precision=profile.precision
+                )
             except Exception as error:
                 yield RunRecord.failed(config, error)
                 continue
@@ -67,9 +69,13 @@ def one_pass_records(groups: list[OnePassGroup]) -> Iterator[RunRecord]:
             record = result.record
             record["timing"]["eval_seconds"] = profile.seconds / len(group.configs)
             record["timing"]["eval_examples_per_second"] = None
-            record["scored_by"] = {"method": ONE_PASS, "depths": profile.depths, "pass_seconds": profile.seconds,
-                                   "note": "timing.eval_seconds is an even share of the one pass over all depths; "
-                                           "memory.peak_bytes covers this run's own set-up only"}
+            record["scored_by"] = {
+                "method": ONE_PASS,
+                "depths": profile.depths,
+                "pass_seconds": profile.seconds,
+                "note": "timing.eval_seconds is an even share of the one pass over all depths; "
+                "memory.peak_bytes covers this run's own set-up only",
+            }
             yield result
 
 

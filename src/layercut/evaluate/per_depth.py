@@ -24,7 +24,7 @@ from typing import Callable
 
 from layercut.atomic import write_json_atomic
 from layercut.errors import LayercutError
-from layercut.evaluate.measure import EvaluationRequest, INTRINSIC_COLUMNS, evaluate_loaded, figure_cell, figures
+from layercut.evaluate.request import EvaluationRequest, INTRINSIC_COLUMNS, evaluate_loaded, figure_cell, figures
 from layercut.model.layers import LayerSelection, format_index_spec
 from layercut.model.sources import load_config
 
@@ -32,7 +32,8 @@ FOLDER = "evaluations"
 EVALUATION_NOTE = (
     "Columns after Average: the model cut to those layers, before any adaptation (the experiment's `evaluations`): "
     "lm-eval accuracy (%), perplexity, top-1 next-token agreement and mean KL divergence (nats/token) to the full "
-    "model; in brackets, % of the full model's value (above 100% is worse for perplexity).")
+    "model; in brackets, % of the full model's value (above 100% is worse for perplexity)."
+)
 _FIELDS = {f.name for f in dataclasses.fields(EvaluationRequest)} - {"text"}
 
 
@@ -41,12 +42,16 @@ def parse_evaluations(entries, base: Path, where: str) -> tuple[EvaluationReques
     if entries is None:
         return ()
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise LayercutError(f"{where}: 'evaluations' must be a list of mappings, e.g. [{{lm_eval: [layercut_trec], limit: 100}}]")
+        raise LayercutError(
+            f"{where}: 'evaluations' must be a list of mappings, e.g. [{{lm_eval: [layercut_trec], limit: 100}}]"
+        )
     requests = []
     for entry in entries:
         unknown = sorted(set(entry) - _FIELDS, key=str)
         if unknown:
-            raise LayercutError(f"{where}: unknown evaluation key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(_FIELDS))}")
+            raise LayercutError(
+                f"{where}: unknown evaluation key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(_FIELDS))}"
+            )
         fields = dict(entry)
         if isinstance(fields.get("lm_eval"), str):
             fields["lm_eval"] = [fields["lm_eval"]]
@@ -56,12 +61,15 @@ def parse_evaluations(entries, base: Path, where: str) -> tuple[EvaluationReques
         try:
             requests.append(EvaluationRequest(**fields).checked())
         except TypeError as error:
-            raise LayercutError(f"{where}: evaluation {entry} is malformed ({error}): see layercut.evaluate.sweep") from None
+            raise LayercutError(
+                f"{where}: evaluation {entry} is malformed ({error}): see layercut.evaluate.per_depth"
+            ) from None
     return tuple(requests)
 
 
-def run_evaluations(requests: tuple[EvaluationRequest, ...], root: Path, records: list[dict],
-                    echo: Callable[[str], None] = print) -> None:
+def run_evaluations(
+    requests: tuple[EvaluationRequest, ...], root: Path, records: list[dict], echo: Callable[[str], None] = print
+) -> None:
     """Each request on each (model, kept layers) of the finished `records` and on each full model, unless stored."""
     from layercut.model.load import load_model  # torch: `layercut report` imports this module
 
@@ -79,7 +87,9 @@ def run_evaluations(requests: tuple[EvaluationRequest, ...], root: Path, records
             loaded = full if spec == full_spec else load_model(model, LayerSelection("keep", spec=spec))
             for request in todo:
                 echo(f"evaluating {model} layers {spec} ({_describe(request)})")
-                write_json_atomic(root / FOLDER / f"{_key(model, spec, request)}.json", evaluate_loaded(loaded, request, full.model))
+                write_json_atomic(
+                    root / FOLDER / f"{_key(model, spec, request)}.json", evaluate_loaded(loaded, request, full.model)
+                )
 
 
 class EvaluationColumns:

@@ -37,22 +37,32 @@ class EvaluationRequest:
     def __post_init__(self) -> None:
         object.__setattr__(self, "lm_eval", tuple(self.lm_eval))
         if not self.lm_eval and self.perplexity is None:
-            raise LayercutError("nothing to evaluate: give lm-eval tasks (--lm-eval TASKS) and/or a text (--perplexity FILE_OR_TASK)")
+            raise LayercutError(
+                "nothing to evaluate: give lm-eval tasks (--lm-eval TASKS) and/or a text (--perplexity FILE_OR_TASK)"
+            )
         if self.compare_full and self.perplexity is None:
-            raise LayercutError("--compare-full compares next-token predictions on a text: add --perplexity FILE_OR_TASK")
+            raise LayercutError(
+                "--compare-full compares next-token predictions on a text: add --perplexity FILE_OR_TASK"
+            )
         for name in ("num_fewshot", "limit", "max_tokens"):
             value = getattr(self, name)
             if value is not None and value < (0 if name == "num_fewshot" else 1):
-                raise LayercutError(f"{name} {value} is out of range: give a whole number of at least {0 if name == 'num_fewshot' else 1}")
+                raise LayercutError(
+                    f"{name} {value} is out of range: give a whole number of at least {0 if name == 'num_fewshot' else 1}"
+                )
         if self.batch_size < 1:
             raise LayercutError(f"batch size {self.batch_size} is out of range: give at least 1")
         for name, least in (("window", 2), ("stride", 1)):  # 0 is not "the default": leave the flag out for that
             value = getattr(self, name)
             if value is not None and value < least:
-                raise LayercutError(f"{name} {value} is out of range: give at least {least} tokens, or leave it out for the default")
+                raise LayercutError(
+                    f"{name} {value} is out of range: give at least {least} tokens, or leave it out for the default"
+                )
         if self.window is not None and self.stride is not None and self.stride >= self.window:
-            raise LayercutError(f"stride {self.stride} is not below the window ({self.window} tokens): "
-                                f"give a stride from 1 to {self.window - 1}")
+            raise LayercutError(
+                f"stride {self.stride} is not below the window ({self.window} tokens): "
+                f"give a stride from 1 to {self.window - 1}"
+            )
 
     def checked(self) -> "EvaluationRequest":
         """This request with its text read, once every check that needs no model has passed."""
@@ -67,13 +77,17 @@ class EvaluationRequest:
         """The perplexity window and stride on `model`, whose context is `context` tokens; a LayercutError
         when the model cannot take them (checked before any model loads: the config says its context)."""
         if self.window is not None and self.window > context:
-            raise LayercutError(f"window {self.window} is longer than the context of '{model}' ({context} tokens): "
-                                f"give at most {context}")
+            raise LayercutError(
+                f"window {self.window} is longer than the context of '{model}' ({context} tokens): "
+                f"give at most {context}"
+            )
         window = self.window or min(DEFAULT_WINDOW, context)
         stride = self.stride or window // 2
         if stride >= window:
-            raise LayercutError(f"stride {stride} is not below the window ({window} tokens, the most '{model}' takes): "
-                                f"give a stride from 1 to {window - 1}")
+            raise LayercutError(
+                f"stride {stride} is not below the window ({window} tokens, the most '{model}' takes): "
+                f"give a stride from 1 to {window - 1}"
+            )
         return window, stride
 
     def to_dict(self) -> dict:
@@ -85,7 +99,7 @@ class EvaluationRequest:
 
 def evaluate_loaded(loaded, request: EvaluationRequest, reference=None, precision=None) -> dict:
     """Run `request` on `loaded` (a `LoadedModel`); `reference`: the uncut model, for --compare-full.
-    `precision` (layercut.run.precision; None: float32): with bfloat16, lm-eval and the intrinsic measures run
+    `precision` (layercut.settings.precision; None: float32): with bfloat16, lm-eval and the intrinsic measures run
     under bf16 autocast, the LM heads (full-vocabulary logits) in float32; float32 where the model misbehaves
     in bf16 (the record's `precision` says why)."""
     # torch: `layercut report` imports this module
@@ -96,13 +110,25 @@ def evaluate_loaded(loaded, request: EvaluationRequest, reference=None, precisio
         raise ValueError("compare_full needs the uncut model as `reference`")
     report = size_report(loaded.model, loaded.source_parameters)
     record = {
-        "model": loaded.spec,
-        "layers": {"kept": loaded.kept, "spec": format_index_spec(loaded.kept), "count": len(loaded.kept),
-                   "source_depth": loaded.source_depth, **loaded.extras},
-        "parameters": {"total": report.parameters, "non_embedding": report.non_embedding_parameters,
-                       "source": loaded.source_parameters, "percent_of_source": report.percent_of_full},
+        "model": loaded.model_id,
+        "layers": {
+            "kept": loaded.kept,
+            "spec": format_index_spec(loaded.kept),
+            "count": len(loaded.kept),
+            "source_depth": loaded.source_depth,
+            **loaded.extras,
+        },
+        "parameters": {
+            "total": report.parameters,
+            "non_embedding": report.non_embedding_parameters,
+            "source": loaded.source_parameters,
+            "percent_of_source": report.percent_of_full,
+        },
         "request": request.to_dict(),
-        "lm_eval": None, "lm_eval_summary": None, "intrinsic": None, "timing": {},
+        "lm_eval": None,
+        "lm_eval_summary": None,
+        "intrinsic": None,
+        "timing": {},
         "versions": package_versions(),
     }
     with _in_precision(loaded, reference, precision, record):
@@ -119,12 +145,13 @@ def _in_precision(loaded, reference, precision, record: dict):
     import torch
 
     from layercut.adapt.scorers import float32_output_head
-    from layercut.run.precision import check_causal_lm
+    from layercut.settings.precision import check_causal_lm
 
     model = loaded.model
     device = next(model.parameters()).device
-    probe = loaded.tokenizer("The cut model is checked in bfloat16 on this text before it is measured.",
-                             return_tensors="pt")["input_ids"].to(device)
+    probe = loaded.tokenizer(
+        "The cut model is checked in bfloat16 on this text before it is measured.", return_tensors="pt"
+    )["input_ids"].to(device)
     precision = check_causal_lm(precision, model, probe)
     record["precision"] = precision.record()
     stack = contextlib.ExitStack()
@@ -139,16 +166,30 @@ def _in_precision(loaded, reference, precision, record: dict):
 def _measure(loaded, request: EvaluationRequest, reference, record: dict, intrinsic_measures) -> None:
     if request.lm_eval:
         start = time.perf_counter()
-        output = run_lm_eval(loaded.model, loaded.tokenizer, list(request.lm_eval), num_fewshot=request.num_fewshot,
-                             limit=request.limit, include=request.include, batch_size=request.batch_size)
+        output = run_lm_eval(
+            loaded.model,
+            loaded.tokenizer,
+            list(request.lm_eval),
+            num_fewshot=request.num_fewshot,
+            limit=request.limit,
+            include=request.include,
+            batch_size=request.batch_size,
+        )
         record.update(lm_eval=output, lm_eval_summary=summary(output))
         record["timing"]["lm_eval_seconds"] = time.perf_counter() - start
         record["versions"]["lm_eval"] = output["lm_eval_version"]
     if request.perplexity is not None:
-        window, stride = request.windows(context_length(loaded.model.config), loaded.spec)
+        window, stride = request.windows(context_length(loaded.model.config), loaded.model_id)
         result = intrinsic_measures(
-            loaded.model, loaded.tokenizer, request.text, reference=reference if request.compare_full else None,
-            window=window, stride=stride, max_tokens=request.max_tokens, source=request.perplexity)
+            loaded.model,
+            loaded.tokenizer,
+            request.text,
+            reference=reference if request.compare_full else None,
+            window=window,
+            stride=stride,
+            max_tokens=request.max_tokens,
+            source=request.perplexity,
+        )
         record["intrinsic"] = result.to_dict()
         record["timing"]["intrinsic_seconds"] = result.seconds
 
@@ -156,8 +197,10 @@ def _measure(loaded, request: EvaluationRequest, reference, record: dict, intrin
 def format_record(record: dict) -> str:
     """What `layercut eval` prints: the cut, lm-eval's own table, the intrinsic measures."""
     layers, params = record["layers"], record["parameters"]
-    lines = [f"{record['model']}: layers {layers['spec']} ({layers['count']} of {layers['source_depth']}), "
-             f"{params['total'] / 1e6:.1f}M parameters ({params['percent_of_source']:.1f}% of full)"]
+    lines = [
+        f"{record['model']}: layers {layers['spec']} ({layers['count']} of {layers['source_depth']}), "
+        f"{params['total'] / 1e6:.1f}M parameters ({params['percent_of_source']:.1f}% of full)"
+    ]
     precision = record.get("precision")
     if precision and precision["resolved"] != "float32":  # float32, as before precision was recorded: not repeated
         lines[0] += f"; {precision['used']} ({precision['reason']})"
@@ -165,11 +208,15 @@ def format_record(record: dict) -> str:
         lines += ["", lm_eval_table(record["lm_eval"]).rstrip()]
     intrinsic = record["intrinsic"]
     if intrinsic is not None:
-        line = (f"perplexity on {intrinsic['source']} ({intrinsic['tokens']:,} tokens, window {intrinsic['window']}, "
-                f"stride {intrinsic['stride']}): {intrinsic['perplexity']:.2f}")
+        line = (
+            f"perplexity on {intrinsic['source']} ({intrinsic['tokens']:,} tokens, window {intrinsic['window']}, "
+            f"stride {intrinsic['stride']}): {intrinsic['perplexity']:.2f}"
+        )
         if intrinsic["full_perplexity"] is not None:
-            line += (f" (uncut model: {intrinsic['full_perplexity']:.2f}); top-1 agreement with the uncut model "
-                     f"{100 * intrinsic['top1_agreement']:.1f}%; mean KL divergence {intrinsic['kl_divergence']:.4f} nats/token")
+            line += (
+                f" (uncut model: {intrinsic['full_perplexity']:.2f}); top-1 agreement with the uncut model "
+                f"{100 * intrinsic['top1_agreement']:.1f}%; mean KL divergence {intrinsic['kl_divergence']:.4f} nats/token"
+            )
         lines += ["", line]
     return "\n".join(lines)
 
@@ -212,8 +259,11 @@ def depth_table(records: list[dict]) -> str:
     for record in records:
         values, params = figures(record), record["parameters"]
         cells = [figure_cell(c, values.get(c), full.get(c)) for c in columns]
-        lines.append(f"| {_layers_label(record)} | {params['total'] / 1e6:.1f}M ({params['percent_of_source']:.1f}%) | "
-                     + " | ".join(cells) + " |")
+        lines.append(
+            f"| {_layers_label(record)} | {params['total'] / 1e6:.1f}M ({params['percent_of_source']:.1f}%) | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(lines)
 
 

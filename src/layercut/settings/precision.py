@@ -62,6 +62,14 @@ class Precision:
         return record
 
 
+def autocast(device, dtype):
+    """The context a run's forward and backward passes compute in on `device` (a torch.device or its type): bf16
+    autocast for dtype torch.bfloat16, nothing for None (float32)."""
+    import torch
+
+    return torch.autocast(getattr(device, "type", device), dtype=dtype, enabled=dtype is not None)
+
+
 def resolve_precision(dtype: str, device: str) -> Precision:
     """`dtype` (auto, float32, bfloat16) on `device` (auto, cpu, cuda; or a torch device's type)."""
     device = str(device).split(":")[0]
@@ -73,12 +81,18 @@ def resolve_precision(dtype: str, device: str) -> Precision:
         supported = _cuda_bf16_supported()
         if dtype == BFLOAT16:
             return Precision(dtype, BFLOAT16, "asked for bfloat16" + ("" if supported else " (the GPU lacks it)"))
-        return (Precision(dtype, BFLOAT16, "the CUDA GPU supports bfloat16") if supported
-                else Precision(dtype, FLOAT32, "the CUDA GPU does not support bfloat16"))
+        return (
+            Precision(dtype, BFLOAT16, "the CUDA GPU supports bfloat16")
+            if supported
+            else Precision(dtype, FLOAT32, "the CUDA GPU does not support bfloat16")
+        )
     native = cpu_bf16()
     if dtype == BFLOAT16:
-        return Precision(dtype, BFLOAT16, "asked for bfloat16" + (f" (CPU has {native})" if native
-                                                                   else " (emulated: this CPU has no native bf16)"))
+        return Precision(
+            dtype,
+            BFLOAT16,
+            "asked for bfloat16" + (f" (CPU has {native})" if native else " (emulated: this CPU has no native bf16)"),
+        )
     if native:
         return Precision(dtype, BFLOAT16, f"CPU has {native}")
     return Precision(dtype, FLOAT32, _cpu_float32_reason())
@@ -136,9 +150,9 @@ def _cuda_bf16_supported() -> bool:
 
 
 # bf16 scores differ from float32's by rounding: up to ~1.1% of the largest |score| for SmolLM2-135M (1-30 layers),
-# ~3% for tiny random models (adapt/batching.py has the figures). Further than 2^-3 (12.5%) of the largest |score|
+# ~3% for tiny random models (adapt/prefix_sharing.py has the figures). Further than 2^-3 (12.5%) of the largest |score|
 # (taken as at least 2^-5), or not finite, and the model misbehaves in bf16: it runs in float32.
-BF16_MISBEHAVES = 2 ** -3
+BF16_MISBEHAVES = 2**-3
 
 
 def bf16_misbehaves(name: str, reference, scores) -> str | None:
@@ -148,7 +162,7 @@ def bf16_misbehaves(name: str, reference, scores) -> str | None:
     if not torch.isfinite(scores).all():
         return f"{name} gives non-finite scores in bfloat16"
     gap = (scores.float() - reference.float()).abs().max().item()
-    allowed = BF16_MISBEHAVES * max(2 ** -5, reference.float().abs().max().item())
+    allowed = BF16_MISBEHAVES * max(2**-5, reference.float().abs().max().item())
     if not gap <= allowed:
         return f"{name}'s bfloat16 scores differ from float32's by {gap:.2g} (allowed {allowed:.2g})"
     return None
