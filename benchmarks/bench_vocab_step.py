@@ -192,7 +192,7 @@ def main() -> None:
     results = {
         "before": commit,
         "after": "working tree",
-        "threads": os.cpu_count(),
+        "threads": int(os.environ.get("OMP_NUM_THREADS", os.cpu_count())),
         "load_average_start": os.getloadavg(),
         "runs": [],
     }

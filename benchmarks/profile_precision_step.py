@@ -1,0 +1,96 @@
+"""Where a training step's time goes in float32 and in bf16 autocast: forward, backward and optimizer, and by operator.
+
+SmolLM2 at --depth layers (default 30), a packed batch of 8 `trec` prompts as `layercut run` trains it (LM head on
+the label words, row-sparse AdamW), alternately float32 and bf16: the best of --steps timed steps per phase, then one
+profiled step per precision (torch.profiler, the operators by self CPU time). Explains what bench_precision.py's
+training ratio is made of. Usage: python benchmarks/profile_precision_step.py [--depth 30] [--steps 3]
+(writes benchmarks/results/precision_step_profile.json, with the thread count and the load average)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from bench_prefix import trec_prompts
+from layercut.adapt.optim import RowSparseAdamW, sparse_embedding_gradients
+from layercut.adapt.prefix_sharing import common_prefix_length, pack_prompts
+from layercut.adapt.scorers import LabelWordHead
+from layercut.model.load import load_model
+
+RESULTS = Path(__file__).parent / "results" / "precision_step_profile.json"
+PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--depth", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=3)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    loaded = load_model("smollm2-135m", f"first:{args.depth}")
+    test, train, labels, label_ids = trec_prompts(loaded.tokenizer, 16)
+    scorer = LabelWordHead(loaded.model.requires_grad_(True), label_ids)
+    prefix = test[0][: common_prefix_length(test)]
+    optimizer = RowSparseAdamW([p for p in scorer.parameters() if p.requires_grad], lr=5e-5)
+    chunk = random.Random(0).sample(range(len(train)), 8)
+    batch = pack_prompts([train[i] for i in chunk], prefix)
+    targets = torch.tensor([labels[i] for i in chunk])
+
+    def step(dtype) -> tuple[float, float, float]:
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            logits = scorer(batch)
+        loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+        forward = time.perf_counter()
+        loss.backward()
+        backward = time.perf_counter()
+        optimizer.step()
+        optimizer.zero_grad()
+        return forward - start, backward - forward, time.perf_counter() - backward
+
+    results = {"depth": args.depth, "threads": torch.get_num_threads(), "load_average_start": os.getloadavg()}
+    scorer.train()
+    with sparse_embedding_gradients(scorer.model, optimizer=optimizer):
+        best = {name: [float("inf")] * 3 for name in PRECISIONS}
+        for rep in range(args.steps):
+            for name in PRECISIONS if rep % 2 == 0 else reversed(list(PRECISIONS)):
+                step(PRECISIONS[name])  # warm-up
+                best[name] = [min(a, b) for a, b in zip(best[name], step(PRECISIONS[name]))]
+        for name, dtype in PRECISIONS.items():
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                step(dtype)
+            events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+            total = sum(e.self_cpu_time_total for e in events)
+            forward, backward, step_seconds = best[name]
+            results[name] = {
+                "seconds": {"forward": forward, "backward": backward, "optimizer": step_seconds},
+                "operators": [
+                    {
+                        "op": e.key,
+                        "calls": e.count,
+                        "seconds": e.self_cpu_time_total / 1e6,
+                        "share": e.self_cpu_time_total / total,
+                    }
+                    for e in events[:10]
+                ],
+            }
+            print(
+                f"{name}: forward {forward:.3f} s, backward {backward:.3f} s, optimizer {step_seconds:.3f} s; top operators:"
+            )
+            for op in results[name]["operators"][:6]:
+                print(f"  {op['op'][:44]:44s} {op['seconds']:.3f} s ({op['share']:.0%}, {op['calls']} calls)")
+    results["load_average_end"] = os.getloadavg()
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
