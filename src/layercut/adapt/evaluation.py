@@ -11,7 +11,7 @@ from torch import nn
 
 from layercut.adapt.prefix_sharing import common_prefix_length, make_batch
 from layercut.adapt.metrics import classification_metrics
-from layercut.settings.precision import autocast
+from layercut.settings.precision import autocast_region
 
 
 @dataclass
@@ -67,7 +67,7 @@ def score_prompts(
     probabilities: list[list[float]] = [[] for _ in prompts]
     start = time.perf_counter()
     prefix_length = common_prefix_length(prompts) if share_prefix else 0
-    with autocast(device, autocast_dtype):
+    with autocast_region(device, autocast_dtype):
         cache = None
         if prefix_length:
             cache = scorer.prefix_cache(torch.tensor([prompts[0][:prefix_length]], device=device))

@@ -20,7 +20,7 @@ from layercut.progress import progress_bar
 from layercut.adapt.optim import RowSparseAdamW, sparse_embedding_gradients
 
 from layercut.adapt.prefix_sharing import PackedPrompts, PromptBatch
-from layercut.settings.precision import autocast
+from layercut.settings.precision import autocast_region
 from layercut.settings.run_config import RunConfig
 
 # One optimizer step's examples, in groups that are computed apart (prompts that share a prefix, and the
@@ -109,7 +109,7 @@ def train(
             for step_in_epoch, groups in enumerate(batches_for_epoch(epoch), 1):
                 labels = torch.cat([group[1] for group in groups])
                 teacher = None if groups[0][2] is None else torch.cat([group[2] for group in groups])
-                with autocast(labels.device, autocast_dtype):
+                with autocast_region(labels.device, autocast_dtype):
                     logits = scorer.score_together([group[0] for group in groups])
                 loss = loss_fn(logits.float(), labels, teacher)
                 if not torch.isfinite(loss):

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 
 from layercut.model.sources import Trust
-from layercut.settings.declare import parse_flag
+from layercut.settings.declare import kind, parse_flag
 from layercut.settings.run_config import RunConfig
 from layercut.tasks.options import TaskOptions, task_spec
 from layercut.tasks.spec import TaskSpec
@@ -17,15 +17,15 @@ _METAVARS = {"int": "N", "float": "X", "str": "TEXT"}
 
 def add_trust_arguments(parser: argparse.ArgumentParser, names=("allow_pickle", "trust_remote_code")) -> None:
     """--allow-pickle and --trust-remote-code, for every command that loads a model (declared with the run settings)."""
-    for declared in dataclasses.fields(RunConfig):
-        if declared.name in names:
-            parser.add_argument(*setting_flag(declared)[0], action="store_true", help=declared.metadata["help"])
+    for name in names:
+        declared = RunConfig.__dataclass_fields__[name]
+        parser.add_argument(*setting_flag(declared)[0], action="store_true", help=declared.metadata["help"])
 
 
 def setting_flag(declared: dataclasses.Field) -> tuple[list[str], dict]:
     """The names and `add_argument` options of a run setting's flag: `--name-with-dashes` (and its aliases), its type,
     choices and help with its default; a boolean setting is a switch (`--no-name` where it is on by default)."""
-    default = RunConfig.__dataclass_fields__[declared.name].default
+    default = declared.default
     flag = "--" + declared.name.replace("_", "-")
     help_text = declared.metadata["help"].replace("%", "%%")
     options = {"dest": declared.name, "default": None}
@@ -40,7 +40,7 @@ def setting_flag(declared: dataclasses.Field) -> tuple[list[str], dict]:
     if declared.metadata["choices"]:
         options["choices"] = declared.metadata["choices"]
     else:
-        options["metavar"] = declared.metadata["metavar"] or _METAVARS.get(str(declared.type).removesuffix(" | None"))
+        options["metavar"] = declared.metadata["metavar"] or _METAVARS.get(kind(declared)[0])
     return [flag, *declared.metadata["aliases"]], options
 
 

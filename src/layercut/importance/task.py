@@ -40,7 +40,14 @@ from layercut.importance.removal import removal_scan
 from layercut.padding import collate_padded
 from layercut.prompting.build import build_prompting
 from layercut.settings.run_config import RunConfig
-from layercut.settings.precision import BFLOAT16, autocast, FLOAT32, Precision, bf16_misbehaves, resolve_precision
+from layercut.settings.precision import (
+    BFLOAT16,
+    autocast_region,
+    FLOAT32,
+    Precision,
+    bf16_misbehaves,
+    resolve_precision,
+)
 from layercut.settings.task import make_run_splits, resolve_task
 from layercut.tasks import FewShotSplits, TaskSpec
 
@@ -137,7 +144,7 @@ def rank_by_task(loaded, task: TaskCalibration, progress: bool = True) -> LayerR
         loaded.model.eval()
         objective = LabelWordLoss(torch.tensor(label_words.first_ids))
         used = check_bf16(loaded.model, encoded, labels, loaded.tokenizer.pad_token_id, objective, precision)
-        with autocast(model_device(loaded.model), used.autocast):
+        with autocast_region(model_device(loaded.model), used.autocast):
             batches, packing = dev_batches(
                 loaded.model, encoded, labels, loaded.tokenizer.pad_token_id, objective, used.autocast
             )
@@ -188,7 +195,7 @@ def dev_batches(
     device = model_device(model)
     prefix = encoded[0][: common_prefix_length(encoded)]
     packed = PackedDevBatch(pack_prompts(encoded, prefix, device), torch.tensor(labels, device=device))
-    with torch.no_grad(), autocast(model_device(model), autocast_dtype):
+    with torch.no_grad(), autocast_region(model_device(model), autocast_dtype):
         why = packing_disagrees(
             torch.cat([objective.logits(model, batch.to(device)) for batch in padded]),
             lambda: objective.logits(model, packed),
@@ -210,7 +217,7 @@ def check_bf16(
     try:
         with torch.no_grad():
             reference = objective.logits(model, batch)
-            with autocast(model_device(model), torch.bfloat16):
+            with autocast_region(model_device(model), torch.bfloat16):
                 logits = objective.logits(model, batch)
     except (RuntimeError, NotImplementedError, TypeError, ValueError) as error:
         return precision.falling_back(f"{type(model).__name__} fails in bfloat16 ({type(error).__name__})")

@@ -59,9 +59,7 @@ def _cell(runs: list[dict], cache: Path) -> Cell | None:
             continue  # written before runs recorded their splits
         key = split_key(hashes)
         if key not in by_seed[record["config"]["seed"]]:
-            config = RunConfig.from_dict(
-                {k: v for k, v in record["config"].items() if k in RunConfig.__dataclass_fields__}
-            )
+            config = RunConfig.from_stored(record["config"])
             result = bag_of_words_for(config, hashes, cache)
             by_seed[record["config"]["seed"]][key] = result["metrics"]["accuracy"]
     if not by_seed:

@@ -44,7 +44,7 @@ from layercut.settings.precision import Precision, bf16_misbehaves
 from layercut.settings.task import make_run_splits, resolve_task
 from layercut.tasks import Example, FewShotSplits, TaskSpec
 from layercut.tasks.splits import ALL
-from layercut.settings.precision import autocast
+from layercut.settings.precision import autocast_region
 
 
 @dataclass
@@ -258,7 +258,7 @@ def decide_sharing(
     if not prefix:
         return PrefixSharing(False, False, ["the prompts share no prefix"])
     sample = prompts[:4]
-    with torch.no_grad(), autocast(device, autocast_dtype):
+    with torch.no_grad(), autocast_region(device, autocast_dtype):
         scorer.eval()
         whole = scorer(make_batch(sample, pad_id, 0, device)).float()
         shared = scorer(make_batch(sample, pad_id, len(prefix), device)).float()
@@ -307,7 +307,7 @@ def packing_problem(
         return "training: packing needs a head that reads the last token, without prefix tuning's virtual tokens"
     half = len(prefix) // 2
     prompts = sample + [prefix[:half] + sample[0][len(prefix) :]]
-    with torch.no_grad(), autocast(device, autocast_dtype):
+    with torch.no_grad(), autocast_region(device, autocast_dtype):
         why = packing_disagrees(
             scorer(make_batch(prompts, pad_id, 0, device)),
             lambda: scorer(pack_prompts(prompts, prefix, device)),

@@ -62,7 +62,7 @@ class Precision:
         return record
 
 
-def autocast(device, dtype):
+def autocast_region(device, dtype):
     """The context a run's forward and backward passes compute in on `device` (a torch.device or its type): bf16
     autocast for dtype torch.bfloat16, nothing for None (float32)."""
     import torch

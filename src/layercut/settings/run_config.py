@@ -196,6 +196,12 @@ class RunConfig:
             raise LayercutError(f"unknown run setting(s) {unknown}; allowed: {', '.join(sorted(names))}")
         return cls(**data)
 
+    @classmethod
+    def from_stored(cls, data: dict) -> "RunConfig":
+        """The settings a stored record holds, leaving out any key this version does not know (a record written by a
+        later one); `from_dict` refuses such keys, as a user's input must be refused."""
+        return cls.from_dict({k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
     def key(self) -> str:
         """The run's identity in a sweep: a hash of the settings that differ from the defaults, so that a
         new setting whose default keeps the old behaviour leaves stored runs' keys (and a sweep's resume)

@@ -29,7 +29,7 @@ from layercut.model.layers import LayerSelection
 from layercut.model.sources import load_config
 from layercut.settings.run_config import RunConfig
 from layercut.run.pipeline import resolve_device, run_precision
-from layercut.settings.precision import Precision, autocast
+from layercut.settings.precision import Precision, autocast_region
 from layercut.run.prepare import prepare_run
 
 # Where a family keeps what follows its blocks, below `model.base_model` (OPT nests it in `decoder`).
@@ -135,7 +135,7 @@ def score_depths(
     final = final_transform(model)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     probabilities: dict[int, list[list[float]]] = {k: [[] for _ in prompts] for k in depths}
-    with autocast(device, autocast_dtype):
+    with autocast_region(device, autocast_dtype):
         cache = None
         if prefix_length:
             cache = compute_prefix_cache(model, torch.tensor([prompts[0][:prefix_length]], device=device))

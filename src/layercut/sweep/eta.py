@@ -22,7 +22,7 @@ class CostModel:
 
     def add(self, record: dict) -> None:
         """A finished run's record (result.json) calibrates its kind."""
-        config = RunConfig.from_dict({k: v for k, v in record["config"].items() if k in RunConfig.__dataclass_fields__})
+        config = RunConfig.from_stored(record["config"])
         flops = run_flops(config)
         timing = record.get("timing") or {}
         seconds = (timing.get("train_seconds") or 0.0) + (timing.get("eval_seconds") or 0.0)
