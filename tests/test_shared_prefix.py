@@ -4,7 +4,6 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 from layercut.adapt.prefix_sharing import (
     active_dropout,
@@ -15,7 +14,7 @@ from layercut.adapt.prefix_sharing import (
     prefix_overlap,
     reuse_prefix_cache,
 )
-from layercut.adapt.optim import RowSparseAdamW, sparse_embedding_gradients
+from layercut.adapt.optim import sparse_embedding_gradients
 from layercut.adapt.scorers import ClassificationHead, LabelWordHead, WholeWordHead
 from layercut.run.pipeline import run
 from layercut.run.prepare import packing_problem
@@ -172,26 +171,6 @@ def test_a_step_computes_the_prefix_once_where_its_cache_can_be_cut(family):
 def test_dropout_is_found():
     assert active_dropout(tiny_model("gpt2"))  # GPT-2 configs default to 0.1
     assert not active_dropout(without_dropout(tiny_model("gpt2")))
-
-
-def test_row_sparse_adamw_equals_dense_adamw():
-    """Stepping only the rows ever touched gives the dense optimizer's weights; rows never touched stay exact."""
-    torch.manual_seed(0)
-    start = torch.randn(50, 4)
-    sparse_weight, dense_weight = nn.Parameter(start.clone()), nn.Parameter(start.clone())
-    sparse_optimizer = RowSparseAdamW([sparse_weight], lr=1e-2)
-    dense_optimizer = torch.optim.AdamW([dense_weight], lr=1e-2, weight_decay=0.0, fused=True)
-    for rows in ([1, 2, 2], [3], [1, 7], [], [9, 3]):  # later steps leave earlier rows untouched
-        rows = torch.tensor(rows, dtype=torch.long)
-        grad = torch.sparse_coo_tensor(rows[None], torch.randn(len(rows), 4), (50, 4))
-        sparse_weight.grad, dense_weight.grad = grad, grad.to_dense()
-        sparse_optimizer.step()
-        dense_optimizer.step()
-        sparse_optimizer.zero_grad()
-        dense_optimizer.zero_grad()
-    assert torch.allclose(sparse_weight, dense_weight, atol=1e-7)
-    assert not torch.equal(sparse_weight[1], start[1])  # moved
-    assert torch.equal(sparse_weight[20], start[20])  # never touched: exactly unchanged
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2", "mistral"])  # tied, tied with positions, untied head

@@ -26,7 +26,8 @@ def sparse_grad(rows: list[int], shape=(50, 4)) -> torch.Tensor:
     return torch.sparse_coo_tensor(rows[None], torch.randn(len(rows), *shape[1:]), shape)
 
 
-def test_row_state_holds_the_touched_rows_only_and_steps_as_dense_adamw():
+def test_row_sparse_adamw_equals_dense_adamw_and_holds_the_touched_rows_only():
+    """Stepping only the rows ever touched gives the dense optimizer's weights; rows never touched stay exact."""
     torch.manual_seed(0)
     start = torch.randn(50, 4)
     sparse_weight, dense_weight = nn.Parameter(start.clone()), nn.Parameter(start.clone())
@@ -40,6 +41,8 @@ def test_row_state_holds_the_touched_rows_only_and_steps_as_dense_adamw():
         sparse_optimizer.zero_grad()
         dense_optimizer.zero_grad()
     assert torch.allclose(sparse_weight, dense_weight, atol=1e-7)
+    assert not torch.equal(sparse_weight[1], start[1])  # moved
+    assert torch.equal(sparse_weight[20], start[20])  # never touched: exactly unchanged
     state = sparse_optimizer.rows[sparse_weight]
     assert state.count == 7 and state.rows[:7].tolist() == [1, 2, 3, 7, 9, 40, 41]  # in the order first touched
     assert not sparse_optimizer.state  # no moments of the whole table
