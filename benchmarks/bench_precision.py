@@ -29,7 +29,7 @@ from layercut.adapt.evaluation import score_prompts
 from layercut.adapt.optim import RowSparseAdamW, sparse_embedding_gradients
 from layercut.adapt.scorers import LabelWordHead
 from layercut.model.load import load_model
-from layercut.settings.precision import resolve_precision
+from layercut.settings.precision import autocast_region, resolve_precision
 from layercut.run.prepare import check_precision, packing_problem
 
 RESULTS = Path(__file__).parent / "results" / "precision_smollm2.json"
@@ -66,7 +66,7 @@ def training_pass(scorer, prompts, labels, prefix, packed: bool, dtype, steps: i
         chunk = [order[(index * batch_size + i) % len(order)] for i in range(batch_size)]
         batch_prompts = [prompts[i] for i in chunk]
         targets = torch.tensor([labels[i] for i in chunk])
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        with autocast_region(CPU, dtype):
             logits = scorer(pack_prompts(batch_prompts, prefix) if packed else make_batch(batch_prompts, 0))
         torch.nn.functional.cross_entropy(logits.float(), targets).backward()
         optimizer.step()

@@ -3,7 +3,9 @@
 SmolLM2 at --depth layers (default 30), a packed batch of 8 `trec` prompts as `layercut run` trains it (LM head on
 the label words, row-sparse AdamW), alternately float32 and bf16: the best of --steps timed steps per phase, then one
 profiled step per precision (torch.profiler, the operators by self CPU time). Explains what bench_precision.py's
-training ratio is made of. Usage: python benchmarks/profile_precision_step.py [--depth 30] [--steps 3]
+training ratio is made of. Then the attention inside bf16 autocast, float32 (what runs do where gradients are taken,
+layercut.settings.precision.autocast_region) against bf16 (plain torch.autocast): the whole training step, interleaved.
+Usage: python benchmarks/profile_precision_step.py [--depth 30] [--steps 3]
 (writes benchmarks/results/precision_step_profile.json, with the thread count and the load average)
 """
 
@@ -24,6 +26,7 @@ from layercut.adapt.optim import RowSparseAdamW, sparse_embedding_gradients
 from layercut.adapt.prefix_sharing import common_prefix_length, pack_prompts
 from layercut.adapt.scorers import LabelWordHead
 from layercut.model.load import load_model
+from layercut.settings.precision import autocast_region
 
 RESULTS = Path(__file__).parent / "results" / "precision_step_profile.json"
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16}
@@ -44,9 +47,9 @@ def main() -> None:
     batch = pack_prompts([train[i] for i in chunk], prefix)
     targets = torch.tensor([labels[i] for i in chunk])
 
-    def step(dtype) -> tuple[float, float, float]:
+    def step(dtype, region=autocast_region) -> tuple[float, float, float]:
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        with region("cpu", dtype):
             logits = scorer(batch)
         loss = torch.nn.functional.cross_entropy(logits.float(), targets)
         forward = time.perf_counter()
@@ -87,9 +90,33 @@ def main() -> None:
             )
             for op in results[name]["operators"][:6]:
                 print(f"  {op['op'][:44]:44s} {op['seconds']:.3f} s ({op['share']:.0%}, {op['calls']} calls)")
+        results["attention_in_bf16_step"] = attention_variants(step, args)
     results["load_average_end"] = os.getloadavg()
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS}")
+
+
+def plain_autocast(device, dtype):
+    """bf16 autocast with nothing kept in float32: torch's CPU autocast then runs the attention in bf16 too."""
+    return torch.autocast(getattr(device, "type", device), dtype=dtype, enabled=dtype is not None)
+
+
+def attention_variants(step, args) -> dict:
+    """Best-of seconds of a training step: float32, bf16 with float32 attention, bf16 with bf16 attention,
+    interleaved over 2 * args.steps repetitions."""
+    variants = {
+        "float32": (autocast_region, None),
+        "bf16, float32 attention": (autocast_region, torch.bfloat16),
+        "bf16, bf16 attention": (plain_autocast, torch.bfloat16),
+    }
+    seconds = {name: float("inf") for name in variants}
+    for rep in range(2 * args.steps):
+        for name, (region, dtype) in variants.items() if rep % 2 == 0 else reversed(list(variants.items())):
+            step(dtype, region)
+            seconds[name] = min(seconds[name], sum(step(dtype, region)))
+    ratios = {name: seconds["float32"] / seconds[name] for name in list(variants)[1:]}
+    print("training step: bf16 over float32 " + ", ".join(f"{r:.2f}x with {name[6:]}" for name, r in ratios.items()))
+    return {"training_step_seconds": seconds, "speedup_over_float32": ratios}
 
 
 if __name__ == "__main__":

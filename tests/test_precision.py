@@ -207,6 +207,36 @@ def test_bf16_training_and_evaluation_run_or_fall_back(family, head, monkeypatch
     assert logits.dtype == torch.float32  # label-word logits and the classification head in float32
 
 
+def test_cpu_bf16_attention_is_float32_where_gradients_are_taken_and_bf16_elsewhere(monkeypatch):
+    """autocast_region on a CPU: the attention's inputs are float32 in a forward that trains (its bf16 backward is the
+    slower), bf16 in a no-grad forward; transformers' sdpa registration is itself again on leaving."""
+    from transformers import AttentionInterface
+
+    from layercut.settings.precision import autocast_region
+
+    scorer = scorer_of("llama", "lm")
+    attention_dtypes = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording_sdpa(*args, **kwargs):
+        output = sdpa(*args, **kwargs)
+        attention_dtypes.append(output.dtype)  # what it computed in: autocast casts the inputs below this call
+        return output
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording_sdpa)
+    registered = AttentionInterface()["sdpa"]
+    with autocast_region(CPU, torch.bfloat16):
+        scorer(make_batch(PROMPTS, 0)).sum().backward()
+        with torch.no_grad():
+            scorer(make_batch(PROMPTS, 0))
+    with torch.no_grad(), autocast_region("cpu", None):
+        scorer(make_batch(PROMPTS, 0))
+    layers = len(find_blocks(scorer.model).blocks)
+    assert attention_dtypes == [torch.float32] * layers + [torch.bfloat16] * layers + [torch.float32] * layers
+    assert AttentionInterface()["sdpa"] is registered
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in scorer.parameters())
+
+
 def test_a_family_failing_in_bf16_falls_back_with_the_reason():
     scorer = scorer_of("llama", "lm")
 

@@ -142,10 +142,8 @@ def _in_precision(loaded, reference, precision, record: dict):
 
     if precision is None:
         return contextlib.nullcontext()
-    import torch
-
     from layercut.adapt.scorers import float32_output_head
-    from layercut.settings.precision import check_causal_lm
+    from layercut.settings.precision import autocast_region, check_causal_lm
 
     model = loaded.model
     device = next(model.parameters()).device
@@ -159,7 +157,7 @@ def _in_precision(loaded, reference, precision, record: dict):
         stack.enter_context(float32_output_head(model))
         if reference is not None and reference is not model:
             stack.enter_context(float32_output_head(reference))
-        stack.enter_context(torch.autocast(device.type, dtype=precision.autocast))
+        stack.enter_context(autocast_region(device, precision.autocast))
     return stack
 
 

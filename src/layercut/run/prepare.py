@@ -40,11 +40,10 @@ from layercut.model.sources import Trust
 from layercut.prompting import DemoSelector, LabelWords, PromptBuilder
 from layercut.prompting.build import build_prompting
 from layercut.settings.run_config import RunConfig
-from layercut.settings.precision import Precision, bf16_misbehaves
+from layercut.settings.precision import Precision, autocast_region, bf16_misbehaves
 from layercut.settings.task import make_run_splits, resolve_task
 from layercut.tasks import Example, FewShotSplits, TaskSpec
 from layercut.tasks.splits import ALL
-from layercut.settings.precision import autocast_region
 
 
 @dataclass
@@ -332,7 +331,7 @@ def check_precision(
     with torch.no_grad():
         reference = scorer(batch).float()
     try:
-        with torch.enable_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
+        with torch.enable_grad(), autocast_region(device, torch.bfloat16):
             scores = scorer(batch).float()
         if trains and scores.requires_grad:
             scores.logsumexp(-1).sum().backward()
