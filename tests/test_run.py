@@ -1,5 +1,6 @@
 """`run()` end to end on a tiny random model: heads, methods, padding, determinism, bad input."""
 
+import dataclasses
 import json
 
 import pytest
@@ -12,7 +13,7 @@ from layercut.cli.run import config_from_args
 from layercut.errors import LayercutError
 from layercut.settings.run_config import RunConfig
 from layercut.run.pipeline import run
-from layercut.run.record import RunRecord
+from layercut.run.record import RunRecord, Timing
 from tests.cli import assert_one_line_error, run_cli
 from tests.tiny_models import FAMILIES, tiny_model
 
@@ -56,6 +57,7 @@ def test_run_writes_a_complete_result(tiny_llama_folder, review_file, tmp_path, 
         assert params["trainable"] == 0 and result["dev"] is None
     else:
         assert len(result["dev"]["curve"]) == 2 and result["timing"]["train_seconds"] > 0
+    assert result["timing"] == dataclasses.asdict(Timing.read(result))  # written through the type, read back whole
     if method == "lora":
         assert 0 < params["trainable"] < params["total"] / 2
     if method == "full":
@@ -228,3 +230,19 @@ def test_the_run_flags_are_every_config_field_with_its_default(tmp_path):
     args = build_parser().parse_args(["run", "--out", str(tmp_path), "--data", "reviews.csv", "--label-words", "a,b"])
     config = config_from_args(args)
     assert (config.task, config.task_options) == ("reviews", {"data": "reviews.csv", "label_words": "a,b"})
+
+
+def test_every_committed_run_reads_through_the_record_types():
+    """Every result.json under docs/ is a finished record that reports can read, and its timing reads back as
+    `Timing` with the figures it holds (records from before evaluation was timed lack eval_seconds: 0 s)."""
+    from tests.test_precision import committed_results
+
+    results = committed_results()
+    assert len(results) > 400
+    fields = [field.name for field in dataclasses.fields(Timing)]
+    for path in results:
+        record = RunRecord.read(path)
+        assert record is not None and record.finished and record.damage() is None, path
+        written, timing = record.record["timing"], Timing.read(record.record)
+        assert set(written) <= set(fields) and "train_seconds" in written, path
+        assert all(getattr(timing, name) == value for name, value in written.items()), path

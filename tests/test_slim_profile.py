@@ -174,8 +174,11 @@ def test_profile_command_prints_accuracy_and_sizes_per_depth(tiny_llama_folder, 
 def test_run_refuses_precomputed_scores_that_do_not_fit(tiny_llama_folder, review_file):
     from layercut.adapt.evaluation import Scores
 
+    from layercut.run.pipeline import ScoredElsewhere, execute, prepare
+
     config = tiny_run_config(tiny_llama_folder, review_file, method="icl")
+    scored = ScoredElsewhere(Scores([0], [[1.0, 0.0]], 0.1), 0.1, {"method": "a test"})
     with pytest.raises(LayercutError, match="precomputed test scores"):
-        run(config, show_progress=False, test_scores=Scores([0], [[1.0, 0.0]], 0.1))
+        execute(prepare(config), show_progress=False, scored_elsewhere=scored)
     with pytest.raises(LayercutError, match="precomputed test scores"):
-        run(dataclasses.replace(config, method="full"), show_progress=False, test_scores=Scores([0], [[1.0, 0.0]], 0.1))
+        execute(prepare(dataclasses.replace(config, method="full")), show_progress=False, scored_elsewhere=scored)

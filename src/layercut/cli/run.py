@@ -66,6 +66,7 @@ def run_command(args: argparse.Namespace) -> int:
     from layercut.atomic import check_writable
     from layercut.model.checkpoint import check_output_folder
     from layercut.run.pipeline import check_run_folder, run
+    from layercut.run.record import Timing
     from layercut.run_files import RESULT_NAME
 
     config = config_from_args(args)
@@ -83,7 +84,7 @@ def run_command(args: argparse.Namespace) -> int:
         f"{result['task']['name']}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
         f"on {metrics['num_examples']} test examples | layers {layers['spec'] or 'none'} of {layers['source_depth']}, "
         f"{params['total'] / 1e6:.1f}M parameters ({params['percent_of_source']:.1f}%) | "
-        f"{result['timing']['eval_examples_per_second']:.1f} examples/s | {Path(args.out) / RESULT_NAME}"
+        f"{Timing.read(result).eval_examples_per_second:.1f} examples/s | {Path(args.out) / RESULT_NAME}"
     )
     return 0
 

@@ -29,7 +29,7 @@ from layercut.report.references import BAG_OF_WORDS_NOTE, References, against_li
 from layercut.report.repairs import repair_comparison
 from layercut.report.tables import Table, build_tables
 from layercut.settings.run_config import RunConfig
-from layercut.run.record import FINISHED, read_json
+from layercut.run.record import FINISHED, Timing, read_json
 from layercut.sweep.grid import layer_choice
 from layercut.sweep.store import ResultStore
 
@@ -181,7 +181,7 @@ def _protocol_lines(finished: list[dict]) -> list[str]:
         if "drawn" in r.get("splits", {})
     }
     seeds = sorted({r["config"]["seed"] for r in finished})
-    hours = sum(r["timing"]["train_seconds"] + r["timing"].get("eval_seconds", 0.0) for r in finished) / 3600
+    hours = sum(Timing.read(r).seconds for r in finished) / 3600
     lines = [
         "",
         f"Seeds: {', '.join(map(str, seeds))}. Compute: {hours:.2f} h of training and evaluation in all "
@@ -364,8 +364,8 @@ def runs_csv(records: list[dict]) -> str:
                 parameters=params["total"],
                 non_embedding_parameters=params["non_embedding"],
                 percent_of_source=params["percent_of_source"],
-                train_seconds=record["timing"]["train_seconds"],
-                eval_examples_per_second=record["timing"]["eval_examples_per_second"],
+                train_seconds=Timing.read(record).train_seconds,
+                eval_examples_per_second=Timing.read(record).eval_examples_per_second,
                 peak_memory_bytes=record["memory"]["peak_bytes"],
             )
         else:

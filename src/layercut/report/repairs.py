@@ -15,6 +15,7 @@ import statistics
 from collections import defaultdict
 
 from layercut.report.tables import HEAD_NAMES, Cell, Table
+from layercut.run.record import Timing
 
 
 def repair_comparison(tables: list[Table], shown: tuple[str, ...]) -> list[str]:
@@ -139,7 +140,7 @@ def _text(cell: Cell | None, seeds: int, full: Cell | None) -> str:
 def _cost(cell: Cell | None) -> str:
     if cell is None:
         return "–"
-    seconds = statistics.fmean(r["timing"]["train_seconds"] for r in cell.runs)
+    seconds = statistics.fmean(Timing.read(r).train_seconds for r in cell.runs)
     repair = statistics.fmean(_repair_seconds(r) for r in cell.runs)
     trainable = statistics.fmean(r["parameters"].get("trainable", 0) for r in cell.runs)
     return f"{seconds:.0f} s" + (f" + {repair:.0f} s" if repair >= 0.5 else "") + f" / {_millions(trainable)}"

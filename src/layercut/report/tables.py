@@ -8,6 +8,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from layercut.run.record import Timing
 from layercut.settings.methods import REGISTRY
 from layercut.settings.run_config import HEADS, METHODS, RunConfig
 from layercut.sweep.grid import layer_choice
@@ -190,9 +191,7 @@ def _row(choice: str, runs: list[dict]) -> Row:
 
 def _mean_speed(runs: list[dict]) -> float | None:
     """None when no run measured its own speed (depths scored together by the one-pass profile)."""
-    speeds = [
-        r["timing"]["eval_examples_per_second"] for r in runs if r["timing"]["eval_examples_per_second"] is not None
-    ]
+    speeds = [speed for speed in (Timing.read(r).eval_examples_per_second for r in runs) if speed is not None]
     return statistics.fmean(speeds) if speeds else None
 
 

@@ -9,7 +9,8 @@ import torch
 
 
 class PeakMemory:
-    """Context manager sampling this process's RSS (the kernel's lifetime peak would mix runs)."""
+    """Samples this process's RSS from `start` to `stop` (the kernel's lifetime peak would mix runs); also a context
+    manager."""
 
     def __init__(self, device: torch.device, interval_s: float = 0.05):
         self.device = device
@@ -18,6 +19,12 @@ class PeakMemory:
         self._stop = threading.Event()
 
     def __enter__(self) -> "PeakMemory":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> "PeakMemory":
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
@@ -26,10 +33,11 @@ class PeakMemory:
             self._thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
+        """The peak since `start` is read (idempotent: a run stopped on error is stopped again without harm)."""
         if self.device.type == "cuda":
             self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
-        else:
+        elif not self._stop.is_set():
             self._stop.set()
             self._thread.join()
             self.peak_bytes = max(self.peak_bytes, _rss_bytes())

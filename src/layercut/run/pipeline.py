@@ -1,7 +1,8 @@
 """One run = one pure function: `run(config) -> RunRecord`; artefacts go to the run's folder.
 
-Load the (cut) model, build few-shot splits and prompts, adapt (full fine-tuning, LoRA, or
-nothing), evaluate on the test split, and record everything needed to trust and repeat it.
+`prepare` loads the (cut) model, builds few-shot splits and prompts and decides precision and prefix sharing;
+`execute` adapts the prepared run (full fine-tuning, LoRA, or nothing), evaluates it on the test split, and
+records everything needed to trust and repeat it. `run` is the two in a row.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import fcntl
 import os
 import random
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -19,7 +21,7 @@ import torch
 
 from layercut.adapt.evaluation import Scores, calibrated_record, score_prompts
 from layercut.adapt.metrics import classification_metrics
-from layercut.adapt.training import cross_entropy_loss, train
+from layercut.adapt.training import TrainingOutcome, cross_entropy_loss, train
 from layercut.atomic import make_folders, remove_empty_folders
 from layercut.errors import LayercutError
 from layercut.model.layers import format_index_spec
@@ -27,8 +29,8 @@ from layercut.provenance import package_versions
 from layercut.settings.run_config import RunConfig
 from layercut.run.memory import PeakMemory
 from layercut.settings.precision import BFLOAT16, Precision, resolve_precision
-from layercut.run.prepare import prepare_run
-from layercut.run.record import RunRecord
+from layercut.run.prepare import PreparedRun, PrefixSharing, prepare_run
+from layercut.run.record import RunRecord, Timing
 from layercut.run_files import RESULT_NAME
 
 
@@ -47,18 +49,15 @@ def run(
     overwrite: bool = False,
     save_model: bool = False,
     show_progress: bool = True,
-    test_scores: Scores | None = None,
-    test_precision: Precision | None = None,
 ) -> RunRecord:
-    """`test_scores`: an untrained run's test scores computed elsewhere (layercut.slim's one-pass depth profile),
-    in `test_precision` (the run's own check otherwise decides it)."""
+    """Prepare the run and execute it; with `out`, its folder is held while the run writes there."""
     if out is None:
-        return _run(config, None, save_model, show_progress, test_scores, test_precision)
+        return execute(prepare(config), save_model=save_model, show_progress=show_progress)
     out = Path(out)
     check_run_folder(out, overwrite)
     with hold_run_folder(out):
         check_run_folder(out, overwrite)  # again, now that no other run can write: one may have finished meanwhile
-        return _run(config, out, save_model, show_progress, test_scores, test_precision)
+        return execute(prepare(config), out, save_model=save_model, show_progress=show_progress)
 
 
 @contextlib.contextmanager
@@ -84,82 +83,135 @@ def hold_run_folder(out: Path) -> Iterator[None]:
         raise
 
 
-def _run(
-    config: RunConfig,
-    out: Path | None,
-    save_model: bool,
-    show_progress: bool,
-    test_scores: Scores | None,
-    test_precision: Precision | None = None,
-) -> RunRecord:
-    if save_model and config.method == "prefix":
-        raise LayercutError(
-            "a prefix-tuned model is the cut model plus learned virtual tokens, which a plain "
-            "checkpoint cannot hold: drop --save-model, or use --method full or lora"
-        )
-    device = resolve_device(config.device)
-    precision = run_precision(config, device)
-    _seed_everything(config.seed)
+@dataclass
+class ReadyRun:
+    """A run prepared to execute: its model and splits (`setup`), the dev and test prompts encoded, the precision
+    it computes in (checked on the model), whether prompts share their demonstrations' prefix, and the peak memory
+    measured from the start of the preparation to the end of the run."""
 
-    with PeakMemory(device) as memory:
+    config: RunConfig
+    device: torch.device
+    setup: PreparedRun
+    dev_prompts: list[list[int]]
+    test_prompts: list[list[int]]
+    precision: Precision
+    sharing: PrefixSharing
+    memory: PeakMemory
+
+
+@dataclass(frozen=True)
+class ScoredElsewhere:
+    """An untrained run's test scores made by another pass (layercut.slim's one-pass depth profile): the run
+    records them instead of scoring the test split itself, with `eval_seconds` its share of that pass's time (no
+    speed of its own was measured) and `scored_by` saying how they were made."""
+
+    scores: Scores
+    eval_seconds: float
+    scored_by: dict
+
+
+def prepare(config: RunConfig, precision: Precision | None = None) -> ReadyRun:
+    """Everything before training: the device, the seeds, the (cut) model with its method applied, the splits and
+    prompts, the precision (`precision` when given, as a one-pass profile decided it for all its depths; else the
+    configuration's, checked on the model) and the prefix-sharing decision."""
+    device = resolve_device(config.device)
+    asked = run_precision(config, device)
+    _seed_everything(config.seed)
+    memory = PeakMemory(device).start()
+    try:
         setup = prepare_run(config, device)
         dev_prompts = setup.encode_all(setup.splits.dev)
         test_prompts = setup.encode_all(setup.splits.test)
-        if test_scores is not None and (config.trains or len(test_scores.predictions) != len(test_prompts)):
+        precision = precision or setup.check_precision(asked, test_prompts)
+        sharing = setup.decide_sharing(test_prompts, precision.autocast)
+        return ReadyRun(config, device, setup, dev_prompts, test_prompts, precision, sharing, memory)
+    except BaseException:
+        memory.stop()
+        raise
+
+
+def execute(
+    ready: ReadyRun,
+    out: Path | None = None,
+    *,
+    save_model: bool = False,
+    show_progress: bool = True,
+    scored_elsewhere: ScoredElsewhere | None = None,
+) -> RunRecord:
+    """Train a prepared run (if its method trains), score its test split (or record `scored_elsewhere`), and
+    write its record (and model, with `save_model`) into `out`."""
+    config, setup = ready.config, ready.setup
+    try:
+        if save_model and config.method == "prefix":
+            raise LayercutError(
+                "a prefix-tuned model is the cut model plus learned virtual tokens, which a plain "
+                "checkpoint cannot hold: drop --save-model, or use --method full or lora"
+            )
+        if scored_elsewhere is not None and (
+            config.trains or len(scored_elsewhere.scores.predictions) != len(ready.test_prompts)
+        ):
             raise LayercutError(
                 "precomputed test scores fit only an untrained run (--method icl) on the same test split"
             )
-        pad_id = setup.tokenizer.pad_token_id
-        precision = test_precision or setup.check_precision(precision, test_prompts)
-        autocast_dtype = precision.autocast
-        sharing = setup.decide_sharing(test_prompts, autocast_dtype)
-
-        def dev_scores() -> tuple[float, float]:
-            scores = score_prompts(
-                setup.scorer,
-                dev_prompts,
-                pad_id,
-                config.eval_batch_size,
-                device,
-                autocast_dtype,
-                share_prefix=sharing.evaluation,
-            )
-            return scores.accuracy([e.label for e in setup.splits.dev]), scores.loss(
-                [e.label for e in setup.splits.dev]
-            )
-
-        outcome = None
-        if config.trains:
-            loss_fn = setup.distill_from_teacher(autocast_dtype) if config.teacher else cross_entropy_loss
-            outcome = train(
-                setup.scorer,
-                setup.training_batches,
-                dev_scores,
-                setup.budget(),
-                learning_rate=config.learning_rate,
-                weight_decay=config.weight_decay,
-                gradient_accumulation=config.gradient_accumulation,
-                autocast_dtype=autocast_dtype,
-                show_progress=show_progress,
-                loss_fn=loss_fn,
-            )
-        scores = (
-            test_scores
-            if test_scores is not None
-            else score_prompts(
-                setup.scorer,
-                test_prompts,
-                pad_id,
-                config.eval_batch_size,
-                device,
-                autocast_dtype,
-                share_prefix=sharing.evaluation,
-            )
+        outcome, scores, content_free = _train_and_score(ready, show_progress, scored_elsewhere)
+    finally:
+        ready.memory.stop()
+    record = _record(ready, outcome, scores, content_free, scored_elsewhere)
+    result = RunRecord(record)
+    if out is not None:
+        _write_run(out, result, (lambda: setup.save_model(out / "model", record)) if save_model else None)
+    if outcome and outcome.diverged:
+        where = f"; partial result in {out / RESULT_NAME}" if out is not None else ""
+        raise LayercutError(
+            f"training stopped: {outcome.diverged}; the last good weights were kept and evaluated{where}; lower --lr"
         )
-        content_free = score_prompts(
-            setup.scorer, setup.content_free_prompts(), pad_id, config.eval_batch_size, device, autocast_dtype
+    return result
+
+
+def _train_and_score(
+    ready: ReadyRun, show_progress: bool, scored_elsewhere: ScoredElsewhere | None
+) -> tuple[TrainingOutcome | None, Scores, Scores]:
+    config, setup, device = ready.config, ready.setup, ready.device
+    pad_id = setup.tokenizer.pad_token_id
+    autocast_dtype = ready.precision.autocast
+
+    def score(prompts: list[list[int]], share_prefix: bool = ready.sharing.evaluation) -> Scores:
+        return score_prompts(
+            setup.scorer, prompts, pad_id, config.eval_batch_size, device, autocast_dtype, share_prefix=share_prefix
         )
 
+    def dev_scores() -> tuple[float, float]:
+        labels = [e.label for e in setup.splits.dev]
+        scores = score(ready.dev_prompts)
+        return scores.accuracy(labels), scores.loss(labels)
+
+    outcome = None
+    if config.trains:
+        outcome = train(
+            setup.scorer,
+            setup.training_batches,
+            dev_scores,
+            setup.budget(),
+            learning_rate=config.learning_rate,
+            weight_decay=config.weight_decay,
+            gradient_accumulation=config.gradient_accumulation,
+            autocast_dtype=autocast_dtype,
+            show_progress=show_progress,
+            loss_fn=setup.distill_from_teacher(autocast_dtype) if config.teacher else cross_entropy_loss,
+        )
+    scores = scored_elsewhere.scores if scored_elsewhere is not None else score(ready.test_prompts)
+    return outcome, scores, score(setup.content_free_prompts(), share_prefix=False)
+
+
+def _record(
+    ready: ReadyRun,
+    outcome: TrainingOutcome | None,
+    scores: Scores,
+    content_free: Scores,
+    scored_elsewhere: ScoredElsewhere | None,
+) -> dict:
+    """The run's result.json."""
+    config, setup = ready.config, ready.setup
     labels = [e.label for e in setup.splits.test]
     record = {
         "status": "diverged" if outcome and outcome.diverged else "complete",
@@ -188,16 +240,18 @@ def _run(
             "bridge": setup.loaded.extras.get("bridge"),
             "teacher": setup.teacher_record(),
         },
-        "timing": {
-            "train_seconds": outcome.seconds if outcome else 0.0,
-            "train_step_seconds": outcome.seconds / outcome.steps if outcome and outcome.steps else None,
-            "eval_seconds": scores.seconds,
-            "eval_examples_per_second": scores.examples_per_second,
-        },
-        "prefix_sharing": {**sharing.record(), "test_prefix_tokens": scores.shared_prefix_tokens},
-        "precision": precision.record(),
-        "memory": {"peak_bytes": memory.peak_bytes, "kind": memory.kind},
-        "device": str(device),
+        "timing": dataclasses.asdict(
+            Timing(
+                train_seconds=outcome.seconds if outcome else 0.0,
+                train_step_seconds=outcome.seconds / outcome.steps if outcome and outcome.steps else None,
+                eval_seconds=scored_elsewhere.eval_seconds if scored_elsewhere else scores.seconds,
+                eval_examples_per_second=None if scored_elsewhere else scores.examples_per_second,
+            )
+        ),
+        "prefix_sharing": {**ready.sharing.record(), "test_prefix_tokens": scores.shared_prefix_tokens},
+        "precision": ready.precision.record(),
+        "memory": {"peak_bytes": ready.memory.peak_bytes, "kind": ready.memory.kind},
+        "device": str(ready.device),
         "splits": {
             "hashes": setup.splits.hashes,
             "drawn": setup.split_rule(),
@@ -207,15 +261,9 @@ def _run(
         "demonstrations": setup.demo_record(),
         "versions": package_versions(),
     }
-    result = RunRecord(record)
-    if out is not None:
-        _write_run(out, result, (lambda: setup.save_model(out / "model", record)) if save_model else None)
-    if outcome and outcome.diverged:
-        where = f"; partial result in {out / RESULT_NAME}" if out is not None else ""
-        raise LayercutError(
-            f"training stopped: {outcome.diverged}; the last good weights were kept and evaluated{where}; lower --lr"
-        )
-    return result
+    if scored_elsewhere is not None:
+        record["scored_by"] = scored_elsewhere.scored_by
+    return record
 
 
 def _write_run(out: Path, result: RunRecord, save_model) -> None:
@@ -248,11 +296,6 @@ def run_precision(config: RunConfig, device: torch.device) -> Precision:
     if device.type == "cuda" and precision.used == BFLOAT16 and not torch.cuda.is_bf16_supported():
         raise LayercutError("this GPU does not support bfloat16: use --dtype float32")
     return precision
-
-
-def resolve_autocast(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of `--dtype name` on `device` (None: float32); see layercut.settings.precision."""
-    return run_precision(RunConfig(dtype=name), device).autocast
 
 
 def _ranking_record(layer_strategy: dict | None) -> dict | None:

@@ -61,6 +61,33 @@ _NUMBER_FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class Timing:
+    """A run's `timing` in result.json: written by layercut.run.pipeline, read by reports, searches and the sweep's
+    time-left estimate through `read`."""
+
+    train_seconds: float
+    train_step_seconds: float | None
+    eval_seconds: float
+    eval_examples_per_second: float | None  # None where the run measured no speed of its own (a one-pass profile's)
+
+    @classmethod
+    def read(cls, record: dict) -> "Timing":
+        """The timing of a result.json object; a record written before evaluation was timed counts 0 s for it."""
+        timing = record.get("timing") or {}
+        return cls(
+            timing.get("train_seconds") or 0.0,
+            timing.get("train_step_seconds"),
+            timing.get("eval_seconds") or 0.0,
+            timing.get("eval_examples_per_second"),
+        )
+
+    @property
+    def seconds(self) -> float:
+        """Training and evaluation together."""
+        return self.train_seconds + self.eval_seconds
+
+
 @dataclass
 class RunRecord:
     """One run's record; `accuracy` and friends are shortcuts into the JSON object `record`."""

@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from layercut.atomic import temporary_directory
+from layercut.run.record import Timing
 from layercut.settings.run_config import RunConfig
 from layercut.search.probe import Probe, Runs
 from layercut.search.settings import SearchSettings
@@ -32,9 +33,7 @@ def confirm(runs: Runs, base: RunConfig, probe: Probe, settings: SearchSettings)
         "keys": {c.seed: c.key() for c, _ in done},
         "parameters": done[0][1]["parameters"]["total"] if done else None,
         "examples_per_second": [
-            r["timing"]["eval_examples_per_second"]
-            for _, r in done
-            if r["timing"]["eval_examples_per_second"] is not None
+            speed for speed in (Timing.read(r).eval_examples_per_second for _, r in done) if speed is not None
         ],
         "majority": done[0][1]["metrics"]["majority_baseline"] if done else None,
     }

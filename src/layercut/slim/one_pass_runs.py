@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 from layercut.errors import LayercutError
 from layercut.settings.run_config import RunConfig
-from layercut.run.pipeline import run
+from layercut.run.pipeline import ScoredElsewhere, execute, prepare
 from layercut.run.record import RunRecord
 from layercut.slim.profile import first_k_depth, one_pass_problem, profile_depths
 
@@ -49,34 +49,29 @@ def split_one_pass_runs(configs: Iterable[RunConfig]) -> tuple[list[OnePassGroup
 
 
 def one_pass_records(groups: list[OnePassGroup]) -> Iterator[RunRecord]:
-    """Each run's record, as `run()` writes it; a group that fails gives every run a `failed` record."""
+    """Each run's record, as `run()` writes it (each run prepared and executed with the pass's test scores); a group
+    that fails gives every run a `failed` record."""
     for group in groups:
         try:
             profile = profile_depths(group.configs[0], group.depths)
         except Exception as error:  # like execute_run: one bad cell does not end the sweep
             yield from (RunRecord.failed(config, error) for config in group.configs)
             continue
+        # The pass scored every depth at once: no per-depth speed was measured. Its time is split evenly over the
+        # group's runs, so a report's total compute counts it once.
+        scored_by = {
+            "method": ONE_PASS,
+            "depths": profile.depths,
+            "pass_seconds": profile.seconds,
+            "note": "timing.eval_seconds is an even share of the one pass over all depths; "
+            "memory.peak_bytes covers this run's own set-up only",
+        }
         for config, depth in zip(group.configs, group.depths):
+            scored = ScoredElsewhere(profile.scores[depth], profile.seconds / len(group.configs), scored_by)
             try:
-                result = run(
-                    config, show_progress=False, test_scores=profile.scores[depth], test_precision=profile.precision
-                )
+                yield execute(prepare(config, profile.precision), show_progress=False, scored_elsewhere=scored)
             except Exception as error:
                 yield RunRecord.failed(config, error)
-                continue
-            # The pass scored every depth at once: no per-depth speed was measured. Its time is split evenly
-            # over the group's runs, so a report's total compute counts it once.
-            record = result.record
-            record["timing"]["eval_seconds"] = profile.seconds / len(group.configs)
-            record["timing"]["eval_examples_per_second"] = None
-            record["scored_by"] = {
-                "method": ONE_PASS,
-                "depths": profile.depths,
-                "pass_seconds": profile.seconds,
-                "note": "timing.eval_seconds is an even share of the one pass over all depths; "
-                "memory.peak_bytes covers this run's own set-up only",
-            }
-            yield result
 
 
 def _first_k_depth_or_none(config: RunConfig) -> int | None:

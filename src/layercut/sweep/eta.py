@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from layercut.run.record import Timing
 from layercut.settings.run_config import RunConfig
 from layercut.sweep.plan import THROUGHPUTS, duration, model_facts, run_flops
 
@@ -24,8 +25,7 @@ class CostModel:
         """A finished run's record (result.json) calibrates its kind."""
         config = RunConfig.from_stored(record["config"])
         flops = run_flops(config)
-        timing = record.get("timing") or {}
-        seconds = (timing.get("train_seconds") or 0.0) + (timing.get("eval_seconds") or 0.0)
+        seconds = Timing.read(record).seconds
         if flops and seconds > 0:
             self._flops[_kind(config)] += flops
             self._seconds[_kind(config)] += seconds
@@ -67,10 +67,7 @@ def sweep_progress(runs: list[RunConfig], records: list[dict]) -> SweepProgress:
     for record in finished:
         model.add(record)
     done = {r["key"] for r in finished}
-    elapsed = sum(
-        (r.get("timing") or {}).get("train_seconds", 0.0) + (r.get("timing") or {}).get("eval_seconds", 0.0)
-        for r in finished
-    )
+    elapsed = sum(Timing.read(r).seconds for r in finished)
     left = model.seconds([config for config in runs if config.key() not in done])
     return SweepProgress(len(runs), len(done), sum(r.get("status") == "failed" for r in mine), elapsed, left)
 
