@@ -392,10 +392,10 @@ CASES = [
     ("run-lora-alpha-negative", lambda w: run_args(w, "--lora-alpha", "-16"), "lora-alpha must be at least 1"),
     ("run-lora-rank-0", lambda w: run_args(w, "--lora-rank", "0", "--method", "lora"), "lora-rank must be at least 1"),
     ("run-max-length-0", lambda w: run_args(w, "--max-length", "0"), "max-length must be at least 1"),
-    ("run-weight-decay-negative", lambda w: run_args(w, "--weight-decay", "-0.1"), "weight decay must be >= 0"),
-    ("run-lr-infinite", lambda w: run_args(w, "--lr", "inf"), "learning rate must be > 0 and finite"),
-    ("run-lr-nan", lambda w: run_args(w, "--lr", "nan"), "learning rate must be > 0 and finite"),
-    ("run-lr-zero", lambda w: run_args(w, "--lr", "0"), "learning rate must be > 0"),
+    ("run-weight-decay-negative", lambda w: run_args(w, "--weight-decay", "-0.1"), "--weight-decay must be >= 0"),
+    ("run-lr-infinite", lambda w: run_args(w, "--lr", "inf"), "--learning-rate must be > 0 and finite"),
+    ("run-lr-nan", lambda w: run_args(w, "--lr", "nan"), "--learning-rate must be > 0 and finite"),
+    ("run-lr-zero", lambda w: run_args(w, "--lr", "0"), "--learning-rate must be > 0"),
     ("run-epochs-0", lambda w: run_args(w, "--epochs", "0"), "epochs must be at least 1"),
     (
         "run-keep-count-0",
@@ -450,7 +450,7 @@ CASES = [
     (
         "sweep-second-lr-invalid",
         lambda w: ["sweep", experiment(w, "l", settings={"learning_rate": [1.0e-4, -1.0]}), "--out", r(w, "sweep")],
-        "learning rate must be > 0",
+        "learning_rate must be > 0 and finite, got -1.0: e.g. learning_rate: 5e-5",  # the file's spelling
     ),
     (
         "sweep-shots-all-no-dev",
@@ -460,17 +460,17 @@ CASES = [
     (
         "sweep-dev-shots-0",
         lambda w: ["sweep", experiment(w, "v", settings={"dev_shots": 0}), "--out", r(w, "sweep")],
-        "dev-shots must be at least 1",
+        "dev_shots must be at least 1",
     ),
     (
         "sweep-lora-alpha-negative",
         lambda w: ["sweep", experiment(w, "la", settings={"lora_alpha": -1}), "--out", r(w, "sweep")],
-        "lora-alpha must be at least 1",
+        "lora_alpha must be at least 1",
     ),
     (
         "sweep-weight-decay-infinite",
         lambda w: ["sweep", experiment(w, "wd", settings={"weight_decay": float("inf")}), "--out", r(w, "sweep")],
-        "weight decay",
+        "weight_decay must be >= 0",
     ),
     (
         "sweep-task-with-data",

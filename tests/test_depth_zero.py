@@ -120,10 +120,10 @@ def test_depth_zero_runs_trains_saves_and_predicts(family, review_file, tmp_path
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (dict(method="lora"), "--method lora adapts the kept blocks, and first:0 keeps none"),
-        (dict(method="prefix"), "--method prefix adapts the kept blocks, and first:0 keeps none"),
-        (dict(train_layers="last:1"), "--train-layers last:1 trains kept blocks, and first:0 keeps none"),
-        (dict(bridge="lstsq"), "--bridge lstsq folds into the last kept block, and first:0 keeps none"),
+        (dict(method="lora"), "method: lora adapts the kept blocks, and first:0 keeps none"),
+        (dict(method="prefix"), "method: prefix adapts the kept blocks, and first:0 keeps none"),
+        (dict(train_layers="last:1"), "train_layers: last:1 trains kept blocks, and first:0 keeps none"),
+        (dict(bridge="lstsq"), "bridge: lstsq folds into the last kept block, and first:0 keeps none"),
     ],
 )
 def test_depth_zero_refuses_what_needs_a_block(tiny_llama_folder, review_file, overrides, message):
@@ -196,7 +196,7 @@ def test_sweep_takes_depth_zero_and_reports_its_row(tiny_llama_folder, review_fi
     assert {(r.layers, r.method) for r in experiment.runs} == {
         (layers, method) for layers in ("first:0", "first:1", "all") for method in ("full", "icl", "lora")
     } - {("first:0", "lora")}
-    assert any("--method lora adapts the kept blocks" in w for w in experiment.warnings)  # skipped, and said why
+    assert any("method: lora adapts the kept blocks" in w for w in experiment.warnings)  # skipped, and said why
     assert main(["sweep", str(path), "--dry-run"]) == 0  # the compute estimate counts depth 0's parameters too
     summary = run_sweep(experiment, tmp_path / "out", echo=lambda line: None)
     assert summary.finished == 8 and not summary.failed

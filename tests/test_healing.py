@@ -109,7 +109,7 @@ def test_training_the_last_block_leaves_every_other_weight_bit_identical(
 
 
 def test_partial_training_needs_full_fine_tuning_and_enough_blocks(tiny_llama_folder, review_file):
-    with pytest.raises(LayercutError, match="--method full"):
+    with pytest.raises(LayercutError, match="not method: lora: use method: full"):  # Python's spelling of settings
         tiny_config(tiny_llama_folder, review_file, train_layers="last:1", method="lora")
     with pytest.raises(LayercutError, match="all or last:N"):
         tiny_config(tiny_llama_folder, review_file, train_layers="first:1")

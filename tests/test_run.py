@@ -158,7 +158,7 @@ def test_nan_loss_stops_keeps_last_good_weights_and_the_result(tiny_llama_folder
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--lr", "0"], "learning rate must be > 0"),
+        (["--lr", "0"], "--learning-rate must be > 0 and finite, got 0.0: e.g. --learning-rate 5e-5"),
         (["--epochs", "0"], "epochs must be at least 1"),
         (["--batch-size", "0"], "batch-size must be at least 1"),
         (["--device", "cuda"], "no CUDA GPU"),

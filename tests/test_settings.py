@@ -81,6 +81,23 @@ def test_every_setting_has_its_flag_with_help_and_no_flag_is_listed_by_hand():
     assert hand_listed == []
 
 
+def test_an_error_names_a_setting_as_python_and_files_write_it_and_the_command_line_as_its_flag():
+    """The run settings' errors name them with `setting()`: str() gives the field (and `field: value`), the CLI's
+    spelling the flag that `layercut run` really has (`--field-name value`)."""
+    from layercut.errors import as_flag
+
+    with pytest.raises(LayercutError) as raised:
+        RunConfig(learning_rate=0.0)
+    assert str(raised.value) == "learning_rate must be > 0 and finite, got 0.0: e.g. learning_rate: 5e-5"
+    assert raised.value.spelled(as_flag) == "--learning-rate must be > 0 and finite, got 0.0: e.g. --learning-rate 5e-5"
+    options = {option for action in _run_parser()._actions for option in action.option_strings}
+    for bad in (dict(keep_strategy="first"), dict(method="lora", train_layers="last:1"), dict(weight_decay=-1.0)):
+        with pytest.raises(LayercutError) as raised:
+            RunConfig(**bad)
+        flags = [word.rstrip(":,)") for word in raised.value.spelled(as_flag).split() if word.startswith("--")]
+        assert flags and set(flags) <= options, flags
+
+
 def test_a_flag_given_becomes_the_setting_and_one_not_given_keeps_the_default():
     args = _run_parser().parse_args(
         [

@@ -53,6 +53,6 @@ def test_the_healing_experiment_expands():
     # training the last 2 blocks of a 1-layer model is skipped when the grid is planned, not failed when run
     assert not any(r.keep_count == 1 and r.train_layers == "last:2" for r in experiment.runs)
     assert experiment.warnings == (
-        "skipped 6 grid cell(s): --train-layers last:2 asks for more blocks than the 1 kept: "
+        "skipped 6 grid cell(s): train_layers: last:2 asks for more blocks than the 1 kept: "
         "choose N from 1 to 1, or all",
     )

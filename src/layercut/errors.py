@@ -5,11 +5,38 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from typing import Iterator
+import re
+from typing import Callable, Iterator
+
+# A setting named in a message: `\x1fname\x1evalue\x1f` (the value may be empty), spelled when the message is shown.
+_SETTING = re.compile("\x1f([a-z0-9_]+)\x1e([^\x1f]*)\x1f")
+
+
+def setting(name: str, value: object = "") -> str:
+    """A setting (with a value, optionally) named in a LayercutError's message: shown as it is written in Python and
+    in experiment files (`learning_rate`, `learning_rate: 5e-5`) or, by commands that take it as a flag, as the flag
+    (`--learning-rate`, `--learning-rate 5e-5`)."""
+    return f"\x1f{name}\x1e{value}\x1f"
+
+
+def as_name(name: str, value: str) -> str:
+    return f"{name}: {value}" if value else name
+
+
+def as_flag(name: str, value: str) -> str:
+    flag = "--" + name.replace("_", "-")
+    return f"{flag} {value}" if value else flag
 
 
 class LayercutError(Exception):
-    """A problem with the user's input: the message names it and says how to fix it."""
+    """A problem with the user's input: the message names it and says how to fix it. Settings named with
+    `setting()` read as in Python and experiment files; `spelled(as_flag)` gives the command line's spelling."""
+
+    def __str__(self) -> str:
+        return self.spelled(as_name)
+
+    def spelled(self, spell: Callable[[str, str], str]) -> str:
+        return _SETTING.sub(lambda match: spell(match.group(1), match.group(2)), super().__str__())
 
 
 def first_line(error: BaseException) -> str:

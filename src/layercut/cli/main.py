@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 
-from layercut.errors import LayercutError, os_error_message
+from layercut.errors import LayercutError, as_flag, as_name, os_error_message
 
 # Modules that define `add_commands(subparsers)`, in the order their commands are listed.
 COMMAND_MODULES = (
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     unraisable_hook = sys.unraisablehook
     sys.unraisablehook = functools.partial(_interrupt_again_if_dropped, report=unraisable_hook)
+    args = None
     try:
         _quiet_libraries()
         args = build_parser().parse_args(argv)
@@ -63,11 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     except (LayercutError, OSError) as error:
         if os.environ.get("LAYERCUT_TRACEBACK"):
             raise
-        message = str(error) if isinstance(error, LayercutError) else os_error_message(error)
+        message = error.spelled(_spelling(args)) if isinstance(error, LayercutError) else os_error_message(error)
         print(f"layercut: error: {message}", file=sys.stderr)
         return 2
     finally:
         sys.unraisablehook = unraisable_hook
+
+
+def _spelling(args):
+    """How an error names a setting: as its experiment-file key for `layercut sweep`, whose settings come from the
+    file, and as its flag for every other command."""
+    return as_name if getattr(args, "command", None) == "sweep" else as_flag
 
 
 def _interrupt_again_if_dropped(unraisable, report) -> None:

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 from layercut.errors import LayercutError
+from layercut.errors import setting as named
 from layercut.model.layers import LayerSelection
 from layercut.settings.declare import setting
 from layercut.settings.methods import REGISTRY
@@ -144,18 +145,23 @@ class RunConfig:
         _one_of("method", self.method, METHODS)
         _one_of("device", self.device, DEVICES)
         _one_of("dtype", self.dtype, DTYPES)
-        _one_of("demonstration policy", self.demos, DEMO_POLICIES)
-        _one_of("label-word policy", self.label_word_policy, LABEL_WORD_POLICIES)
+        _one_of("demos", self.demos, DEMO_POLICIES)
+        _one_of("label_word_policy", self.label_word_policy, LABEL_WORD_POLICIES)
         if self.head == "cls" and self.method == "icl":
             raise LayercutError(
-                "--head cls with --method icl evaluates an untrained classification head, which means nothing: "
-                "use --head lm for in-context learning, or train the head (--method full or lora)"
+                f"{named('head', 'cls')} with {named('method', 'icl')} evaluates an untrained classification head, "
+                f"which means nothing: use {named('head', 'lm')} for in-context learning, or train the head "
+                f"({named('method', 'full')} or lora)"
             )
         if not 0 < self.learning_rate < math.inf:
-            raise LayercutError(f"learning rate must be > 0 and finite, got {self.learning_rate}: e.g. --lr 5e-5")
+            raise LayercutError(
+                f"{named('learning_rate')} must be > 0 and finite, got {self.learning_rate}: "
+                f"e.g. {named('learning_rate', '5e-5')}"
+            )
         if not 0 <= self.weight_decay < math.inf:
             raise LayercutError(
-                f"weight decay must be >= 0 and finite, got {self.weight_decay}: e.g. --weight-decay 0.01"
+                f"{named('weight_decay')} must be >= 0 and finite, got {self.weight_decay}: "
+                f"e.g. {named('weight_decay', '0.01')}"
             )
         for name in (
             "epochs",
@@ -169,21 +175,25 @@ class RunConfig:
             "calibration_samples",
         ):
             if getattr(self, name) < 1:
-                raise LayercutError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise LayercutError(f"{named(name)} must be at least 1, got {getattr(self, name)}")
         for name in ("max_steps", "eval_every", "dev_shots", "dev_size", "test_size", "keep_count"):
             if (
                 getattr(self, name) is not None and getattr(self, name) < 1
             ):  # an empty dev set would silently stop early stopping
-                raise LayercutError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise LayercutError(f"{named(name)} must be at least 1, got {getattr(self, name)}")
         if not -(2**63) <= self.seed < 2**64:  # torch.manual_seed's range
-            raise LayercutError(f"seed {self.seed} does not fit in 64 bits: give a seed from 0 to {2**64 - 1}")
+            raise LayercutError(
+                f"{named('seed')} {self.seed} does not fit in 64 bits: give a seed from 0 to {2**64 - 1}"
+            )
         check_shots(self.shots, self.dev_shots, self.dev_size)
         check_task_with_data(self.task, self.task_options)
         if self.patience < 0:
-            raise LayercutError(f"patience must be >= 0, got {self.patience}")
+            raise LayercutError(f"{named('patience')} must be >= 0, got {self.patience}")
         _check_healing(self)
         if (self.keep_strategy is None) != (self.keep_count is None):
-            raise LayercutError("--keep-strategy and --keep-count go together: give both (or use --layers)")
+            raise LayercutError(
+                f"{named('keep_strategy')} and {named('keep_count')} go together: give both (or use {named('layers')})"
+            )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -250,7 +260,7 @@ def train_layers_count(text: str) -> int | None:
         return None
     mode, _, count = text.partition(":")
     if mode != "last" or not count.isdigit() or int(count) < 1:
-        raise LayercutError(f"--train-layers '{text}' is not all or last:N: write e.g. last:1 or all")
+        raise LayercutError(f"{named('train_layers')} '{text}' is not all or last:N: write e.g. last:1 or all")
     return int(count)
 
 
@@ -258,48 +268,49 @@ def _check_healing(config: RunConfig) -> None:
     count = train_layers_count(config.train_layers)
     if (count is not None or config.freeze_embeddings) and config.method != "full":
         raise LayercutError(
-            f"--train-layers/--freeze-embeddings choose what full fine-tuning trains, not "
-            f"--method {config.method}: use --method full"
+            f"{named('train_layers')} and {named('freeze_embeddings')} choose what full fine-tuning trains, not "
+            f"{named('method', config.method)}: use {named('method', 'full')}"
         )
     kept = _kept_count(config)
     if kept == 0:
         _check_depth_zero(config, count)
     if count is not None and kept is not None and count > kept:  # known before loading: a sweep skips the cell
         raise LayercutError(
-            f"--train-layers {config.train_layers} asks for more blocks than the {kept} kept: "
+            f"{named('train_layers', config.train_layers)} asks for more blocks than the {kept} kept: "
             f"choose N from 1 to {kept}, or all"
         )
     if config.bridge is not None:
         _one_of("bridge", config.bridge, BRIDGES)
     if config.teacher is not None and not config.trains:
         raise LayercutError(
-            "--teacher distills during training, and --method icl does not train: use --method full, lora or prefix"
+            f"{named('teacher')} distills during training, and {named('method', 'icl')} does not train: "
+            f"use {named('method', 'full')}, lora or prefix"
         )
     if not 0.0 <= config.distill_weight <= 1.0:
-        raise LayercutError(f"--distill-weight must lie in [0, 1], got {config.distill_weight}")
+        raise LayercutError(f"{named('distill_weight')} must lie in [0, 1], got {config.distill_weight}")
     if not config.distill_temperature > 0:
-        raise LayercutError(f"--distill-temperature must be > 0, got {config.distill_temperature}")
+        raise LayercutError(f"{named('distill_temperature')} must be > 0, got {config.distill_temperature}")
 
 
 def _check_depth_zero(config: RunConfig, train_count: int | None) -> None:
     """first:0 keeps no block: what adapts or repairs blocks has nothing to work on (a sweep skips the cell)."""
     if config.method in ("lora", "prefix"):
         raise LayercutError(
-            f"--method {config.method} adapts the kept blocks, and {config.layers} keeps none: "
-            "use --method full or icl, or keep first:1"
+            f"{named('method', config.method)} adapts the kept blocks, and {config.layers} keeps none: "
+            f"use {named('method', 'full')} or icl, or keep first:1"
         )
     if train_count is not None:
         raise LayercutError(
-            f"--train-layers {config.train_layers} trains kept blocks, and {config.layers} keeps none: "
-            "use --train-layers all (embedding, final norm and head), or keep first:1"
+            f"{named('train_layers', config.train_layers)} trains kept blocks, and {config.layers} keeps none: "
+            f"use {named('train_layers', 'all')} (embedding, final norm and head), or keep first:1"
         )
     if config.bridge is not None:
         raise LayercutError(
-            f"--bridge {config.bridge} folds into the last kept block, and {config.layers} keeps none: "
+            f"{named('bridge', config.bridge)} folds into the last kept block, and {config.layers} keeps none: "
             "keep first:1 or more"
         )
 
 
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise LayercutError(f"unknown {name} '{value}': use one of {', '.join(allowed)}")
+        raise LayercutError(f"unknown {named(name)} '{value}': use one of {', '.join(allowed)}")
