@@ -5,7 +5,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The suite's expectations are float32's: `--dtype auto` must not turn bf16 because this CPU has AVX512-BF16
-# (layercut.settings.precision). tests/test_precision.py asks for bf16 where it tests it.
+# (layercut.settings.precision). tests/settings/test_precision.py asks for bf16 where it tests it.
 os.environ["LAYERCUT_CPU_BF16"] = "0"
 
 import pytest  # noqa: E402

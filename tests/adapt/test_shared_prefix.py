@@ -18,7 +18,7 @@ from layercut.adapt.optim import sparse_embedding_gradients
 from layercut.adapt.scorers import ClassificationHead, LabelWordHead, WholeWordHead
 from layercut.run.pipeline import run
 from layercut.run.prepare import packing_problem
-from tests.test_run import tiny_config
+from tests.run.test_run import tiny_config
 from tests.tiny_models import FAMILIES, tiny_model
 
 PREFIX = [2, 20, 8, 40, 9, 21, 8, 41, 9]  # a BOS, then two "demonstrations"

@@ -235,7 +235,7 @@ def test_the_run_flags_are_every_config_field_with_its_default(tmp_path):
 def test_every_committed_run_reads_through_the_record_types():
     """Every result.json under docs/ is a finished record that reports can read, and its timing reads back as
     `Timing` with the figures it holds (records from before evaluation was timed lack eval_seconds: 0 s)."""
-    from tests.test_precision import committed_results
+    from tests.settings.test_precision import committed_results
 
     results = committed_results()
     assert len(results) > 400

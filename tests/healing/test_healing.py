@@ -15,7 +15,7 @@ from layercut.model.blocks import find_blocks
 from layercut.model.load import cut_layers
 from layercut.run.pipeline import run
 from tests.cli import assert_one_line_error, run_cli
-from tests.test_run import tiny_config
+from tests.run.test_run import tiny_config
 from tests.tiny_models import CALIBRATION_TEXTS, tiny_model, tiny_tokenizer
 
 FOLDABLE = ["gpt2", "opt", "llama", "qwen2", "gpt_neox", "phi", "falcon", "bloom", "gptj", "gemma"]

@@ -18,7 +18,7 @@ from layercut.sweep import ResultStore, load_experiment, run_sweep, write_report
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-CONFIGS = Path(__file__).parent.parent / "configs"
+CONFIGS = Path(__file__).parents[2] / "configs"
 TINY_SETTINGS = {
     "epochs": 2,
     "batch_size": 4,
@@ -73,7 +73,7 @@ def test_expansion_skips_invalid_cells_and_repeats_no_run(tiny_llama_folder, rev
     assert {r.learning_rate for r in experiment.runs if r.method == "icl"} == {5e-5}  # ICL ignores it: not repeated
     assert len(experiment.warnings) == 2
     assert any("first 9 layers of a 4-layer model" in w for w in experiment.warnings)
-    assert any("head cls with --method icl" in w for w in experiment.warnings)
+    assert any("head: cls with method: icl" in w for w in experiment.warnings)
     assert load_experiment(path).key == experiment.key
 
 

@@ -16,7 +16,7 @@ import torch
 
 from layercut.cli.main import main
 from tests.cli import assert_one_line_error, run_cli
-from tests.test_bad_inputs import (
+from tests.cli.test_bad_inputs import (
     TEMPLATE,
     check_one_line_and_nothing_left,
     UNWRITABLE,

@@ -15,7 +15,7 @@ from layercut.settings.declare import GROUPS, coerce
 from layercut.settings.methods import REGISTRY, ignored_settings
 from layercut.settings.run_config import METHODS, RunConfig
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "layercut"
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "layercut"
 # The stages a run is made of, and the floors under them: none may reach up into the run (layercut.run).
 LOWER_STAGES = ("settings", "tasks", "model", "prompting", "adapt", "importance", "healing", "evaluate", "baselines")
 FIELDS = [f for f in dataclasses.fields(RunConfig) if f.metadata["flag"]]

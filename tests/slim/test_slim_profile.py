@@ -16,7 +16,7 @@ from layercut.model.load import load_model
 from layercut.run.pipeline import run
 from layercut.slim.profile import profile_depths, score_depths
 from layercut.sweep import ResultStore, load_experiment, run_sweep
-from tests.test_run import tiny_config as tiny_run_config
+from tests.run.test_run import tiny_config as tiny_run_config
 from tests.tiny_models import FAMILIES, tiny_model_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")

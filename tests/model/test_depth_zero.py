@@ -20,8 +20,8 @@ from layercut.run.predict import load_predictor
 from layercut.run.prepare import packing_problem
 from layercut.settings.task import make_run_splits, resolve_task
 from tests.cli import assert_one_line_error, run_cli
-from tests.test_run import tiny_config as tiny_run_config
-from tests.test_shared_prefix import LABEL_IDS, PREFIX, PROMPTS
+from tests.run.test_run import tiny_config as tiny_run_config
+from tests.adapt.test_shared_prefix import LABEL_IDS, PREFIX, PROMPTS
 from tests.tiny_models import FAMILIES, tiny_bpe_tokenizer, tiny_config, tiny_model, tiny_model_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")

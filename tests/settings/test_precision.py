@@ -26,11 +26,11 @@ from layercut.settings.run_config import KEY_VERSION, RunConfig
 from layercut.run.pipeline import run
 from layercut.settings.precision import Precision, resolve_precision
 from layercut.run.prepare import check_precision, packing_problem
-from tests.test_run import tiny_config
-from tests.test_shared_prefix import LABEL_IDS, PREFIX, PROMPTS, without_dropout
+from tests.run.test_run import tiny_config
+from tests.adapt.test_shared_prefix import LABEL_IDS, PREFIX, PROMPTS, without_dropout
 from tests.tiny_models import FAMILIES, tiny_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
 
 

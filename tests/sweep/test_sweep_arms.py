@@ -7,7 +7,7 @@ import pytest
 from layercut.errors import LayercutError
 from layercut.sweep.experiment import expand, load_experiment
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def grid(**extra):

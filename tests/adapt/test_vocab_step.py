@@ -15,7 +15,7 @@ from layercut.adapt.prefix_sharing import make_batch
 from layercut.adapt.optim import RowSparseAdamW, RowSnapshot
 from layercut.adapt.scorers import WholeWordHead
 from layercut.adapt.training import Budget, train
-from tests.test_shared_prefix import LABEL_IDS, PREFIX, PROMPTS, without_dropout
+from tests.adapt.test_shared_prefix import LABEL_IDS, PREFIX, PROMPTS, without_dropout
 from tests.tiny_models import FAMILIES, tiny_model
 
 STEPS = ([1, 2, 2], [3], [1, 7], [], [9, 3], [40, 41, 3])  # later steps leave earlier rows untouched

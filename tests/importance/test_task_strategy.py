@@ -14,7 +14,7 @@ from layercut.prompting.build import build_prompting
 from layercut.settings.task import make_run_splits, resolve_task
 from layercut.padding import collate_padded
 from tests.cli import assert_one_line_error, run_cli
-from tests.test_run import tiny_config
+from tests.run.test_run import tiny_config
 
 
 def test_task_strategy_keeps_the_layers_greedy_task_removal_reaches_last(
