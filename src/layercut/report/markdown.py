@@ -29,7 +29,7 @@ from layercut.report.references import BAG_OF_WORDS_NOTE, References, against_li
 from layercut.report.repairs import repair_comparison
 from layercut.report.tables import Table, build_tables
 from layercut.settings.run_config import RunConfig
-from layercut.run.record import FINISHED, Timing, read_json
+from layercut.run.record import FINISHED, KeptLayers, Parameters, Timing, read_json
 from layercut.sweep.grid import layer_choice
 from layercut.sweep.store import ResultStore
 
@@ -352,20 +352,21 @@ def runs_csv(records: list[dict]) -> str:
             "task_options": json.dumps(record["config"]["task_options"], sort_keys=True),
         }
         if record["status"] in FINISHED:
-            metrics, dev, params = record["metrics"], record["dev"] or {}, record["parameters"]
+            metrics, dev, params = record["metrics"], record["dev"] or {}, Parameters.read(record)
+            layers, timing = KeptLayers.read(record), Timing.read(record)
             row.update(
-                layers_kept=len(record["layers"]["kept"]),
-                kept_indices=record["layers"]["spec"],
+                layers_kept=len(layers.kept),
+                kept_indices=layers.spec,
                 accuracy=metrics["accuracy"],
                 macro_f1=metrics["macro_f1"],
                 test_examples=metrics["num_examples"],
                 best_dev_accuracy=dev.get("best_dev_accuracy"),
                 best_epoch=dev.get("best_epoch"),
-                parameters=params["total"],
-                non_embedding_parameters=params["non_embedding"],
-                percent_of_source=params["percent_of_source"],
-                train_seconds=Timing.read(record).train_seconds,
-                eval_examples_per_second=Timing.read(record).eval_examples_per_second,
+                parameters=params.total,
+                non_embedding_parameters=params.non_embedding,
+                percent_of_source=params.percent_of_source,
+                train_seconds=timing.train_seconds,
+                eval_examples_per_second=timing.eval_examples_per_second,
                 peak_memory_bytes=record["memory"]["peak_bytes"],
             )
         else:

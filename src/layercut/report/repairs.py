@@ -15,7 +15,7 @@ import statistics
 from collections import defaultdict
 
 from layercut.report.tables import HEAD_NAMES, Cell, Table
-from layercut.run.record import Timing
+from layercut.run.record import KeptLayers, Parameters, Timing
 
 
 def repair_comparison(tables: list[Table], shown: tuple[str, ...]) -> list[str]:
@@ -142,13 +142,13 @@ def _cost(cell: Cell | None) -> str:
         return "–"
     seconds = statistics.fmean(Timing.read(r).train_seconds for r in cell.runs)
     repair = statistics.fmean(_repair_seconds(r) for r in cell.runs)
-    trainable = statistics.fmean(r["parameters"].get("trainable", 0) for r in cell.runs)
+    trainable = statistics.fmean(Parameters.read(r).trainable for r in cell.runs)
     return f"{seconds:.0f} s" + (f" + {repair:.0f} s" if repair >= 0.5 else "") + f" / {_millions(trainable)}"
 
 
 def _repair_seconds(record: dict) -> float:
     healing = record.get("healing") or {}
-    ranking = record["layers"].get("ranking") or {}
+    ranking = KeptLayers.read(record).ranking or {}
     parts = [
         (healing.get("bridge") or {}).get("seconds"),
         (healing.get("teacher") or {}).get("seconds"),

@@ -8,7 +8,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from layercut.run.record import Timing
+from layercut.run.record import KeptLayers, Parameters, Timing
 from layercut.settings.methods import REGISTRY
 from layercut.settings.run_config import HEADS, METHODS, RunConfig
 from layercut.sweep.grid import layer_choice
@@ -175,15 +175,16 @@ def _row(choice: str, runs: list[dict]) -> Row:
     for record in runs:
         by_task[record["config"]["task"]].append(record)
     first = runs[0]
-    kept = len(first["layers"]["kept"])
+    layers, parameters = KeptLayers.read(first), Parameters.read(first)
+    kept = len(layers.kept)
     paper_rule = first["config"]["keep_strategy"] or choice == "all" or choice.startswith("first:")
     return Row(
         label=str(kept) if paper_rule else f"{kept} ({choice})",
         kept=kept,
-        parameters=first["parameters"]["total"],
-        non_embedding=first["parameters"]["non_embedding"],
-        percent=first["parameters"]["percent_of_source"],
-        source_depth=first["layers"]["source_depth"],
+        parameters=parameters.total,
+        non_embedding=parameters.non_embedding,
+        percent=parameters.percent_of_source,
+        source_depth=layers.source_depth,
         eval_speed=_mean_speed(runs),
         cells={task: _pick(task_runs) for task, task_runs in by_task.items()},
     )
@@ -217,7 +218,7 @@ def _pick(runs: list[dict]) -> Cell:
         shown[best],
         devs[best],
         [(shown[i], devs[i]) for i in range(len(texts)) if i != best],
-        sorted({r["layers"]["spec"] for r in chosen}),
+        sorted({KeptLayers.read(r).spec for r in chosen}),
         chosen,
     )
 

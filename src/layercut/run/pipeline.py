@@ -30,7 +30,7 @@ from layercut.settings.run_config import RunConfig
 from layercut.run.memory import PeakMemory
 from layercut.settings.precision import BFLOAT16, Precision, resolve_precision
 from layercut.run.prepare import PreparedRun, PrefixSharing, prepare_run
-from layercut.run.record import RunRecord, Timing
+from layercut.run.record import KeptLayers, RunRecord, Timing
 from layercut.run_files import RESULT_NAME
 
 
@@ -219,13 +219,15 @@ def _record(
         "config": config.to_dict(),
         "seed": config.seed,
         "task": setup.task_record(),
-        "layers": {
-            "kept": setup.loaded.kept,
-            "spec": format_index_spec(setup.loaded.kept),
-            "source_depth": setup.loaded.source_depth,
-            "strategy": config.keep_strategy,
-            "ranking": _ranking_record(setup.loaded.extras.get("layer_strategy")),
-        },
+        "layers": dataclasses.asdict(
+            KeptLayers(
+                kept=setup.loaded.kept,
+                spec=format_index_spec(setup.loaded.kept),
+                source_depth=setup.loaded.source_depth,
+                strategy=config.keep_strategy,
+                ranking=_ranking_record(setup.loaded.extras.get("layer_strategy")),
+            )
+        ),
         "metrics": classification_metrics(labels, scores.predictions, list(setup.spec.label_names)),
         "calibrated": calibrated_record(scores, content_free, labels, list(setup.spec.label_names)),
         "predictions": {

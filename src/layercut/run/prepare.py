@@ -40,6 +40,7 @@ from layercut.model.sources import Trust
 from layercut.prompting import DemoSelector, LabelWords, PromptBuilder
 from layercut.prompting.build import build_prompting
 from layercut.settings.run_config import RunConfig
+from layercut.run.record import Parameters
 from layercut.settings.precision import Precision, autocast_region, bf16_misbehaves
 from layercut.settings.task import make_run_splits, resolve_task
 from layercut.tasks import Example, FewShotSplits, TaskSpec
@@ -194,13 +195,15 @@ class PreparedRun:
         # The scorer holds what trains: the model's weights, and prefix tuning's virtual tokens.
         trainable = {p.data_ptr(): p.numel() for p in self.scorer.parameters() if p.requires_grad}
         total = model.num_parameters()
-        return {
-            "total": total,
-            "non_embedding": model.num_parameters(exclude_embeddings=True),
-            "trainable": sum(trainable.values()) if self.config.trains else 0,
-            "source_total": self.loaded.source_parameters,
-            "percent_of_source": round(100.0 * total / self.loaded.source_parameters, 2),
-        }
+        return dataclasses.asdict(
+            Parameters(
+                total=total,
+                non_embedding=model.num_parameters(exclude_embeddings=True),
+                trainable=sum(trainable.values()) if self.config.trains else 0,
+                source_total=self.loaded.source_parameters,
+                percent_of_source=round(100.0 * total / self.loaded.source_parameters, 2),
+            )
+        )
 
     def save_model(self, folder: Path, run_record: dict) -> None:
         """A plain Hugging Face checkpoint (LoRA merged in) plus what `predict` needs to prompt it."""

@@ -7,8 +7,9 @@ and checks that what reports read is there. Everything else reads runs through i
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 from layercut.atomic import write_json_atomic
 from layercut.run_files import FAILURE_NAME, RESULT_NAME
@@ -17,7 +18,79 @@ from layercut.settings.run_config import RunConfig
 # `diverged` is final too: run() stops on a non-finite loss and evaluates the last good weights;
 # the same configuration would diverge again.
 FINISHED = ("complete", "diverged")
-# What reports read from a record; a record without them is damaged.
+
+
+@dataclass(frozen=True, kw_only=True)
+class Section:
+    """A declared part of result.json (`NAME` is its key): written by the run as `asdict`, read back by `read`.
+    Fields without a default are what every finished record holds (RunRecord.damage checks them); those with one
+    were added later, and older records lack them."""
+
+    NAME: ClassVar[str]
+
+    @classmethod
+    def read(cls, record: dict):
+        written = record.get(cls.NAME) or {}
+        return cls(**{f.name: written[f.name] for f in fields(cls) if f.name in written})
+
+    @classmethod
+    def required(cls) -> list[tuple[str, bool]]:
+        """(dotted path, whether it must be a number) of every field a finished record must hold."""
+        return [
+            (f"{cls.NAME}.{f.name}", f.type.removesuffix(" | None") in ("int", "float"))
+            for f in fields(cls)
+            if f.default is MISSING
+        ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeptLayers(Section):
+    """Which blocks of the source model the run kept."""
+
+    NAME: ClassVar[str] = "layers"
+    kept: list[int]
+    spec: str
+    source_depth: int
+    strategy: str | None = None  # the measure that chose them (--keep-strategy), if one did
+    ranking: dict | None = None  # its calibration and seconds
+
+
+@dataclass(frozen=True, kw_only=True)
+class Parameters(Section):
+    """The cut model's size."""
+
+    NAME: ClassVar[str] = "parameters"
+    total: int
+    non_embedding: int
+    trainable: int = 0
+    source_total: int | None = None
+    percent_of_source: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timing(Section):
+    """Seconds of training and evaluation; reports, the search and the sweep's time-left estimate read them."""
+
+    NAME: ClassVar[str] = "timing"
+    train_seconds: float
+    train_step_seconds: float | None = None
+    eval_seconds: float = 0.0  # records from before evaluation was timed lack it
+    eval_examples_per_second: float | None  # None where the run measured no speed of its own (one-pass profile)
+
+    @classmethod
+    def read(cls, record: dict) -> "Timing":
+        """Also of a partial record (the sweep's time-left estimate reads whatever finished): a figure missing or
+        null counts 0 s, a speed missing counts as not measured."""
+        written = {name: value for name, value in (record.get(cls.NAME) or {}).items() if value is not None}
+        return super().read({cls.NAME: {"train_seconds": 0.0, "eval_examples_per_second": None, **written}})
+
+    @property
+    def seconds(self) -> float:
+        """Training and evaluation together."""
+        return self.train_seconds + self.eval_seconds
+
+
+# What reports read from a record besides the declared sections; a record without them is damaged.
 _CONFIG_FIELDS = (
     "model",
     "layers",
@@ -31,61 +104,16 @@ _CONFIG_FIELDS = (
     "shots",
     "seed",
 )
-_FINISHED_FIELDS = (
-    "metrics.accuracy",
-    "metrics.macro_f1",
-    "metrics.num_examples",
-    "layers.kept",
-    "layers.spec",
-    "layers.source_depth",
-    "parameters.total",
-    "parameters.non_embedding",
-    "parameters.percent_of_source",
-    "timing.train_seconds",
-    "timing.eval_examples_per_second",
-    "memory.peak_bytes",
-    "dev",
-)
-# Of those, the figures reports compute with: a string there would end a report in a traceback (null only
-# stands for a figure not measured, e.g. a one-pass profile's throughput; never for a metric).
-_NUMBER_FIELDS = (
-    "metrics.accuracy",
-    "metrics.macro_f1",
-    "metrics.num_examples",
-    "layers.source_depth",
-    "parameters.total",
-    "parameters.non_embedding",
-    "parameters.percent_of_source",
-    "timing.train_seconds",
-    "timing.eval_examples_per_second",
-)
-
-
-@dataclass(frozen=True)
-class Timing:
-    """A run's `timing` in result.json: written by layercut.run.pipeline, read by reports, searches and the sweep's
-    time-left estimate through `read`."""
-
-    train_seconds: float
-    train_step_seconds: float | None
-    eval_seconds: float
-    eval_examples_per_second: float | None  # None where the run measured no speed of its own (a one-pass profile's)
-
-    @classmethod
-    def read(cls, record: dict) -> "Timing":
-        """The timing of a result.json object; a record written before evaluation was timed counts 0 s for it."""
-        timing = record.get("timing") or {}
-        return cls(
-            timing.get("train_seconds") or 0.0,
-            timing.get("train_step_seconds"),
-            timing.get("eval_seconds") or 0.0,
-            timing.get("eval_examples_per_second"),
-        )
-
-    @property
-    def seconds(self) -> float:
-        """Training and evaluation together."""
-        return self.train_seconds + self.eval_seconds
+_FINISHED_FIELDS = [
+    ("metrics.accuracy", True),
+    ("metrics.macro_f1", True),
+    ("metrics.num_examples", True),
+    *KeptLayers.required(),
+    *Parameters.required(),
+    *Timing.required(),
+    ("memory.peak_bytes", False),
+    ("dev", False),
+]
 
 
 @dataclass
@@ -155,7 +183,7 @@ class RunRecord:
         """The first field a report reads that the record lacks (dotted, e.g. `metrics.accuracy`), or None."""
         paths = ["key", "status", *(f"config.{name}" for name in _CONFIG_FIELDS)]
         if self.finished:
-            paths += _FINISHED_FIELDS
+            paths += [path for path, _ in _FINISHED_FIELDS]
         for path in paths:
             value = self.record
             for part in path.split("."):
@@ -169,11 +197,11 @@ class RunRecord:
         missing = self.missing_field()
         if missing is not None:
             return f"lacks the field '{missing}'"
-        for path in _NUMBER_FIELDS if self.finished else ():
+        for path, number in _FINISHED_FIELDS if self.finished else ():
             value = self.record
             for part in path.split("."):
                 value = value[part]
-            if value is None and not path.startswith("metrics."):
+            if not number or (value is None and not path.startswith("metrics.")):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return f"holds {value!r} as '{path}', which must be a number"

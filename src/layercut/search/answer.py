@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from layercut.atomic import temporary_directory
-from layercut.run.record import Timing
+from layercut.run.record import Parameters, Timing
 from layercut.settings.run_config import RunConfig
 from layercut.search.probe import Probe, Runs
 from layercut.search.settings import SearchSettings
@@ -31,7 +31,7 @@ def confirm(runs: Runs, base: RunConfig, probe: Probe, settings: SearchSettings)
         "test_by_seed": {c.seed: r["metrics"]["accuracy"] for c, r in done},
         "dev_by_seed": {c.seed: r["dev"]["best_dev_accuracy"] for c, r in done},
         "keys": {c.seed: c.key() for c, _ in done},
-        "parameters": done[0][1]["parameters"]["total"] if done else None,
+        "parameters": Parameters.read(done[0][1]).total if done else None,
         "examples_per_second": [
             speed for speed in (Timing.read(r).eval_examples_per_second for _, r in done) if speed is not None
         ],
