@@ -66,6 +66,7 @@ def run_command(args: argparse.Namespace) -> int:
     from layercut.atomic import check_writable
     from layercut.model.checkpoint import check_output_folder
     from layercut.run.pipeline import check_run_folder, run
+    from layercut.adapt.metrics import Metrics
     from layercut.run.record import KeptLayers, Parameters, Timing
     from layercut.run_files import RESULT_NAME
 
@@ -79,10 +80,10 @@ def run_command(args: argparse.Namespace) -> int:
     if args.save_model:
         check_output_folder(Path(args.out) / "model", overwrite=True)  # refuses foreign files now, not after training
     result = run(config, args.out, overwrite=args.overwrite, save_model=args.save_model).record
-    metrics, layers, params = result["metrics"], KeptLayers.read(result), Parameters.read(result)
+    metrics, layers, params = Metrics.read(result), KeptLayers.read(result), Parameters.read(result)
     print(
-        f"{result['task']['name']}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
-        f"on {metrics['num_examples']} test examples | layers {layers.spec or 'none'} of {layers.source_depth}, "
+        f"{result['task']['name']}: accuracy {metrics.accuracy:.4f}, macro-F1 {metrics.macro_f1:.4f} "
+        f"on {metrics.num_examples} test examples | layers {layers.spec or 'none'} of {layers.source_depth}, "
         f"{params.total / 1e6:.1f}M parameters ({params.percent_of_source:.1f}%) | "
         f"{Timing.read(result).eval_examples_per_second:.1f} examples/s | {Path(args.out) / RESULT_NAME}"
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from layercut.adapt.metrics import Metrics
 from layercut.atomic import write_text_atomic
 from layercut.errors import LayercutError
 from layercut.evaluate.per_depth import EVALUATION_NOTE, EvaluationColumns
@@ -195,7 +196,7 @@ def _protocol_lines(finished: list[dict]) -> list[str]:
 def _other_measures(table: Table) -> list[str]:
     """Macro-F1 and accuracy after contextual calibration next to the majority-class baseline, per task."""
     measures = (
-        ("macro-F1", lambda r: r["metrics"]["macro_f1"]),
+        ("macro-F1", lambda r: Metrics.read(r).macro_f1),
         ("calibrated accuracy", lambda r: (r.get("calibrated") or {}).get("metrics", {}).get("accuracy")),
     )
     if not any(cell.mean_of(measures[1][1]) is not None for row in table.rows for cell in row.cells.values()):
@@ -217,7 +218,7 @@ def _other_measures(table: Table) -> list[str]:
     majority = []
     for task in table.tasks:
         cells = [row.cells[task] for row in table.rows if task in row.cells]
-        value = cells[0].mean_of(lambda r: r["metrics"].get("majority_baseline")) if cells else None
+        value = cells[0].mean_of(lambda r: Metrics.read(r).majority_baseline) if cells else None
         if value is not None:
             majority.append(f"{task} {value:.1f}")
     if majority:
@@ -352,14 +353,14 @@ def runs_csv(records: list[dict]) -> str:
             "task_options": json.dumps(record["config"]["task_options"], sort_keys=True),
         }
         if record["status"] in FINISHED:
-            metrics, dev, params = record["metrics"], record["dev"] or {}, Parameters.read(record)
+            metrics, dev, params = Metrics.read(record), record["dev"] or {}, Parameters.read(record)
             layers, timing = KeptLayers.read(record), Timing.read(record)
             row.update(
                 layers_kept=len(layers.kept),
                 kept_indices=layers.spec,
-                accuracy=metrics["accuracy"],
-                macro_f1=metrics["macro_f1"],
-                test_examples=metrics["num_examples"],
+                accuracy=metrics.accuracy,
+                macro_f1=metrics.macro_f1,
+                test_examples=metrics.num_examples,
                 best_dev_accuracy=dev.get("best_dev_accuracy"),
                 best_epoch=dev.get("best_epoch"),
                 parameters=params.total,

@@ -8,6 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from layercut.adapt.metrics import Metrics
 from layercut.baselines.bag_of_words import bag_of_words_for, split_key
 from layercut.errors import LayercutError
 from layercut.report.tables import Cell, Table
@@ -61,7 +62,7 @@ def _cell(runs: list[dict], cache: Path) -> Cell | None:
         if key not in by_seed[record["config"]["seed"]]:
             config = RunConfig.from_stored(record["config"])
             result = bag_of_words_for(config, hashes, cache)
-            by_seed[record["config"]["seed"]][key] = result["metrics"]["accuracy"]
+            by_seed[record["config"]["seed"]][key] = Metrics.read(result).accuracy
     if not by_seed:
         return None
     accuracies = [statistics.fmean(fits.values()) for _, fits in sorted(by_seed.items())]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
+from layercut.adapt.metrics import Metrics
 from layercut.report.tables import HEAD_NAMES, Cell, Table
 from layercut.run.record import KeptLayers, Parameters, Timing
 
@@ -113,9 +114,9 @@ def _rows(tables: list[Table], task: str, counts: list[int], shown: tuple[str, .
 def _difference(cell: Cell | None, base: Cell | None) -> str:
     if cell is None or base is None:
         return "–"
-    by_seed = {r["config"]["seed"]: r["metrics"]["accuracy"] for r in base.runs}
+    by_seed = {r["config"]["seed"]: Metrics.read(r).accuracy for r in base.runs}
     gains = [
-        100 * (r["metrics"]["accuracy"] - by_seed[r["config"]["seed"]])
+        100 * (Metrics.read(r).accuracy - by_seed[r["config"]["seed"]])
         for r in cell.runs
         if r["config"]["seed"] in by_seed
     ]

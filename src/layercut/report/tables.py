@@ -8,6 +8,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from layercut.adapt.metrics import Metrics
 from layercut.run.record import KeptLayers, Parameters, Timing
 from layercut.settings.methods import REGISTRY
 from layercut.settings.run_config import HEADS, METHODS, RunConfig
@@ -214,7 +215,7 @@ def _pick(runs: list[dict]) -> Cell:
     best = max(range(len(texts)), key=lambda i: (devs[i] is not None, devs[i] or 0.0))
     chosen = sorted(by_setting[texts[best]], key=lambda r: r["config"]["seed"])
     return Cell(
-        [r["metrics"]["accuracy"] for r in chosen],
+        [Metrics.read(r).accuracy for r in chosen],
         shown[best],
         devs[best],
         [(shown[i], devs[i]) for i in range(len(texts)) if i != best],

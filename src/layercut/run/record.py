@@ -7,40 +7,18 @@ and checks that what reports read is there. Everything else reads runs through i
 from __future__ import annotations
 
 import json
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from layercut.atomic import write_json_atomic
-from layercut.run_files import FAILURE_NAME, RESULT_NAME
+from layercut.adapt.metrics import Metrics
+from layercut.run_files import FAILURE_NAME, RESULT_NAME, Section
 from layercut.settings.run_config import RunConfig
 
 # `diverged` is final too: run() stops on a non-finite loss and evaluates the last good weights;
 # the same configuration would diverge again.
 FINISHED = ("complete", "diverged")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Section:
-    """A declared part of result.json (`NAME` is its key): written by the run as `asdict`, read back by `read`.
-    Fields without a default are what every finished record holds (RunRecord.damage checks them); those with one
-    were added later, and older records lack them."""
-
-    NAME: ClassVar[str]
-
-    @classmethod
-    def read(cls, record: dict):
-        written = record.get(cls.NAME) or {}
-        return cls(**{f.name: written[f.name] for f in fields(cls) if f.name in written})
-
-    @classmethod
-    def required(cls) -> list[tuple[str, bool]]:
-        """(dotted path, whether it must be a number) of every field a finished record must hold."""
-        return [
-            (f"{cls.NAME}.{f.name}", f.type.removesuffix(" | None") in ("int", "float"))
-            for f in fields(cls)
-            if f.default is MISSING
-        ]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,9 +83,7 @@ _CONFIG_FIELDS = (
     "seed",
 )
 _FINISHED_FIELDS = [
-    ("metrics.accuracy", True),
-    ("metrics.macro_f1", True),
-    ("metrics.num_examples", True),
+    *Metrics.required(),
     *KeptLayers.required(),
     *Parameters.required(),
     *Timing.required(),
@@ -163,7 +139,7 @@ class RunRecord:
 
     @property
     def accuracy(self) -> float:
-        return self.record["metrics"]["accuracy"]
+        return Metrics.read(self.record).accuracy
 
     @property
     def error(self) -> str:

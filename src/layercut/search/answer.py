@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from layercut.adapt.metrics import Metrics
 from layercut.atomic import temporary_directory
 from layercut.run.record import Parameters, Timing
 from layercut.settings.run_config import RunConfig
@@ -28,14 +29,14 @@ def confirm(runs: Runs, base: RunConfig, probe: Probe, settings: SearchSettings)
         "depth": probe.depth,
         "layers": probe.layers,
         "learning_rate": probe.picked,
-        "test_by_seed": {c.seed: r["metrics"]["accuracy"] for c, r in done},
+        "test_by_seed": {c.seed: Metrics.read(r).accuracy for c, r in done},
         "dev_by_seed": {c.seed: r["dev"]["best_dev_accuracy"] for c, r in done},
         "keys": {c.seed: c.key() for c, _ in done},
         "parameters": Parameters.read(done[0][1]).total if done else None,
         "examples_per_second": [
             speed for speed in (Timing.read(r).eval_examples_per_second for _, r in done) if speed is not None
         ],
-        "majority": done[0][1]["metrics"]["majority_baseline"] if done else None,
+        "majority": Metrics.read(done[0][1]).majority_baseline if done else None,
     }
 
 
@@ -58,7 +59,7 @@ def save_answer(base: RunConfig, confirmed: dict, out: Path, stored_record: dict
         "seed": seed,
         "key": config.key(),
         "folder": MODEL_FOLDER,
-        "test_accuracy": record["metrics"]["accuracy"],
+        "test_accuracy": Metrics.read(record).accuracy,
         "same_predictions_as_stored_run": same,
         "parameters": trimmed["parameters_after"],
         "parameters_untrimmed": saved["parameters_after"],

@@ -7,6 +7,7 @@ import dataclasses
 import statistics
 from pathlib import Path
 
+from layercut.adapt.metrics import Metrics
 from layercut.baselines.bag_of_words import bag_of_words_for
 from layercut.settings.run_config import RunConfig
 from layercut.search.probe import Runs, layers_for
@@ -17,9 +18,9 @@ def bag_of_words(base: RunConfig, seeds: tuple[int, ...], cache: Path) -> dict:
     fits = {seed: bag_of_words_for(dataclasses.replace(base, seed=seed), None, cache) for seed in seeds}
     return {
         "method": next(iter(fits.values()))["method"],
-        "test_by_seed": {seed: fit["metrics"]["accuracy"] for seed, fit in fits.items()},
+        "test_by_seed": {seed: Metrics.read(fit).accuracy for seed, fit in fits.items()},
         "dev_by_seed": {seed: fit["dev_accuracy_by_C"][str(fit["C"])] for seed, fit in fits.items()},
-        "majority": next(iter(fits.values()))["metrics"]["majority_baseline"],
+        "majority": Metrics.read(next(iter(fits.values()))).majority_baseline,
     }
 
 
@@ -32,7 +33,7 @@ def in_context_curve(runs: Runs, base: RunConfig, source_depth: int, seed: int, 
     ]
     records = runs.get(configs, "in-context learning at every depth")
     return {
-        k: r["metrics"]["accuracy"] for k, r in zip(range(1, source_depth + 1), records) if r["status"] == "complete"
+        k: Metrics.read(r).accuracy for k, r in zip(range(1, source_depth + 1), records) if r["status"] == "complete"
     }
 
 

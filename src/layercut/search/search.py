@@ -20,6 +20,7 @@ from typing import Callable
 
 import yaml
 
+from layercut.adapt.metrics import Metrics
 from layercut.atomic import write_json_atomic
 from layercut.errors import LayercutError
 from layercut.settings.run_config import RunConfig
@@ -258,4 +259,4 @@ def _search(
 
 def _test(runs: Runs, base: RunConfig, probe: Probe, seed: int) -> float | None:
     record = runs.read(dataclasses.replace(base, layers=probe.layers, learning_rate=probe.picked, seed=seed))
-    return record["metrics"]["accuracy"] if record["status"] in ("complete", "diverged") else None
+    return Metrics.read(record).accuracy if record["status"] in ("complete", "diverged") else None
