@@ -25,7 +25,7 @@ def as_name(name: str, value: str) -> str:
 
 def as_flag(name: str, value: str) -> str:
     flag = "--" + name.replace("_", "-")
-    return f"{flag} {value}" if value else flag
+    return f"{flag} {value}" if value and value != "true" else flag  # a switch is on by being given
 
 
 class LayercutError(Exception):

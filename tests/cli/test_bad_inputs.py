@@ -485,12 +485,12 @@ CASES = [
     (
         "sweep-pickle-model",
         lambda w: ["sweep", experiment(w, "p", models=[str(w["pickle"])]), "--out", r(w, "sweep")],
-        "--allow-pickle",
+        "or pass allow_pickle: true if you trust their source",  # the experiment file's spelling
     ),
     (
         "sweep-custom-code-model",
         lambda w: ["sweep", experiment(w, "c", models=[str(w["custom_code"])]), "--out", r(w, "sweep")],
-        "--trust-remote-code",
+        "pass trust_remote_code: true if you trust its source",
     ),
     (
         "sweep-damaged-model",

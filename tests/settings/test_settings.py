@@ -84,12 +84,15 @@ def test_every_setting_has_its_flag_with_help_and_no_flag_is_listed_by_hand():
 def test_an_error_names_a_setting_as_python_and_files_write_it_and_the_command_line_as_its_flag():
     """The run settings' errors name them with `setting()`: str() gives the field (and `field: value`), the CLI's
     spelling the flag that `layercut run` really has (`--field-name value`)."""
-    from layercut.errors import as_flag
+    from layercut.errors import as_flag, as_name
 
     with pytest.raises(LayercutError) as raised:
         RunConfig(learning_rate=0.0)
     assert str(raised.value) == "learning_rate must be > 0 and finite, got 0.0: e.g. learning_rate: 5e-5"
     assert raised.value.spelled(as_flag) == "--learning-rate must be > 0 and finite, got 0.0: e.g. --learning-rate 5e-5"
+    assert (
+        as_flag("allow_pickle", "true") == "--allow-pickle" and as_name("allow_pickle", "true") == "allow_pickle: true"
+    )
     options = {option for action in _run_parser()._actions for option in action.option_strings}
     for bad in (dict(keep_strategy="first"), dict(method="lora", train_layers="last:1"), dict(weight_decay=-1.0)):
         with pytest.raises(LayercutError) as raised:

@@ -75,7 +75,7 @@ def test_profile_refuses_what_one_pass_cannot_give(tiny_llama_folder, review_fil
     config = tiny_run_config(tiny_llama_folder, review_file, method="icl")
     with pytest.raises(LayercutError, match="similar"):
         profile_depths(dataclasses.replace(config, demos="similar"))
-    with pytest.raises(LayercutError, match="method icl"):
+    with pytest.raises(LayercutError, match="method: icl"):
         profile_depths(dataclasses.replace(config, method="full"))
     with pytest.raises(LayercutError, match="1..4"):
         profile_depths(config, [2, 7])

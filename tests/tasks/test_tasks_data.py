@@ -419,7 +419,7 @@ def test_all_shots_trains_on_every_example_outside_dev(dev):
 
 def test_all_shots_errors():
     data = toy_data()
-    with pytest.raises(LayercutError, match="--shots all trains on every training example: set the dev set apart"):
+    with pytest.raises(LayercutError, match="shots: all trains on every training example: set the dev set apart"):
         make_splits(data, "all", 0)
     with pytest.raises(LayercutError, match="leave none of c to train on"):
         make_splits(data, "all", 0, dev_shots=10)

@@ -194,7 +194,7 @@ def test_demonstrations_are_cut_before_the_query(smollm2_tokenizer):
 def test_prompt_that_cannot_fit_is_an_error(smollm2_tokenizer):
     builder = PromptBuilder(get_task("trec"), smollm2_tokenizer, 40)
     demos = [ex(f"question {c}", c) for c in range(6)]
-    with pytest.raises(LayercutError, match="more than max_length 40; raise --max-length"):
+    with pytest.raises(LayercutError, match="more than max_length 40; raise max_length"):
         builder.encode(ex("what is it ?", 0), demos)
     assert len(builder.encode(ex("what is it ? " * 50, 0), [])) + 1 <= 40  # every trec label word is one token
 

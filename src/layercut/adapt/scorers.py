@@ -23,6 +23,7 @@ from layercut.adapt.prefix_sharing import (
     reuse_prefix_cache,
 )
 from layercut.errors import LayercutError
+from layercut.errors import setting as named
 from layercut.padding import collate_padded, last_real_index
 from layercut.prompting.label_words import LabelWords
 
@@ -178,7 +179,7 @@ class ClassificationHead(Scorer):
     def __init__(self, model: nn.Module):
         super().__init__()
         if not hasattr(model, "score"):
-            raise LayercutError(f"{type(model).__name__} has no `score` classification head: use --head lm")
+            raise LayercutError(f"{type(model).__name__} has no `score` classification head: use {named('head', 'lm')}")
         self.model = model
 
     def forward(self, batch: PromptBatch) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from layercut.errors import LayercutError
+from layercut.errors import setting as named
 from layercut.importance.blockio import block_output, body, model_device
 from layercut.importance.calibration import CalibrationBatch, calibration_batches
 from layercut.importance.removal import running_only
@@ -40,8 +41,8 @@ def output_projection(model: nn.Module, block: nn.Module) -> tuple[str, nn.Modul
     config = model.config
     if hasattr(block, "post_feedforward_layernorm") or getattr(config, "do_layer_norm_before", True) is False:
         raise LayercutError(
-            f"--bridge lstsq cannot be folded into {config.model_type}: a norm follows its MLP output, "
-            "so no weight carries a linear map of it; leave out --bridge for this model"
+            f"{named('bridge', 'lstsq')} cannot be folded into {config.model_type}: a norm follows its MLP output, "
+            f"so no weight carries a linear map of it; leave out {named('bridge')} for this model"
         )
     for name in OUTPUT_PROJECTIONS:
         try:
@@ -51,8 +52,8 @@ def output_projection(model: nn.Module, block: nn.Module) -> tuple[str, nn.Modul
         if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
             return name, module
     raise LayercutError(
-        f"--bridge lstsq does not know where {config.model_type}'s blocks project their MLP output: "
-        "leave out --bridge for this model, or open an issue with the model id"
+        f"{named('bridge', 'lstsq')} does not know where {config.model_type}'s blocks project their MLP output: "
+        f"leave out {named('bridge')} for this model, or open an issue with the model id"
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from layercut.errors import LayercutError
+from layercut.errors import setting as named
 from layercut.model.blocks import find_blocks
 from layercut.settings.run_config import train_layers_count
 
@@ -21,7 +22,7 @@ def set_trainable(model: nn.Module, train_layers: str, freeze_embeddings: bool) 
     count = train_layers_count(train_layers)
     if count is not None and count > len(blocks):
         raise LayercutError(
-            f"--train-layers {train_layers} asks for more blocks than the {len(blocks)} kept: "
+            f"{named('train_layers', train_layers)} asks for more blocks than the {len(blocks)} kept: "
             f"choose N from 1 to {len(blocks)}, or all"
         )
     trained_blocks = list(range(len(blocks))) if count is None else list(range(len(blocks) - count, len(blocks)))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from layercut.atomic import atomic_directory
 from layercut.errors import LayercutError, first_line, reported_as
+from layercut.errors import setting as named
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def check_model_code(folder: Path, trust: Trust) -> None:
     if not trust.remote_code:
         raise LayercutError(
             f"'{folder}' needs its own model code (model type '{model_type}', auto_map in config.json), "
-            "which layercut does not run unless asked: pass --trust-remote-code if you trust its source"
+            f"which layercut does not run unless asked: pass {named('trust_remote_code', 'true')} if you trust its source"
         )
 
 
@@ -167,7 +168,7 @@ def check_weight_files(folder: Path, trust: Trust) -> None:
     if not trust.pickle:
         raise LayercutError(
             f"'{folder}' has only pickle weights ({pickled[0]}), and unpickling can run code: convert them to "
-            "safetensors, or pass --allow-pickle if you trust their source"
+            f"safetensors, or pass {named('allow_pickle', 'true')} if you trust their source"
         )
     check_pickled_tensors(folder, files)
 
@@ -192,7 +193,8 @@ def check_pickled_tensors(folder: Path, files: list[str]) -> None:
             torch.load(path, map_location="meta", weights_only=True, mmap=zipfile.is_zipfile(path))
         except pickle.UnpicklingError:
             raise LayercutError(
-                f"'{path}' holds objects that are not tensors, which layercut does not unpickle even with --allow-pickle: "
+                f"'{path}' holds objects that are not tensors, which layercut does not unpickle even with "
+                f"{named('allow_pickle')}: "
                 "save the model's state_dict alone, or convert the weights to safetensors"
             ) from None
         except Exception:  # damaged or missing: the load itself names the problem

@@ -16,6 +16,7 @@ import random
 from typing import TYPE_CHECKING, Callable
 
 from layercut.errors import LayercutError
+from layercut.errors import setting as named
 from layercut.settings.run_config import DEMO_POLICIES
 from layercut.tasks.spec import Example
 
@@ -36,7 +37,8 @@ class DemoSelector:
         if policy != "none" and not all(self.by_class):
             missing = [c for c, members in enumerate(self.by_class) if not members]
             raise LayercutError(
-                f"demonstrations need a training example of every class; classes {missing} have none: use --demos none"
+                f"demonstrations need a training example of every class; classes {missing} have none: "
+                f"use {named('demos', 'none')}"
             )
         if policy == "fixed":
             rng = random.Random(f"demos|{seed}")
@@ -104,5 +106,6 @@ class DemoSelector:
 
 def _only_the_query(label: int) -> LayercutError:
     return LayercutError(
-        f"class {label} has no training example other than the query itself: use --shots 2 or more, or --demos none"
+        f"class {label} has no training example other than the query itself: use {named('shots', 2)} or more, "
+        f"or {named('demos', 'none')}"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from layercut.errors import LayercutError
+from layercut.errors import setting as named
 from layercut.padding import collate_padded
 
 SENTENCE_TRANSFORMER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -50,7 +51,7 @@ def sentence_transformer_embedder(name: str = SENTENCE_TRANSFORMER):
         from sentence_transformers import SentenceTransformer
     except ImportError:
         raise LayercutError(
-            "--demos similar needs embeddings: pass the model's own (mean_pooled_embedder) "
+            f"{named('demos', 'similar')} needs embeddings: pass the model's own (mean_pooled_embedder) "
             "or run `pip install sentence-transformers`"
         ) from None
     try:

@@ -14,6 +14,7 @@ import dataclasses
 import re
 
 from layercut.errors import LayercutError
+from layercut.errors import setting as named
 from layercut.tasks.spec import Example, TaskSpec
 
 _FIELD = re.compile(r"\{(text|text_a|text_b)\}")
@@ -53,7 +54,7 @@ class PromptBuilder:
                 raise LayercutError(
                     f"task '{self.spec.name}': the template and demonstrations' label words alone need "
                     f"{len(ids) + self.max_length - self.budget} tokens, more than max_length {self.max_length}; "
-                    "raise --max-length or use fewer demonstrations (--demos none)"
+                    f"raise {named('max_length')} or use fewer demonstrations ({named('demos', 'none')})"
                 )
 
     def _join(self, query: Example, demos: list[Example]) -> str:

@@ -24,6 +24,7 @@ from layercut.adapt.metrics import classification_metrics
 from layercut.adapt.training import TrainingOutcome, cross_entropy_loss, train
 from layercut.atomic import make_folders, remove_empty_folders
 from layercut.errors import LayercutError
+from layercut.errors import setting as named
 from layercut.model.layers import format_index_spec
 from layercut.provenance import package_versions
 from layercut.settings.run_config import RunConfig
@@ -145,13 +146,13 @@ def execute(
         if save_model and config.method == "prefix":
             raise LayercutError(
                 "a prefix-tuned model is the cut model plus learned virtual tokens, which a plain "
-                "checkpoint cannot hold: drop --save-model, or use --method full or lora"
+                f"checkpoint cannot hold: drop --save-model, or use {named('method', 'full')} or lora"
             )
         if scored_elsewhere is not None and (
             config.trains or len(scored_elsewhere.scores.predictions) != len(ready.test_prompts)
         ):
             raise LayercutError(
-                "precomputed test scores fit only an untrained run (--method icl) on the same test split"
+                f"precomputed test scores fit only an untrained run ({named('method', 'icl')}) on the same test split"
             )
         outcome, scores, content_free = _train_and_score(ready, show_progress, scored_elsewhere)
     finally:
@@ -163,7 +164,8 @@ def execute(
     if outcome and outcome.diverged:
         where = f"; partial result in {out / RESULT_NAME}" if out is not None else ""
         raise LayercutError(
-            f"training stopped: {outcome.diverged}; the last good weights were kept and evaluated{where}; lower --lr"
+            f"training stopped: {outcome.diverged}; the last good weights were kept and evaluated{where}; "
+            f"lower {named('learning_rate')}"
         )
     return result
 
@@ -287,7 +289,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise LayercutError("--device cuda but no CUDA GPU is available here: use --device cpu (or auto)")
+        raise LayercutError(
+            f"{named('device', 'cuda')} but no CUDA GPU is available here: use {named('device', 'cpu')} (or auto)"
+        )
     return torch.device(name)
 
 
@@ -296,7 +300,7 @@ def run_precision(config: RunConfig, device: torch.device) -> Precision:
     without it is refused."""
     precision = resolve_precision(config.dtype, device.type)
     if device.type == "cuda" and precision.used == BFLOAT16 and not torch.cuda.is_bf16_supported():
-        raise LayercutError("this GPU does not support bfloat16: use --dtype float32")
+        raise LayercutError(f"this GPU does not support bfloat16: use {named('dtype', 'float32')}")
     return precision
 
 

@@ -26,6 +26,7 @@ from layercut.adapt.evaluation import CONTENT_FREE_TEXTS
 from layercut.adapt.scorers import build_scorer
 from layercut.adapt.training import Batch, Budget
 from layercut.errors import LayercutError
+from layercut.errors import setting as named
 from layercut.healing.bridge import apply_bridge
 from layercut.healing.distill import TeacherTargets, compute_teacher_targets, distillation_loss
 from layercut.healing.partial import set_trainable
@@ -444,5 +445,7 @@ def _lora_targets(model: nn.Module) -> list[str] | None:
 
     names = {name.split(".")[-1] for name, m in find_blocks(model).blocks.named_modules() if isinstance(m, nn.Linear)}
     if not names:
-        raise LayercutError(f"no linear layers to adapt with LoRA in {type(model).__name__}: use --method full")
+        raise LayercutError(
+            f"no linear layers to adapt with LoRA in {type(model).__name__}: use {named('method', 'full')}"
+        )
     return sorted(names)

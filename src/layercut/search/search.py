@@ -23,6 +23,7 @@ import yaml
 from layercut.adapt.metrics import Metrics
 from layercut.atomic import write_json_atomic
 from layercut.errors import LayercutError
+from layercut.errors import setting as named
 from layercut.settings.run_config import RunConfig
 from layercut.settings.task import make_run_splits, resolve_task
 from layercut.search.answer import best_dev_seed, confirm, save_answer
@@ -73,9 +74,11 @@ def check_request(base: RunConfig, settings: SearchSettings) -> int:
     """Everything a search can refuse before it trains: the model's depth, the method, the task and K at every
     seed. Returns the model's depth."""
     if not base.trains:
-        raise LayercutError("the search trains every depth it probes: use --method full, lora or prefix")
+        raise LayercutError(f"the search trains every depth it probes: use {named('method', 'full')}, lora or prefix")
     if base.keep_strategy is not None:
-        raise LayercutError("the search chooses the first k layers itself: drop --keep-strategy/--keep-count")
+        raise LayercutError(
+            f"the search chooses the first k layers itself: drop {named('keep_strategy')} and {named('keep_count')}"
+        )
     facts = model_facts(base.model)
     if facts is None:
         raise LayercutError(

@@ -24,6 +24,7 @@ from layercut.adapt.evaluation import Scores
 from layercut.adapt.metrics import classification_metrics
 from layercut.adapt.scorers import at_last_real_token, restricted_lm_logits
 from layercut.errors import LayercutError
+from layercut.errors import setting as named
 from layercut.model.blocks import find_blocks
 from layercut.model.layers import LayerSelection
 from layercut.model.sources import load_config
@@ -54,9 +55,13 @@ class DepthProfile:
 def one_pass_problem(config: RunConfig) -> str | None:
     """Why the one-pass profile cannot give this run's scores; None when it can."""
     if config.method != "icl" or config.head != "lm":
-        return "only untrained runs scored through the LM head (--method icl --head lm) share one pass"
+        icl, lm = named("method", "icl"), named("head", "lm")
+        return f"only untrained runs scored through the LM head ({icl}, {lm}) share one pass"
     if config.label_word_policy != "first":
-        return "whole-word scoring (--label-word-policy full) extends every prompt per word: profile with 'first'"
+        return (
+            f"whole-word scoring ({named('label_word_policy', 'full')}) extends every prompt per word: profile with "
+            "'first'"
+        )
     if config.demos == "similar":
         return "'similar' demonstrations are chosen with the cut model's own embeddings, so prompts differ by depth"
     if config.keep_strategy is not None:

@@ -13,6 +13,7 @@ import random
 from dataclasses import dataclass
 
 from layercut.errors import LayercutError
+from layercut.errors import setting as named
 from layercut.tasks.spec import Example, TaskData
 
 
@@ -31,12 +32,12 @@ def check_shots(shots: int | str, dev_shots: int | None = None, dev_size: int | 
     if shots == ALL:
         if dev_shots is None and dev_size is None:
             raise LayercutError(
-                "--shots all trains on every training example: set the dev set apart with "
-                "--dev-size N (or --dev-shots N)"
+                f"{named('shots', 'all')} trains on every training example: set the dev set apart with "
+                f"{named('dev_size', 'N')} (or {named('dev_shots', 'N')})"
             )
     elif isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
         raise LayercutError(
-            f"--shots must be a whole number of examples per class (at least 1) or 'all', got {shots!r}"
+            f"{named('shots')} must be a whole number of examples per class (at least 1) or 'all', got {shots!r}"
         )
     if dev_shots is not None and dev_size is not None:
         raise LayercutError("give the dev set either per class (dev_shots) or as a total (dev_size), not both")
@@ -65,7 +66,8 @@ def make_splits(
         need = f"K={shots}" + (f" plus {per_class_dev} dev examples" if per_class_dev else "")
         raise LayercutError(
             f"task '{spec.name}': {need} per class exceeds the smallest class "
-            f"({spec.label_names[smallest]}: {len(by_class[smallest])} training examples); use smaller --shots"
+            f"({spec.label_names[smallest]}: {len(by_class[smallest])} training examples); use a smaller "
+            f"{named('shots')}"
         )
     rng = random.Random(f"{spec.name}|train|{seed}")
     train, dev = [], []
@@ -105,7 +107,7 @@ def _whole_training_set(
             if dev_shots >= len(members):
                 raise LayercutError(
                     f"task '{spec.name}': {dev_shots} dev examples per class leave none of "
-                    f"{spec.label_names[label]} to train on; lower --dev-shots"
+                    f"{spec.label_names[label]} to train on; lower {named('dev_shots')}"
                 )
             dev += rng.sample(members, dev_shots)
     taken = {e.uid for e in dev}
