@@ -12,8 +12,8 @@ from layercut.cli.main import build_parser
 from layercut.cli.run import config_from_args
 from layercut.errors import LayercutError
 from layercut.settings.declare import GROUPS, coerce
-from layercut.settings.methods import REGISTRY, ignored_settings
-from layercut.settings.run_config import METHODS, RunConfig
+from layercut.settings.methods import REGISTRY
+from layercut.settings.run_config import METHODS, RunConfig, ignored_settings
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "layercut"
 # The stages a run is made of, and the floors under them: none may reach up into the run (layercut.run).

@@ -129,7 +129,7 @@ def run_report_command(args: argparse.Namespace) -> int:
     from layercut.atomic import check_writable
     from layercut.report.markdown import write_report
 
-    from layercut.search.search import SEARCH_RECORD
+    from layercut.search.report import SEARCH_RECORD
 
     if (Path(args.folder) / SEARCH_RECORD).is_file():  # a depth search's folder: its own report
         from layercut.search.report import write_search_report

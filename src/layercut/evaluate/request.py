@@ -14,6 +14,7 @@ from layercut.evaluate.harness import check_task_names, lm_eval_table, run_lm_ev
 from layercut.model.layers import format_index_spec
 from layercut.model.sources import context_length
 from layercut.provenance import package_versions
+from layercut.settings.precision import BFLOAT16, Precision, autocast_region, bf16_misbehaves
 
 PERCENT_METRICS = ("acc", "acc_norm", "exact_match")  # lm-eval metrics shown in %
 INTRINSIC_COLUMNS = ("top-1 agreement", "KL to full")
@@ -143,7 +144,6 @@ def _in_precision(loaded, reference, precision, record: dict):
     if precision is None:
         return contextlib.nullcontext()
     from layercut.adapt.scorers import float32_output_head
-    from layercut.settings.precision import autocast_region, check_causal_lm
 
     model = loaded.model
     device = next(model.parameters()).device
@@ -269,3 +269,26 @@ def _layers_label(record: dict) -> str:
     layers = record["layers"]
     first_k = layers["kept"] == list(range(layers["count"]))
     return str(layers["count"]) if first_k else f"{layers['count']} ({layers['spec']})"
+
+
+def check_causal_lm(precision: Precision, model, input_ids) -> Precision:
+    """`precision`, or float32 with the reason where `model` (a causal LM) misbehaves in bf16 on `input_ids`
+    ([1, T]): its next-token logits (LM head in float32, as `layercut eval` computes them) against float32's."""
+    import torch
+
+    from layercut.adapt.scorers import float32_output_head
+
+    if precision.used != BFLOAT16:
+        return precision
+    name = type(model).__name__
+    with torch.no_grad(), float32_output_head(model):
+        reference = model(input_ids=input_ids, use_cache=False).logits
+        try:
+            with autocast_region(input_ids.device, torch.bfloat16):
+                logits = model(input_ids=input_ids, use_cache=False).logits
+        except (RuntimeError, NotImplementedError, TypeError, ValueError) as error:
+            return precision.falling_back(f"{name} fails in bfloat16 ({type(error).__name__})")
+    why = bf16_misbehaves(name, reference, logits)
+    if why:
+        return precision.falling_back(why)
+    return precision.checked((logits.float() - reference.float()).abs().max().item())

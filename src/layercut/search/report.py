@@ -8,7 +8,8 @@ import statistics
 from pathlib import Path
 
 from layercut.atomic import atomic_directory, write_text_atomic
-from layercut.search.search import SEARCH_RECORD
+
+SEARCH_RECORD = "search.json"  # the search's answer and every probe, written by search.search
 
 PLOT_NAME = "accuracy_vs_depth.png"
 

@@ -31,12 +31,12 @@ from layercut.search.clock import BudgetSpent, Clock
 from layercut.search.order import DepthOrder
 from layercut.search.probe import Probe, Runs, layers_for, probe_depth
 from layercut.search.references import bag_of_words, in_context_curve
+from layercut.search.report import SEARCH_RECORD, model_card_lines, write_search_report
 from layercut.search.settings import SearchSettings
 from layercut.sweep.backends import make_backend
 from layercut.sweep.plan import duration, model_facts
 from layercut.sweep.store import ResultStore
 
-SEARCH_RECORD = "search.json"
 STORE_FOLDER = "store"
 
 
@@ -179,7 +179,6 @@ def search_depth(
         )
         result.update(reused_runs=runs.reused, trained_runs=runs.trained, seconds=round(clock.spent, 1))
         write_json_atomic(out / SEARCH_RECORD, result)
-    from layercut.search.report import write_search_report
 
     write_search_report(out)
     return result
@@ -248,8 +247,6 @@ def _search(
         "saved_model": None,
     }
     if confirmed and settings.save_model:
-        from layercut.search.report import model_card_lines
-
         echo(f"saving depth {chosen.depth} trained on its best-dev seed, vocabulary trimmed to the task")
         stored = runs.read(
             dataclasses.replace(

@@ -1,10 +1,9 @@
 """What each adaptation method is, in one place: whether it trains, which settings groups it reads beyond the
 ones every run reads, and its name in reports. The run setup, the sweep's expansion, the dry run's cost and the
-report ask here instead of comparing method names."""
+report ask here instead of comparing method names (settings.run_config.ignored_settings: what a method never reads)."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 
@@ -25,13 +24,3 @@ REGISTRY = {
         Method("icl", False, (), "in-context learning (no training)"),
     )
 }
-_METHOD_GROUPS = frozenset(group for method in REGISTRY.values() for group in method.groups)
-
-
-def ignored_settings(method: str) -> frozenset[str]:
-    """The settings a run of `method` never reads (a sweep keeps their first value there, so that sweeping them does
-    not repeat identical runs)."""
-    from layercut.settings.run_config import RunConfig  # which declares its method choices from REGISTRY
-
-    unread = _METHOD_GROUPS - set(REGISTRY[method].groups)
-    return frozenset(f.name for f in dataclasses.fields(RunConfig) if f.metadata["group"] in unread)

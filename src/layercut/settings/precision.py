@@ -200,26 +200,3 @@ def bf16_misbehaves(name: str, reference, scores) -> str | None:
     if not gap <= allowed:
         return f"{name}'s bfloat16 scores differ from float32's by {gap:.2g} (allowed {allowed:.2g})"
     return None
-
-
-def check_causal_lm(precision: Precision, model, input_ids) -> Precision:
-    """`precision`, or float32 with the reason where `model` (a causal LM) misbehaves in bf16 on `input_ids`
-    ([1, T]): its next-token logits (LM head in float32, as `layercut eval` computes them) against float32's."""
-    import torch
-
-    from layercut.adapt.scorers import float32_output_head
-
-    if precision.used != BFLOAT16:
-        return precision
-    name = type(model).__name__
-    with torch.no_grad(), float32_output_head(model):
-        reference = model(input_ids=input_ids, use_cache=False).logits
-        try:
-            with autocast_region(input_ids.device, torch.bfloat16):
-                logits = model(input_ids=input_ids, use_cache=False).logits
-        except (RuntimeError, NotImplementedError, TypeError, ValueError) as error:
-            return precision.falling_back(f"{name} fails in bfloat16 ({type(error).__name__})")
-    why = bf16_misbehaves(name, reference, logits)
-    if why:
-        return precision.falling_back(why)
-    return precision.checked((logits.float() - reference.float()).abs().max().item())

@@ -314,3 +314,10 @@ def _check_depth_zero(config: RunConfig, train_count: int | None) -> None:
 def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise LayercutError(f"unknown {named(name)} '{value}': use one of {', '.join(allowed)}")
+
+
+def ignored_settings(method: str) -> frozenset[str]:
+    """The settings a run of `method` never reads: those of the groups only other methods read (a sweep keeps their
+    first value there, so that sweeping them does not repeat identical runs)."""
+    only_others = {group for other in REGISTRY.values() for group in other.groups} - set(REGISTRY[method].groups)
+    return frozenset(f.name for f in dataclasses.fields(RunConfig) if f.metadata["group"] in only_others)

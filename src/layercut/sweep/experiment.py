@@ -46,8 +46,7 @@ from layercut.model.layers import LayerSelection, parse_index_spec
 from layercut.model.sources import Trust, check_model_source, context_length, load_tokenizer, resolve_source
 from layercut.prompting.label_words import resolve_label_words
 from layercut.settings.declare import coerce
-from layercut.settings.methods import ignored_settings
-from layercut.settings.run_config import DEMO_POLICIES, RunConfig
+from layercut.settings.run_config import DEMO_POLICIES, RunConfig, ignored_settings
 from layercut.settings.task import resolve_task
 from layercut.sweep.grid import DIMENSIONS, SETTINGS
 from layercut.sweep.plan import model_facts
