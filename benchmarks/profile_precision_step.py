@@ -1,10 +1,13 @@
-"""Where a training step's time goes in float32 and in bf16 autocast: forward, backward and optimizer, and by operator.
+"""Where a training step's and an evaluation's time go in float32 and in bf16 autocast, by phase and by operator.
 
 SmolLM2 at --depth layers (default 30), a packed batch of 8 `trec` prompts as `layercut run` trains it (LM head on
 the label words, row-sparse AdamW), alternately float32 and bf16: the best of --steps timed steps per phase, then one
 profiled step per precision (torch.profiler, the operators by self CPU time). Explains what bench_precision.py's
 training ratio is made of. Then the attention inside bf16 autocast, float32 (what runs do where gradients are taken,
 layercut.settings.precision.autocast_region) against bf16 (plain torch.autocast): the whole training step, interleaved.
+Last, the evaluation pass as `layercut run` scores a test set (48 prompts, the demonstrations' prefix computed once,
+batches of 16), profiled in each precision: its time split into matrix products, attention, dtype casts and the
+rest, which says how far bf16 can speed evaluation up when only the matrix products get faster.
 Usage: python benchmarks/profile_precision_step.py [--depth 30] [--steps 3]
 (writes benchmarks/results/precision_step_profile.json, with the thread count and the load average)
 """
@@ -22,6 +25,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from bench_prefix import trec_prompts
+from layercut.adapt.evaluation import score_prompts
 from layercut.adapt.optim import RowSparseAdamW, sparse_embedding_gradients
 from layercut.adapt.prefix_sharing import common_prefix_length, pack_prompts
 from layercut.adapt.scorers import LabelWordHead
@@ -39,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     loaded = load_model("smollm2-135m", f"first:{args.depth}")
-    test, train, labels, label_ids = trec_prompts(loaded.tokenizer, 16)
+    test, train, labels, label_ids = trec_prompts(loaded.tokenizer, 48)
     scorer = LabelWordHead(loaded.model.requires_grad_(True), label_ids)
     prefix = test[0][: common_prefix_length(test)]
     optimizer = RowSparseAdamW([p for p in scorer.parameters() if p.requires_grad], lr=5e-5)
@@ -91,6 +95,7 @@ def main() -> None:
             for op in results[name]["operators"][:6]:
                 print(f"  {op['op'][:44]:44s} {op['seconds']:.3f} s ({op['share']:.0%}, {op['calls']} calls)")
         results["attention_in_bf16_step"] = attention_variants(step, args)
+    results["evaluation"] = evaluation_profile(scorer, test, loaded.tokenizer.pad_token_id)
     results["load_average_end"] = os.getloadavg()
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS}")
@@ -117,6 +122,41 @@ def attention_variants(step, args) -> dict:
     ratios = {name: seconds["float32"] / seconds[name] for name in list(variants)[1:]}
     print("training step: bf16 over float32 " + ", ".join(f"{r:.2f}x with {name[6:]}" for name, r in ratios.items()))
     return {"training_step_seconds": seconds, "speedup_over_float32": ratios}
+
+
+# Operator groups of an evaluation pass (self CPU time): what bf16 speeds up (matrix products) and what it does not.
+OPERATOR_GROUPS = {
+    "matrix products": ("aten::mm", "aten::bmm", "aten::addmm"),
+    "attention": ("aten::_scaled_dot_product_flash_attention_for_cpu",),
+    "dtype casts": ("aten::copy_", "aten::_to_copy"),
+}
+
+
+def evaluation_profile(scorer, prompts, pad_id) -> dict:
+    """One profiled evaluation pass per precision (after an unprofiled one), self CPU seconds by operator group;
+    then the whole pass's speedup and the speedup of its matrix products alone."""
+    groups = {}
+    for name, dtype in PRECISIONS.items():
+        with torch.no_grad():
+            score_prompts(scorer, prompts, pad_id, 16, torch.device("cpu"), dtype, share_prefix=True)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                score_prompts(scorer, prompts, pad_id, 16, torch.device("cpu"), dtype, share_prefix=True)
+        seconds = {group: 0.0 for group in [*OPERATOR_GROUPS, "the rest"]}
+        for event in prof.key_averages():
+            group = next((g for g, ops in OPERATOR_GROUPS.items() if event.key in ops), "the rest")
+            seconds[group] += event.self_cpu_time_total / 1e6
+        groups[name] = {"seconds": seconds, "total_seconds": sum(seconds.values())}
+    fp32, bf16 = groups["float32"], groups["bfloat16"]
+    speedups = {
+        "whole_pass": fp32["total_seconds"] / bf16["total_seconds"],
+        "matrix_products": fp32["seconds"]["matrix products"] / bf16["seconds"]["matrix products"],
+    }
+    print(
+        f"evaluation ({len(prompts)} prompts): bf16 over float32 {speedups['whole_pass']:.2f}x, its matrix products "
+        f"{speedups['matrix_products']:.2f}x; bf16 time by group: "
+        + ", ".join(f"{g} {s / bf16['total_seconds']:.0%}" for g, s in bf16["seconds"].items())
+    )
+    return {"prompts": len(prompts), "batch_size": 16, "precisions": groups, "speedup_over_float32": speedups}
 
 
 if __name__ == "__main__":
