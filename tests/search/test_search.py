@@ -10,6 +10,8 @@ from layercut.settings.run_config import RunConfig
 from layercut.run.predict import load_predictor
 from layercut.settings.task import make_run_splits, resolve_task
 from layercut.search.order import DepthOrder
+from layercut.search.probe import probe_depth
+from layercut.search.settings import SearchSettings
 from layercut.sweep import backends
 from tests.cli import assert_one_line_error, run_cli
 
@@ -94,6 +96,32 @@ def test_a_spent_budget_keeps_what_is_known():
     assert order.visited == [1, 2, 4, 8] and order.last_fail == 4 and list(order.untried()) == list(range(5, 30))
 
 
+class DevByRate:
+    """Stands in for a search's runs: every run completes with a dev accuracy that depends on its rate alone."""
+
+    def __init__(self, dev):
+        self.dev, self.trained = dev, []
+
+    def get(self, configs, what):
+        self.trained += [c.learning_rate for c in configs]
+        return [{"status": "complete", "dev": {"best_dev_accuracy": self.dev(c.learning_rate)}} for c in configs]
+
+
+@pytest.mark.parametrize(
+    "enough, tried, note",
+    [
+        (None, [1e-4, 4e-4, 2.5e-5, 6.25e-6, 1.56e-6], "after 3 extensions"),  # bracketing in full
+        (0.85, [1e-4, 4e-4], "it passes there, so not widened further"),  # passes at the grid: no wider grid
+        (0.95, [1e-4, 4e-4, 2.5e-5], "it passes there, so not widened further"),  # widened until it passes
+    ],
+)
+def test_a_probe_widens_its_rates_only_until_it_passes(enough, tried, note):
+    runs = DevByRate(lambda rate: 1 - 1000 * rate)  # the smaller the rate, the better: always the bottom edge
+    settings = SearchSettings(keep=0.9, seeds=(0,), rates=(1e-4, 4e-4))
+    probe = probe_depth(runs, RunConfig(model="m"), 2, 4, settings, enough=enough)
+    assert runs.trained == tried and probe.picked == min(tried) and note in probe.at_edge
+
+
 @pytest.fixture(scope="module")
 def searched(tiny_llama_folder, review_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("search") / "out"
@@ -107,6 +135,8 @@ def test_the_search_answers_confirms_and_saves_a_model_that_predicts_as_recorded
         {4, *result["answer"]["visited"]}
     )  # the full-depth reference and every depth probed
     assert set(chosen["test_by_seed"]) == {"0", "1"} and set(result["confirmed"]["full"]["test_by_seed"]) == {"0", "1"}
+    answer = next(p for p in result["probes"] if p["depth"] == chosen["depth"])
+    assert "not widened" not in (answer["at_edge"] or "")  # the chosen depth's rate is bracketed in full
     assert {"test_by_seed", "majority"} <= set(result["references"]["bag_of_words"])
     assert set(result["references"]["in_context"]) == {"1", "2", "3", "4"}
     saved = result["saved_model"]

@@ -31,7 +31,8 @@ def add_commands(subparsers) -> None:
         "search",
         help="find the smallest first-k depth keeping X%% of the full model's accuracy; save it, trimmed",
         description="Probe first-k depths by doubling, then bisection, each trained at every learning rate of --rates "
-        "(the grid extended past an edge while dev picks it) and judged on dev against the full model; "
+        "(the grid extended past an edge while dev picks it, until the depth passes; the chosen depth's and the full "
+        "model's grids are extended to the end) and judged on dev against the full model; "
         "confirm the answer on test over --seeds; save it with its vocabulary trimmed to the task. "
         "Every probe is a run in DIR/store: a killed search resumes.",
     )

@@ -1,6 +1,10 @@
 """One depth probed: its runs at every learning rate of the grid on the probing seeds, the rate picked on dev, and
 the grid extended past an edge while the pick sits there. Runs are ordinary runs of the search's store: a run
-finished before (here, or in a store given to reuse) is read, not trained again."""
+finished before (here, or in a store given to reuse) is read, not trained again.
+
+A probe that already reaches the search's target needs no wider grid to pass (widening can only raise its best dev),
+so it stops widening there; the depth the search chooses is probed again without that stop (its finished runs
+read back), so the answer's rate is bracketed as every failing probe's is."""
 
 from __future__ import annotations
 
@@ -110,7 +114,10 @@ def layers_for(depth: int, source_depth: int) -> str:
     return "all" if depth == source_depth else f"first:{depth}"
 
 
-def probe_depth(runs: Runs, base: RunConfig, depth: int, source_depth: int, settings: SearchSettings) -> Probe:
+def probe_depth(
+    runs: Runs, base: RunConfig, depth: int, source_depth: int, settings: SearchSettings, enough: float | None = None
+) -> Probe:
+    """The depth's probe; with `enough`, the grid stops widening once a rate's mean dev reaches it."""
     layers = layers_for(depth, source_depth)
     dev: dict[float, float | None] = {}
     diverged: list[float] = []
@@ -137,7 +144,7 @@ def probe_depth(runs: Runs, base: RunConfig, depth: int, source_depth: int, sett
     for direction in (1, -1):  # past the top edge, then past the bottom one
         for _ in range(MAX_EXTENSIONS):
             edge = max(dev) if direction == 1 else min(dev)
-            if _best(dev) != edge or edge in diverged:
+            if _best(dev) != edge or edge in diverged or _reaches(dev, enough):
                 break
             rate = float(f"{edge * settings.step**direction:.3g}")
             try_rates([rate])
@@ -145,9 +152,12 @@ def probe_depth(runs: Runs, base: RunConfig, depth: int, source_depth: int, sett
     if all(value is None for value in dev.values()):
         raise LayercutError(f"every run at depth {depth} failed: {errors[0] if errors else 'no dev accuracy'}")
     picked = _best(dev)
-    return Probe(
-        depth, layers, dict(sorted(dev.items())), picked, extended, sorted(diverged), _edge_note(picked, dev, diverged)
-    )
+    note = _edge_note(picked, dev, diverged, stopped_early=_reaches(dev, enough))
+    return Probe(depth, layers, dict(sorted(dev.items())), picked, extended, sorted(diverged), note)
+
+
+def _reaches(dev: dict[float, float | None], enough: float | None) -> bool:
+    return enough is not None and any(value is not None and value >= enough for value in dev.values())
 
 
 def _best(dev: dict[float, float | None]) -> float:
@@ -155,14 +165,14 @@ def _best(dev: dict[float, float | None]) -> float:
     return max(sorted(dev), key=lambda rate: (dev[rate] is not None, dev[rate] or 0.0, -rate))
 
 
-def _edge_note(picked: float, dev: dict, diverged: list[float]) -> str | None:
+def _edge_note(picked: float, dev: dict, diverged: list[float], stopped_early: bool) -> str | None:
     if len(dev) == 1:
         return "one rate tried"
     for edge, side in ((max(dev), "top"), (min(dev), "bottom")):
         if picked == edge:
-            return (
-                f"at the {side} edge, a rate that diverged"
-                if edge in diverged
-                else f"at the {side} edge after {MAX_EXTENSIONS} extensions"
-            )
+            if edge in diverged:
+                return f"at the {side} edge, a rate that diverged"
+            if stopped_early:
+                return f"at the {side} edge: it passes there, so not widened further"
+            return f"at the {side} edge after {MAX_EXTENSIONS} extensions"
     return None

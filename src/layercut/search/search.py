@@ -202,7 +202,7 @@ def _search(
             f"probe {len(order.visited)}: depth {depth} (the rest of the search: at most ~"
             f"{_left(order, base, settings, runs.clock)} of probes, then confirmation)"
         )
-        probes[depth] = probe = probe_depth(runs, base, depth, source_depth, settings)
+        probes[depth] = probe = probe_depth(runs, base, depth, source_depth, settings, enough=target)
         verdict = probe.dev >= target
         echo(
             f"depth {depth}: dev {100 * probe.dev:.1f} at lr {probe.picked:g} "
@@ -216,6 +216,13 @@ def _search(
     except BudgetSpent as error:
         stopped = str(error)
         echo(f"budget: {stopped}; stopping with what is known")
+    if order.first_pass is not None and not stopped:
+        # The answer's rate bracketed: its grid widened past where passing stopped it (finished runs read back).
+        try:
+            probe = probes[order.first_pass] = probe_depth(runs, base, order.first_pass, source_depth, settings)
+            echo(f"depth {probe.depth} chosen: its rate bracketed, dev {100 * probe.dev:.1f} at lr {probe.picked:g}")
+        except BudgetSpent as error:
+            echo(f"budget: {error}; the chosen depth's rate stays where passing stopped its grid")
     chosen = probes[order.first_pass] if order.first_pass is not None else full
     # From here on test labels are read: the depth is chosen.
     answer = {
