@@ -285,7 +285,7 @@ def test_offline_error_is_one_line_without_traceback(tiny_llama_folder):
 def test_sweep_evaluations_add_columns_per_depth_and_resume(
     tiny_llama_folder, review_file, tiny_task, tmp_path, capsys
 ):
-    from tests.sweep.test_sweep import write_experiment
+    from tests.sweep import write_experiment
 
     (tmp_path / "text.txt").write_text("\n".join(CALIBRATION_TEXTS) + "\n")
     evaluations = [
@@ -313,7 +313,7 @@ def test_sweep_evaluations_add_columns_per_depth_and_resume(
 
 
 def test_bad_evaluations_in_an_experiment_fail_in_one_line(tiny_llama_folder, review_file, tmp_path, capsys):
-    from tests.sweep.test_sweep import write_experiment
+    from tests.sweep import write_experiment
 
     path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, evaluations=[{"perplexty": "trec"}])
     assert main(["sweep", str(path), "--dry-run"]) == 2

@@ -5,7 +5,6 @@ import json
 
 import pytest
 import torch
-import yaml
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from layercut.adapt.prefix_sharing import common_prefix_length, make_batch
@@ -20,6 +19,7 @@ from layercut.run.predict import load_predictor
 from layercut.run.prepare import packing_problem
 from layercut.settings.task import make_run_splits, resolve_task
 from tests.cli import assert_one_line_error, run_cli
+from tests.sweep import write_experiment
 from tests.run.test_run import tiny_config as tiny_run_config
 from tests.adapt.test_shared_prefix import LABEL_IDS, PREFIX, PROMPTS
 from tests.tiny_models import FAMILIES, tiny_bpe_tokenizer, tiny_config, tiny_model, tiny_model_folder
@@ -161,34 +161,14 @@ def test_depth_zero_on_the_command_line(tiny_llama_folder, review_file, tmp_path
 
 
 def test_sweep_takes_depth_zero_and_reports_its_row(tiny_llama_folder, review_file, tmp_path):
-    path = tmp_path / "e.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "models": [str(tiny_llama_folder)],
-                "layers": [0, 1, "all"],
-                "heads": ["lm"],
-                "methods": ["full", "icl", "lora"],
-                "shots": [4],
-                "seeds": [0],
-                "tasks": [
-                    {
-                        "name": "reviews",
-                        "data": str(review_file),
-                        "template": "Review: {text} Sentiment:",
-                        "label_words": "Negative,Positive",
-                    }
-                ],
-                "settings": {
-                    "max_steps": 2,
-                    "batch_size": 4,
-                    "learning_rate": 1.0e-3,
-                    "patience": 0,
-                    "max_length": 64,
-                    "eval_batch_size": 8,
-                },
-            }
-        )
+    path = write_experiment(
+        tmp_path / "e.yaml",
+        tiny_llama_folder,
+        review_file,
+        layers=[0, 1, "all"],
+        methods=["full", "icl", "lora"],
+        shots=[4],
+        settings={"max_steps": 2},
     )
     from layercut.sweep import load_experiment, run_sweep
 

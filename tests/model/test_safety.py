@@ -123,7 +123,7 @@ def test_progress_in_a_log_file_is_plain_lines(monkeypatch):
 
 
 def test_a_refused_sweep_creates_nothing(tiny_llama_folder, review_file, tmp_path, capsys):
-    from tests.sweep.test_sweep import write_experiment
+    from tests.sweep import write_experiment
 
     first = write_experiment(tmp_path / "a.yaml", tiny_llama_folder, review_file)
     second = write_experiment(tmp_path / "b.yaml", tiny_llama_folder, review_file, seeds=[0, 1])

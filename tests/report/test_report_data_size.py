@@ -4,7 +4,7 @@ full-depth accuracy; one line per K in the accuracy-vs-layers plot's legend."""
 from layercut.report.markdown import write_report
 from layercut.run.record import RunRecord
 from layercut.sweep.store import ResultStore
-from tests.sweep.test_sweep import fake_record
+from tests.sweep import fake_record
 
 
 def at_k(key, layers, seed, accuracy, shots):

@@ -3,7 +3,7 @@
 from layercut.report.markdown import write_report
 from layercut.run.record import RunRecord
 from layercut.sweep.store import ResultStore
-from tests.sweep.test_sweep import fake_record
+from tests.sweep import fake_record
 
 
 def test_gap_in_points_and_seed_spreads(tmp_path):

@@ -6,7 +6,7 @@ from layercut.report.markdown import write_report
 from layercut.report.tables import build_tables
 from layercut.run.record import RunRecord
 from layercut.sweep.store import ResultStore
-from tests.sweep.test_sweep import fake_record
+from tests.sweep import fake_record
 
 
 def repaired(key, layers, seed, accuracy, dev, trainable, train_seconds=1.0, **repair):

@@ -17,6 +17,7 @@ from layercut.run.pipeline import run
 from layercut.slim.profile import profile_depths, score_depths
 from layercut.sweep import ResultStore, load_experiment, run_sweep
 from tests.run.test_run import tiny_config as tiny_run_config
+from tests.sweep import write_experiment
 from tests.tiny_models import FAMILIES, tiny_model_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -82,34 +83,13 @@ def test_profile_refuses_what_one_pass_cannot_give(tiny_llama_folder, review_fil
 
 
 def test_sweep_scores_untrained_depths_in_one_pass_with_complete_records(tiny_llama_folder, review_file, tmp_path):
-    experiment_file = tmp_path / "e.yaml"
-    experiment_file.write_text(
-        yaml.safe_dump(
-            {
-                "models": [str(tiny_llama_folder)],
-                "layers": [1, 2, "all"],
-                "heads": ["lm"],
-                "methods": ["icl", "full"],
-                "shots": [4],
-                "seeds": [0],
-                "tasks": [
-                    {
-                        "name": "reviews",
-                        "data": str(review_file),
-                        "template": "Review: {text} Sentiment:",
-                        "label_words": "Negative,Positive",
-                    }
-                ],
-                "settings": {
-                    "epochs": 1,
-                    "batch_size": 4,
-                    "learning_rate": 1.0e-3,
-                    "patience": 0,
-                    "max_length": 64,
-                    "eval_batch_size": 8,
-                },
-            }
-        )
+    experiment_file = write_experiment(
+        tmp_path / "e.yaml",
+        tiny_llama_folder,
+        review_file,
+        layers=[1, 2, "all"],
+        methods=["icl", "full"],
+        settings={"epochs": 1},
     )
     experiment = load_experiment(experiment_file)
     summary = run_sweep(experiment, tmp_path / "out", echo=lambda line: None)

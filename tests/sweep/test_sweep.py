@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from layercut.cli.main import main
 from layercut.errors import LayercutError
@@ -15,43 +14,11 @@ from layercut.report.markdown import build_tables
 from layercut.run.record import RunRecord
 from layercut.settings.run_config import RunConfig
 from layercut.sweep import ResultStore, load_experiment, run_sweep, write_report
+from tests.sweep import fake_record, write_experiment
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 CONFIGS = Path(__file__).parents[2] / "configs"
-TINY_SETTINGS = {
-    "epochs": 2,
-    "batch_size": 4,
-    "learning_rate": 1.0e-3,
-    "patience": 0,
-    "max_length": 64,
-    "eval_batch_size": 8,
-}
-
-
-def write_experiment(path, model, data, **grid):
-    """A tiny experiment file: the review task, 4 shots, two epochs; `grid` adds or replaces keys."""
-    settings = {**TINY_SETTINGS, **grid.pop("settings", {})}
-    experiment = {
-        "models": [str(model)],
-        "layers": [1],
-        "heads": ["lm"],
-        "methods": ["full"],
-        "shots": [4],
-        "seeds": [0],
-        "tasks": [
-            {
-                "name": "reviews",
-                "data": str(data),
-                "template": "Review: {text} Sentiment:",
-                "label_words": "Negative,Positive",
-            }
-        ],
-        "settings": settings,
-        **grid,
-    }
-    path.write_text(yaml.safe_dump(experiment))
-    return path
 
 
 def test_expansion_skips_invalid_cells_and_repeats_no_run(tiny_llama_folder, review_file, tmp_path):
@@ -237,39 +204,6 @@ def test_unwritable_output_and_missing_ray_fail_cleanly(tiny_llama_folder, revie
     assert "pip install 'layercut[ray]'" in capsys.readouterr().err and not (tmp_path / "out").exists()
     assert main(["report", str(tmp_path)]) == 2
     assert "is not a sweep folder" in capsys.readouterr().err
-
-
-def fake_record(key, layers, task, seed, accuracy, dev, learning_rate=1e-3, head="lm", method="full"):
-    """A stored result as run() writes it, with only what the report reads."""
-    config = {
-        "model": "m",
-        "layers": f"first:{layers}",
-        "task": task,
-        "task_options": {},
-        "shots": 4,
-        "seed": seed,
-        "head": head,
-        "method": method,
-        "demos": "fixed",
-        "keep_strategy": None,
-        "keep_count": None,
-        "learning_rate": learning_rate,
-    }
-    return {
-        "status": "complete",
-        "key": key,
-        "config": config,
-        "layers": {"kept": list(range(layers)), "spec": f"0-{layers - 1}", "source_depth": 4},
-        "metrics": {"accuracy": accuracy, "macro_f1": accuracy, "num_examples": 10},
-        "dev": {"best_dev_accuracy": dev, "best_epoch": 1} if dev is not None else None,
-        "parameters": {
-            "total": 1_500_000 * layers,
-            "non_embedding": 500_000 * layers,
-            "percent_of_source": 25.0 * layers,
-        },
-        "timing": {"train_seconds": 1.0, "eval_examples_per_second": 100.0 / layers},
-        "memory": {"peak_bytes": 1},
-    }
 
 
 def test_report_from_stored_results_picks_settings_on_dev(tmp_path):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from layercut.sweep import ResultStore, load_experiment, run_sweep
-from tests.sweep.test_sweep import write_experiment
+from tests.sweep import write_experiment
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

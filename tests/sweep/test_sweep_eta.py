@@ -47,7 +47,7 @@ def test_an_unseen_kind_uses_the_mean_rate_and_failures_count(tiny_llama_folder,
 
 
 def test_status_reads_a_sweep_folder_without_touching_it(tiny_llama_folder, review_file, tmp_path, capsys):
-    from tests.sweep.test_sweep import write_experiment
+    from tests.sweep import write_experiment
 
     path = write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file, layers=[1], seeds=[0], methods=["icl"])
     out = tmp_path / "out"
