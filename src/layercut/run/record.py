@@ -160,13 +160,7 @@ class RunRecord:
         paths = ["key", "status", *(f"config.{name}" for name in _CONFIG_FIELDS)]
         if self.finished:
             paths += [path for path, _ in _FINISHED_FIELDS]
-        for path in paths:
-            value = self.record
-            for part in path.split("."):
-                if not isinstance(value, dict) or part not in value:
-                    return path
-                value = value[part]
-        return None
+        return next((path for path in paths if _lookup(self.record, path) is _MISSING), None)
 
     def damage(self) -> str | None:
         """What keeps a report from reading this record (a field it lacks, a figure that is not a number), or None."""
@@ -174,14 +168,25 @@ class RunRecord:
         if missing is not None:
             return f"lacks the field '{missing}'"
         for path, number in _FINISHED_FIELDS if self.finished else ():
-            value = self.record
-            for part in path.split("."):
-                value = value[part]
+            value = _lookup(self.record, path)
             if not number or (value is None and not path.startswith("metrics.")):
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 return f"holds {value!r} as '{path}', which must be a number"
         return None
+
+
+_MISSING = object()
+
+
+def _lookup(record: dict, path: str):
+    """The value at a dotted path (`metrics.accuracy`) of a record, or _MISSING where a part of it is absent."""
+    value = record
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
 
 
 RunResult = RunRecord  # the name `layercut.run()`'s outcome has always been exported under
