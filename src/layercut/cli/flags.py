@@ -8,6 +8,7 @@ import dataclasses
 from layercut.model.sources import Trust
 from layercut.settings.declare import kind, parse_flag
 from layercut.settings.run_config import RunConfig
+from layercut.sweep.backends import BACKENDS
 from layercut.tasks.options import TaskOptions, task_spec
 from layercut.tasks.spec import TaskSpec
 
@@ -97,3 +98,9 @@ def task_options_from_args(args: argparse.Namespace) -> TaskOptions:
 def task_from_args(args: argparse.Namespace) -> TaskSpec:
     """The task named by TASK or described by --data and the column flags, with any overrides applied."""
     return task_spec(args.task, task_options_from_args(args))
+
+
+def add_backend_flags(parser: argparse.ArgumentParser, ray_does: str) -> None:
+    """--backend local|ray and --address, for the commands that train many runs (`ray_does`: what ray changes)."""
+    parser.add_argument("--backend", choices=BACKENDS, default="local", help=ray_does)
+    parser.add_argument("--address", help="the Ray cluster to use (default: start a local Ray instance)")

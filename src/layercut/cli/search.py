@@ -6,9 +6,9 @@ import argparse
 import shlex
 import sys
 
+from layercut.cli.flags import add_backend_flags
 from layercut.cli.run import add_run_settings, config_from_args
 from layercut.search.settings import DEFAULT_RATES, DEFAULT_SEEDS, SearchSettings, parse_budget, parse_keep, parse_list
-from layercut.sweep.backends import BACKENDS
 
 # What the search chooses itself: which layers, the learning rate (picked on dev per depth) and the seeds.
 _CHOSEN = (
@@ -84,13 +84,7 @@ def add_commands(subparsers) -> None:
         action="store_false",
         help="answer only; do not train the chosen depth again to save it",
     )
-    search.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="local",
-        help="ray: a probe's runs (its rates and seeds) in parallel, one Ray task each",
-    )
-    search.add_argument("--address", help="the Ray cluster to use (default: start a local Ray instance)")
+    add_backend_flags(search, "ray: a probe's runs (its rates and seeds) in parallel, one Ray task each")
     search.add_argument(
         "--dry-run", action="store_true", help="print the probes it may run and their compute; run nothing"
     )

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from layercut.errors import LayercutError
-from layercut.sweep.backends import BACKENDS
+from layercut.cli.flags import add_backend_flags
 
 
 def add_commands(subparsers) -> None:
@@ -19,13 +19,9 @@ def add_commands(subparsers) -> None:
     )
     sweep.add_argument("experiment", nargs="?", help="an experiment YAML file, e.g. configs/demo.yaml")
     sweep.add_argument("--out", metavar="DIR", help="the result folder (required unless --dry-run)")
-    sweep.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="local",
-        help="local: one run after another in this process; ray: one Ray task per run (pip install 'layercut[ray]')",
+    add_backend_flags(
+        sweep, "local: one run after another in this process; ray: one Ray task per run (pip install 'layercut[ray]')"
     )
-    sweep.add_argument("--address", help="the Ray cluster to use (default: start a local Ray instance)")
     sweep.add_argument(
         "--dry-run", action="store_true", help="print the runs, their count and a compute estimate; run nothing"
     )
