@@ -11,7 +11,7 @@ import torch
 from safetensors import SafetensorError
 from torch import nn
 
-from layercut.errors import LayercutError, first_line, reported_as
+from layercut.errors import LayercutError, reported_as
 from layercut.model.blocks import (
     find_blocks,
     layer_index_changes_arithmetic,
@@ -24,7 +24,7 @@ from layercut.model.sources import (
     Trust,
     check_model_source,
     has_tokenizer,
-    hub_unreachable_error,
+    files_unreadable,
     load_config,
     load_tokenizer,
 )
@@ -107,7 +107,7 @@ def load_model(
     # Dropped blocks are reported as unexpected weights (and a new head as missing): that is the point.
     with warnings.catch_warnings(), _transformers_quiet():
         warnings.simplefilter("ignore")
-        try:
+        with files_unreadable(model_id, source, "load the weights", "copy or save the model again"):
             with reported_as(
                 f"cannot load the weights of '{model_id}'",
                 "they are damaged or incomplete: copy or save the model again",
@@ -119,12 +119,6 @@ def load_model(
                 model = model_class.from_pretrained(
                     source.location, config=config, dtype=dtype, **trust.weight_options()
                 )
-        except OSError as error:
-            if source.kind == "hub":
-                raise hub_unreachable_error(model_id, error) from None
-            raise LayercutError(
-                f"cannot load the weights of '{model_id}' ({first_line(error)}): copy or save the model again"
-            ) from None
     if not load_time_cut:
         cut_layers(model, kept)
     model.eval()

@@ -15,8 +15,10 @@ import json
 import os
 import re
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from layercut.atomic import atomic_directory
 from layercut.errors import LayercutError, first_line, reported_as
@@ -228,6 +230,18 @@ def hub_unreachable_error(model_id: str, cause: BaseException) -> LayercutError:
     )
 
 
+@contextmanager
+def files_unreadable(model_id: str, source: ResolvedSource, what: str, fix: str) -> Iterator[None]:
+    """An OSError while reading `what` of a model: a Hub id that cannot be reached, or a local file that cannot be
+    read (`cannot {what} of 'id' (...): {fix}`)."""
+    try:
+        yield
+    except OSError as error:
+        if source.kind == "hub":
+            raise hub_unreachable_error(model_id, error) from None
+        raise LayercutError(f"cannot {what} of '{model_id}' ({first_line(error)}): {fix}") from None
+
+
 def load_config(model_id: str, trust: Trust = Trust()):
     """The model's `PretrainedConfig`, without loading any weights."""
     from transformers import AutoConfig
@@ -235,17 +249,11 @@ def load_config(model_id: str, trust: Trust = Trust()):
     source = resolve_source(model_id)
     if source.kind == "local":
         check_model_code(Path(source.location), trust)
-    try:
+    with files_unreadable(model_id, source, "read the config", "check the model folder"):
         with reported_as(
             f"cannot read the config of '{model_id}'", "check that it is a supported Hugging Face model", ValueError
         ):
             return AutoConfig.from_pretrained(source.location, trust_remote_code=trust.remote_code)
-    except OSError as error:
-        if source.kind == "hub":
-            raise hub_unreachable_error(model_id, error) from None
-        raise LayercutError(
-            f"cannot read the config of '{model_id}' ({first_line(error)}): check the model folder"
-        ) from None
 
 
 def context_length(config) -> int:
@@ -263,15 +271,9 @@ def load_tokenizer(model_id: str, trust: Trust = Trust()):
 
     require_tokenizer(model_id)
     source = resolve_source(model_id)
-    try:
+    with files_unreadable(model_id, source, "load the tokenizer", "copy its tokenizer files again"):
         with reported_as(f"cannot load the tokenizer of '{model_id}'", "copy its tokenizer files again", ValueError):
             tokenizer = AutoTokenizer.from_pretrained(source.location, trust_remote_code=trust.remote_code)
-    except OSError as error:
-        if source.kind == "hub":
-            raise hub_unreachable_error(model_id, error) from None
-        raise LayercutError(
-            f"cannot load the tokenizer of '{model_id}' ({first_line(error)}): copy its tokenizer files again"
-        ) from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

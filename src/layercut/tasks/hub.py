@@ -41,14 +41,6 @@ def read_hub(spec: TaskSpec) -> tuple[list[Example], list[Example]]:
                 f"label_names has {spec.num_classes}; fix label_names in the task's YAML"
             )
         pools.append(
-            to_examples(
-                splits[split],
-                text_column=spec.text_column,
-                label_column=spec.label_column,
-                text_b_column=spec.text_b_column,
-                label_names=spec.label_names,
-                uid_prefix=split,
-                where=f"task '{spec.name}' ({spec.path}, {split})",
-            )
+            to_examples(splits[split], spec, uid_prefix=split, where=f"task '{spec.name}' ({spec.path}, {split})")
         )
     return pools[0], pools[1]

@@ -45,15 +45,7 @@ class TooFewExamples(LayercutError):
 
 
 def _file_examples(spec: TaskSpec, path: str, part: str) -> list[Example]:
-    return to_examples(
-        read_data_file(path),
-        text_column=spec.text_column,
-        label_column=spec.label_column,
-        text_b_column=spec.text_b_column,
-        label_names=spec.label_names,
-        uid_prefix=part,
-        where=f"task '{spec.name}' ({path})",
-    )
+    return to_examples(read_data_file(path), spec, uid_prefix=part, where=f"task '{spec.name}' ({path})")
 
 
 def _drop_repeats(examples: list[Example]) -> list[Example]:

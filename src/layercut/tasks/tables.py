@@ -6,7 +6,7 @@ import difflib
 from pathlib import Path
 
 from layercut.errors import LayercutError, first_line
-from layercut.tasks.spec import Example
+from layercut.tasks.spec import Example, TaskSpec
 from layercut.text_files import check_utf8
 
 # file suffix -> (datasets builder, builder options)
@@ -81,19 +81,12 @@ def require_columns(table, columns: list[str | None], where: str) -> None:
             )
 
 
-def to_examples(
-    table,
-    *,
-    text_column: str,
-    label_column: str,
-    text_b_column: str | None,
-    label_names: tuple[str, ...],
-    uid_prefix: str,
-    where: str,
-) -> list[Example]:
-    """Map rows to examples; a label outside `label_names` or an empty text is an error naming the row."""
+def to_examples(table, spec: TaskSpec, uid_prefix: str, where: str) -> list[Example]:
+    """Map rows to examples through the task's columns; a label outside its label names or an empty text is an error
+    naming the row."""
+    text_column, label_column, text_b_column = spec.text_column, spec.label_column, spec.text_b_column
     require_columns(table, [text_column, label_column, text_b_column], where)
-    to_index = _label_indexer(label_names)
+    to_index = _label_indexer(spec.label_names)
     texts_b = table[text_b_column] if text_b_column else None
     examples = []
     for row, (text, label) in enumerate(zip(table[text_column], table[label_column])):
@@ -104,7 +97,7 @@ def to_examples(
         index = to_index(label)
         if index is None:
             raise LayercutError(
-                f"{where}: row {row + 1} has label {label!r}, not one of {', '.join(label_names)}; "
+                f"{where}: row {row + 1} has label {label!r}, not one of {', '.join(spec.label_names)}; "
                 "fix the row or list the label in label_names"
             )
         examples.append(
