@@ -10,6 +10,7 @@ process's.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -138,6 +139,17 @@ def _raise_write_error(error: BaseException, dest: Path, tmp) -> None:
     if inside_tmp:
         raise LayercutError(
             os_error_message(OSError(error.errno, error.strerror or first_line(error), str(dest)))
+        ) from None
+
+
+def lock_exclusively(handle, holder: str, where: str | os.PathLike) -> None:
+    """Lock `handle` (an open file or descriptor) for this process alone, or refuse: another `holder` (a run, a
+    sweep) is writing to `where`. The kernel releases the lock when the process ends, even after SIGKILL."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise LayercutError(
+            f"another {holder} is writing to '{where}': wait for it to finish, or choose another --out"
         ) from None
 
 

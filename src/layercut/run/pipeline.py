@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import os
 import random
 import shutil
@@ -22,7 +21,7 @@ import torch
 from layercut.adapt.evaluation import Scores, calibrated_record, score_prompts
 from layercut.adapt.metrics import classification_metrics
 from layercut.adapt.training import TrainingOutcome, cross_entropy_loss, train
-from layercut.atomic import make_folders, remove_empty_folders
+from layercut.atomic import lock_exclusively, make_folders, remove_empty_folders
 from layercut.errors import LayercutError
 from layercut.errors import setting as named
 from layercut.model.layers import format_index_spec
@@ -70,12 +69,7 @@ def hold_run_folder(out: Path) -> Iterator[None]:
     try:
         fd = os.open(out, os.O_RDONLY)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel even after SIGKILL
-            except BlockingIOError:
-                raise LayercutError(
-                    f"another run is writing to '{out}': wait for it to finish, or choose another --out"
-                ) from None
+            lock_exclusively(fd, "run", out)
             yield
         finally:
             os.close(fd)

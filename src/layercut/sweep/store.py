@@ -19,6 +19,7 @@ from typing import Iterator
 
 from layercut.atomic import (
     is_temporary,
+    lock_exclusively,
     make_folders,
     remove_empty_folders,
     remove_stale_temporaries,
@@ -99,12 +100,7 @@ class ResultStore:
                 f"cannot write to '{self.root}' ({error.strerror}): choose another --out or fix its permissions"
             ) from None
         with lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel even after SIGKILL
-            except BlockingIOError:
-                raise LayercutError(
-                    f"another sweep is writing to '{self.root}': wait for it to finish, or choose another --out"
-                ) from None
+            lock_exclusively(lock, "sweep", self.root)
             try:
                 self._check_owner(experiment, allow_different)  # again, now that no other sweep can write
                 self._remove_debris()
