@@ -304,3 +304,14 @@ def test_dry_run_counts_each_layer_ranking_once():
     one_round = ranking_flops(RunConfig(keep_strategy="loss", keep_count=2, layers="all"))[1]
     assert 8 < greedy / one_round < 12  # 30 layers: sum over n of n(n+3)/2 against 30·33/2
     assert "+ 4 layer ranking(s)" in describe_plan(runs)
+
+
+def test_a_sweep_into_a_dir_another_sweep_holds_is_refused(tiny_llama_folder, review_file, tmp_path):
+    experiment = load_experiment(write_experiment(tmp_path / "e.yaml", tiny_llama_folder, review_file))
+    store = ResultStore(tmp_path / "out")
+    with store.claim(experiment):
+        assert store.is_running()
+        with pytest.raises(LayercutError, match="another sweep is writing to"):
+            with ResultStore(tmp_path / "out").claim(experiment):
+                pytest.fail("two sweeps held one DIR")
+    assert not store.is_running()
