@@ -260,6 +260,8 @@ def test_report_from_stored_results_picks_settings_on_dev(tmp_path):
         ("replication/trec-all-deep", 9),
         ("replication/shallow-rates", 18),
         ("replication/shallow-rates-mr-bbc", 12),
+        ("replication/shallow-rates-cls", 36),
+        ("replication/shallow-rates-cls-mr-bbc", 24),
         ("healing-first-rates", 24),
         ("replication/paper-arm", 9),
     ],
