@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from layercut.cli.main import main
+from tests.sweep import review_task
 from tests.tiny_models import tiny_model, tiny_model_folder, tiny_tokenizer
 
 UNWRITABLE = Path("/sys/layercut-test")  # a read-only file system: unwritable even for root
@@ -167,14 +168,7 @@ def experiment(world, name: str, **grid) -> str:
         "layers": [1],
         "shots": [2],
         "seeds": [0],
-        "tasks": [
-            {
-                "name": "reviews",
-                "data": str(world["data"]),
-                "template": "Review: {text} Sentiment:",
-                "label_words": "Negative,Positive",
-            }
-        ],
+        "tasks": [review_task(world["data"])],
         "settings": settings,
         **grid,
     }

@@ -17,6 +17,7 @@ import yaml
 from layercut.atomic import is_temporary
 from layercut.run.record import RunRecord
 from tests.cli import run_cli, start_cli
+from tests.sweep import review_task
 
 TEMPLATE = ["--template", "Review: {text} Sentiment:", "--label-words", "Negative,Positive"]
 
@@ -29,14 +30,7 @@ def write_experiment(path: Path, model: Path, data: Path, seeds: int) -> Path:
                 "layers": [1, 2],
                 "shots": [2],
                 "seeds": list(range(seeds)),
-                "tasks": [
-                    {
-                        "name": "reviews",
-                        "data": str(data),
-                        "template": "Review: {text} Sentiment:",
-                        "label_words": "Negative,Positive",
-                    }
-                ],
+                "tasks": [review_task(data)],
                 "settings": {"epochs": 1, "max_length": 64, "learning_rate": 1.0e-3, "test_size": 8},
             }
         )

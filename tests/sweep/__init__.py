@@ -12,6 +12,16 @@ TINY_SETTINGS = {
 }
 
 
+def review_task(data) -> dict:
+    """The tiny tests' review task as an experiment file lists it: its data file, template and label words."""
+    return {
+        "name": "reviews",
+        "data": str(data),
+        "template": "Review: {text} Sentiment:",
+        "label_words": "Negative,Positive",
+    }
+
+
 def write_experiment(path, model, data, **grid):
     """A tiny experiment file: the review task, 4 shots, two epochs; `grid` adds or replaces keys."""
     settings = {**TINY_SETTINGS, **grid.pop("settings", {})}
@@ -22,14 +32,7 @@ def write_experiment(path, model, data, **grid):
         "methods": ["full"],
         "shots": [4],
         "seeds": [0],
-        "tasks": [
-            {
-                "name": "reviews",
-                "data": str(data),
-                "template": "Review: {text} Sentiment:",
-                "label_words": "Negative,Positive",
-            }
-        ],
+        "tasks": [review_task(data)],
         "settings": settings,
         **grid,
     }
