@@ -220,7 +220,10 @@ def _search(
         # The answer's rate bracketed: its grid widened past where passing stopped it (finished runs read back).
         try:
             probe = probes[order.first_pass] = probe_depth(runs, base, order.first_pass, source_depth, settings)
-            echo(f"depth {probe.depth} chosen: its rate bracketed, dev {100 * probe.dev:.1f} at lr {probe.picked:g}")
+            echo(
+                f"depth {probe.depth} chosen: its grid widened to the end, dev {100 * probe.dev:.1f} at lr "
+                f"{probe.picked:g}" + (f" ({probe.at_edge})" if probe.at_edge else "")
+            )
         except BudgetSpent as error:
             echo(f"budget: {error}; the chosen depth's rate stays where passing stopped its grid")
     chosen = probes[order.first_pass] if order.first_pass is not None else full
