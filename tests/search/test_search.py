@@ -175,6 +175,9 @@ def test_a_killed_search_trains_only_the_runs_it_lost(searched, tiny_llama_folde
     again = search(tiny_llama_folder, review_file, copy, "--no-save-model")
     assert again["trained_runs"] == len(lost)
     assert decisions(again) == decisions(first)  # same seed, same result: the lost runs came back the same
+    # The report counts every run the search used, not only those its last invocation trained.
+    stored = len(list((copy / "store" / "runs").iterdir()))
+    assert stored > len(lost) and f"Runs: {stored} in the store" in (copy / "report.md").read_text()
 
 
 def test_reusing_a_store_trains_nothing_already_there(searched, tiny_llama_folder, review_file, tmp_path, monkeypatch):

@@ -4,14 +4,20 @@ dev and test accuracy against depth with its references, the screen the command 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
 from layercut.atomic import atomic_directory, write_text_atomic
+from layercut.run.record import Timing
+from layercut.sweep.plan import duration
+from layercut.sweep.store import ResultStore
 
 SEARCH_RECORD = "search.json"  # the search's answer and every probe, written by search.search
+STORE_FOLDER = "store"  # every probe's run, resumable (DIR/store/runs/<key>/result.json)
 
 PLOT_NAME = "accuracy_vs_depth.png"
+MIN_TICK_GAP = 0.2  # octaves between labelled depths on the plot's log axis: closer labels overlap
 
 
 def write_search_report(folder: str | Path) -> Path:
@@ -27,6 +33,7 @@ def write_search_report(folder: str | Path) -> Path:
         *_probe_table(result),
         "",
         *_references(result),
+        _store_totals(folder),
         "",
         f"![accuracy vs depth](plots/{PLOT_NAME})",
         "",
@@ -160,11 +167,18 @@ def _references(result: dict) -> list[str]:
             f"depth): best test accuracy {100 * icl[best]:.1f} at {best} layers; at full depth "
             f"{100 * icl.get(result['source_depth'], float('nan')):.1f}."
         )
-    lines.append(
-        f"Runs: {result.get('trained_runs', 0)} trained by this search, {result.get('reused_runs', 0)} reused "
-        f"from other stores; {result.get('seconds', 0) / 60:.1f} min."
-    )
     return lines
+
+
+def _store_totals(folder: Path) -> str:
+    """Every run the search used, read from its store: a resumed search's own counters (search.json's
+    trained_runs, reused_runs, seconds) cover its last invocation only."""
+    records = ResultStore(folder / STORE_FOLDER).records()
+    seconds = sum(Timing.read(record.record).seconds for record in records)
+    return (
+        f"Runs: {len(records)} in the store, {duration(seconds)} of training and evaluation in all (a run copied from "
+        "another store counts its own time)."
+    )
 
 
 def _plot(result: dict):
@@ -209,10 +223,20 @@ def _plot(result: dict):
         title=f"{result['model']} on {result['task']}: accuracy vs depth",
     )
     axes.set_xscale("log", base=2)
-    axes.set_xticks(depths, [str(d) for d in depths])
+    chosen = (result.get("confirmed") or {}).get("chosen") or {}
+    axes.set_xticks(depths, _tick_labels(depths, [result["source_depth"], chosen.get("depth")]))
     axes.minorticks_off()
     axes.legend(fontsize=7)
     return figure
+
+
+def _tick_labels(depths: list[int], marked: list[int]) -> list[str]:
+    """A label for each probed depth (ascending) that has room on the log axis, the `marked` ones first."""
+    labelled = [depth for depth in marked if depth in depths]
+    for depth in depths:
+        if all(abs(math.log2(depth / other)) >= MIN_TICK_GAP for other in labelled):
+            labelled.append(depth)
+    return [str(depth) if depth in labelled else "" for depth in depths]
 
 
 def _dev(probe: dict) -> float:

@@ -31,13 +31,11 @@ from layercut.search.clock import BudgetSpent, Clock
 from layercut.search.order import DepthOrder
 from layercut.search.probe import Probe, Runs, layers_for, probe_depth
 from layercut.search.references import bag_of_words, in_context_curve
-from layercut.search.report import SEARCH_RECORD, model_card_lines, write_search_report
+from layercut.search.report import SEARCH_RECORD, STORE_FOLDER, model_card_lines, write_search_report
 from layercut.search.settings import SearchSettings
 from layercut.sweep.backends import make_backend
 from layercut.sweep.plan import duration, model_facts
 from layercut.sweep.store import ResultStore
-
-STORE_FOLDER = "store"
 
 
 @dataclass(frozen=True)
