@@ -281,9 +281,12 @@ def _pick_notes(table: Table) -> list[str]:
                 continue
             tried = "; ".join(f"{_setting(s)}: {'–' if d is None else f'{100 * d:.1f}'}" for s, d in cell.others)
             edge = _edge(cell)
+            # Every value scoring the same dev is no open edge: the setting does not move this cell.
+            tie = edge and all(dev is not None and round(dev, 3) == round(cell.dev, 3) for _, dev in cell.others)
             notes.append(
                 f"- layers {row.label}, {task}: {_setting(cell.setting)} (dev {100 * cell.dev:.1f}; also tried {tried})"
                 + (f" **at the {edge} edge of the values tried**" if edge else "")
+                + (": every value tried ties on dev, so none does better" if tie else "")
             )
     return (
         [
