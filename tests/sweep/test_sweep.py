@@ -260,6 +260,7 @@ def test_report_from_stored_results_picks_settings_on_dev(tmp_path):
         ("replication/trec-all-deep", 9),
         ("replication/trec-all-edges", 6),
         ("replication/mr-bbc-all-edges", 3),
+        ("replication/bbc-all-full", 3),
         ("replication/shallow-rates-edges-mr-k64", 6),
         ("replication/shallow-rates-edges-bbc-k64", 3),
         ("replication/shallow-rates", 18),
